@@ -1,0 +1,55 @@
+"""The `biomarker` command: thin commands over the library (the app calls the same functions).
+
+Each module in this package owns one group of commands and exposes `register(app)`. Command bodies import
+the library lazily, so `biomarker audit export` or `--help` never loads torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from biomarker import __version__
+
+# One entry per command module; each defines `register(app: typer.Typer) -> None`.
+COMMAND_MODULES = (
+    "bench",
+    "score",
+    "data",
+    "train",
+    "evaluate",
+    "models",
+    "users",
+    "audit",
+    "serve",
+)
+
+app = typer.Typer(
+    name="biomarker",
+    help="Speech-biomarker screener for respiratory insufficiency: score, train, evaluate, audit.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"biomarker {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Speech-biomarker screener for respiratory insufficiency."""
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"biomarker.cli.{_name}").register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,159 @@
+"""Typed records that travel through the pipeline, and the specific errors raised on bad input.
+
+No torch here: the store, the CLI's audit commands and the app import this module without a GPU stack.
+Units are part of the field names (`duration_s`, `sample_rate_hz`) so no reader has to guess them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+# --------------------------------------------------------------------------------------------------- errors
+class BiomarkerError(Exception):
+    """Base of every error the library raises on purpose."""
+
+
+class AudioError(BiomarkerError, ValueError):
+    """A recording could not be accepted. The message names the input and the problem."""
+
+    def __init__(self, source: str, problem: str):
+        self.source = source
+        self.problem = problem
+        super().__init__(f"{source}: {problem}")
+
+
+class EmptyAudioError(AudioError):
+    """Zero bytes, or a valid header with zero samples."""
+
+
+class NotAudioError(AudioError):
+    """The bytes are not a recognised audio container."""
+
+
+class TruncatedAudioError(AudioError):
+    """The header promises more data than the file holds, or the header itself is cut short."""
+
+
+class UnsupportedCodecError(AudioError):
+    """A known container holding an encoding no available decoder reads."""
+
+
+class NonFiniteAudioError(AudioError):
+    """NaN or infinite samples (float WAV)."""
+
+
+class FileTooLargeError(AudioError):
+    """The input is larger than the configured size cap (checked before decoding)."""
+
+
+class SampleRateTooLowError(AudioError):
+    """Below 8 kHz there is not enough bandwidth for the speech features the models use."""
+
+
+class TooManyChannelsError(AudioError):
+    """More channels than any microphone set-up we accept."""
+
+
+class QualityError(AudioError):
+    """The recording decoded but failed the quality gate; `report` holds the measurements."""
+
+    def __init__(self, source: str, problem: str, report: "QualityReport | None" = None):
+        self.report = report
+        super().__init__(source, problem)
+
+
+class TooShortError(QualityError):
+    """Shorter than the minimum duration."""
+
+
+class TooLongError(QualityError):
+    """Longer than the maximum duration."""
+
+
+class SilentAudioError(QualityError):
+    """No speech energy above the silence floor."""
+
+
+class ClippedAudioError(QualityError):
+    """Too many samples at full scale: the microphone gain was too high."""
+
+
+class CohortError(BiomarkerError, ValueError):
+    """A cohort manifest row is invalid; the message names the file, the row and the problem."""
+
+
+class ModelNotFoundError(BiomarkerError, LookupError):
+    """No model of that name or directory."""
+
+
+# -------------------------------------------------------------------------------------------------- records
+@dataclass(frozen=True)
+class Recording:
+    """Decoded mono audio at `sample_rate_hz`, float32 in [-1, 1].
+
+    `original_sample_rate_hz` and `original_channels` describe the input before resampling and mix-down,
+    so the audit trail says what the clinician actually uploaded.
+    """
+
+    samples: np.ndarray
+    sample_rate_hz: int
+    source: str
+    original_sample_rate_hz: int
+    original_channels: int
+    sha256: str
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / float(self.sample_rate_hz)
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    """Measured quality of one recording and the verdict of the gate.
+
+    `reasons` lists every failed check in plain words (empty when `passed`).
+    """
+
+    duration_s: float
+    speech_ratio: float
+    clipping_ratio: float
+    peak: float
+    rms_dbfs: float
+    snr_db: float
+    passed: bool
+    reasons: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        """One line for a CSV cell or a UI caption: 'ok' or the reasons joined."""
+        return "ok" if self.passed else "; ".join(self.reasons)
+
+
+DECISION_POSITIVE = "positive"  # refer for an SpO2 check
+DECISION_NEGATIVE = "negative"  # no sign of respiratory insufficiency
+
+
+@dataclass(frozen=True)
+class Score:
+    """The screener's answer for one recording.
+
+    `probability` is the calibrated probability of respiratory insufficiency; `decision` compares it with the
+    model's operating `threshold`. This screens (refer for an SpO2 check); it never estimates SpO2.
+    """
+
+    probability: float
+    threshold: float
+    decision: str
+    model_name: str
+    model_version: str
+    cohort: str
+    device: str
+    latency_ms: float
+    quality: QualityReport | None = None
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def refer(self) -> bool:
+        return self.decision == DECISION_POSITIVE

@@ -14,15 +14,18 @@ from biomarker import __version__
 
 # One entry per command module; each defines `register(app: typer.Typer) -> None`.
 COMMAND_MODULES = (
-    "bench",
-    "score",
-    "data",
-    "train",
+    "bench",  # biomarker bench features|scan|encoders|scoring
+    "features",  # feature statistics for normalisation
+    "score",  # biomarker score INPUT... [--log]
+    "corpus",  # pretraining corpus
+    "pretrain",
+    "cohort",  # cohort synth / import / splits
+    "finetune",
     "evaluate",
-    "models",
+    "models",  # list | show | promote
     "users",
     "audit",
-    "serve",
+    "serve",  # start the Streamlit app
 )
 
 app = typer.Typer(

@@ -1,4 +1,4 @@
-"""CLI commands: train (filled in by the issue that owns them)."""
+"""CLI commands: features (filled in by the issue that owns them)."""
 
 from __future__ import annotations
 

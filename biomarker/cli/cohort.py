@@ -1,4 +1,4 @@
-"""CLI commands: data (filled in by the issue that owns them)."""
+"""CLI commands: cohort (filled in by the issue that owns them)."""
 
 from __future__ import annotations
 

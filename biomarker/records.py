@@ -89,6 +89,10 @@ class ModelNotFoundError(BiomarkerError, LookupError):
     """No model of that name or directory."""
 
 
+class FeatureError(BiomarkerError, ValueError):
+    """A feature extractor was asked for by an unknown name, with a bad setting, or given a badly shaped batch."""
+
+
 # -------------------------------------------------------------------------------------------------- records
 @dataclass(frozen=True)
 class Recording:

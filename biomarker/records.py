@@ -93,6 +93,14 @@ class FeatureError(BiomarkerError, ValueError):
     """A feature extractor was asked for by an unknown name, with a bad setting, or given a badly shaped batch."""
 
 
+class ModelConfigError(BiomarkerError, ValueError):
+    """A model was asked for with an unknown setting or a value it cannot be built with (the message names both)."""
+
+
+class ModelInputError(BiomarkerError, ValueError):
+    """A batch does not fit the model: wrong feature count, a clip shorter than one token, lengths out of range."""
+
+
 # -------------------------------------------------------------------------------------------------- records
 @dataclass(frozen=True)
 class Recording:

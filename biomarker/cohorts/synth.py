@@ -1,0 +1,233 @@
+"""The SYNTHETIC respiratory-insufficiency cohort: espeak-ng speakers reading sentences, patients with RI markers.
+
+WHY synthetic: no clinical pt-BR recordings can be shipped or downloaded here; a cohort whose labels are known
+by construction lets the whole pipeline (training, calibration, evaluation, app) be built and tested honestly.
+Its numbers say nothing about real patients, and every artefact made from it is labelled SYNTHETIC.
+
+Two disjoint pools exist so generalisation can be measured: `train` (voices, sentences used for training,
+validation and the in-distribution test) and `heldout` (other variants, other sentences, other languages).
+Each synthetic speaker reads `clips_per_speaker` different sentences; half of the speakers are patients with a
+severity drawn uniformly from [MILD_SEVERITY, 1]. Ward noise from the bank is added to BOTH classes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import soundfile
+
+from biomarker.cohorts.espeak import SAMPLE_RATE_HZ, Voice, speak
+from biomarker.cohorts.manifest import CohortItem, write_manifest
+from biomarker.cohorts.markers import MILD_SEVERITY, Segmented, assemble, degrade_voice
+from biomarker.cohorts.noise import NoiseConfig, add_ward_noise, generate_noise_bank, load_noise_bank
+from biomarker.cohorts.splits import SplitConfig, speaker_disjoint_split
+from biomarker.records import CohortError
+
+SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
+    "train": {
+        "pt-br": (
+            "O amor ao próximo ajuda a enfrentar essa fase com a força que a gente precisa.",
+            "O paciente relatou que tem dormido mal e sente cansaço durante o dia.",
+            "Hoje de manhã eu caminhei até a padaria e comprei pão fresco.",
+            "A minha família mora numa cidade pequena perto do litoral.",
+            "Eu gosto de ouvir música quando estou cozinhando o jantar.",
+            "O ônibus atrasou por causa da chuva forte na avenida principal.",
+            "Minha irmã trabalha no hospital e chega tarde em casa.",
+            "Vou ao mercado comprar frutas, arroz, feijão e um pouco de café.",
+            "As crianças brincaram no parque até o sol se pôr.",
+            "Preciso marcar uma consulta com o médico na próxima semana.",
+            "O livro que eu estou lendo conta a história de um pescador.",
+            "No fim de semana vamos visitar os meus avós no interior.",
+        ),
+        "es": (
+            "Mañana por la mañana iremos al mercado a comprar verduras.",
+            "Mi hermano trabaja en una oficina en el centro de la ciudad.",
+        ),
+        "it": ("Oggi il tempo è bello e andiamo a fare una passeggiata al parco.",),
+        "en": ("The weather was lovely, so we walked along the river after lunch.",),
+    },
+    "heldout": {
+        "pt-br": (
+            "Batatinha quando nasce espalha a rama pelo chão.",
+            "A professora explicou a lição com muita paciência para a turma.",
+            "Ontem à noite choveu bastante e a rua ficou alagada.",
+            "Meu vizinho plantou tomates e alfaces no quintal de casa.",
+            "Depois do almoço eu sempre tomo um cafezinho com os colegas.",
+        ),
+        "fr": ("Nous avons pris le train pour rendre visite à nos cousins.",),
+        "de": ("Am Wochenende fahren wir mit dem Fahrrad an den See.",),
+    },
+}
+
+# Voice variants per pool: disjoint, so the generalisation cohort has voices training never heard.
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "train": ("m1", "m2", "m3", "m4", "m5", "f1", "f2", "f3", "klatt", "Alex", "Andrea", "belinda", "max", "paul"),
+    "heldout": ("m6", "m7", "f4", "f5", "klatt3", "Annie", "david", "iven2", "linda", "steph"),
+}
+LANGUAGE_WEIGHTS = {"pt-br": 0.75}  # the rest is shared equally by the pool's other languages
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What to synthesize. `n` is the number of clips; speakers = ceil(n / clips_per_speaker)."""
+
+    n: int = 400
+    seed: int = 0
+    pool: str = "train"
+    clips_per_speaker: int = 2
+    patient_fraction: float = 0.5
+    noise: NoiseConfig = NoiseConfig()
+    noisy_copy: bool = True  # also write a noise-injected copy of every clip (clean and noisy are reported apart)
+    split: SplitConfig = SplitConfig()
+
+    def validate(self) -> None:
+        if self.pool not in SENTENCES:
+            raise CohortError(f"pool must be one of {sorted(SENTENCES)}, got {self.pool!r}")
+        if self.n < 2:
+            raise CohortError(f"n must be at least 2 clips, got {self.n}")
+        if not 0 < self.patient_fraction < 1:
+            raise CohortError(f"patient_fraction must lie in (0, 1), got {self.patient_fraction}")
+
+
+@dataclass(frozen=True)
+class Speaker:
+    speaker_id: str
+    voice: Voice
+    label: int
+    severity: float
+
+
+def _pick_language(pool: str, rng: np.random.Generator) -> str:
+    languages = list(SENTENCES[pool])
+    others = [lang for lang in languages if lang not in LANGUAGE_WEIGHTS]
+    weights = [LANGUAGE_WEIGHTS.get(lang, (1 - sum(LANGUAGE_WEIGHTS.values())) / max(len(others), 1)) for lang in languages]
+    return str(rng.choice(languages, p=np.array(weights) / sum(weights)))
+
+
+def make_speakers(config: SynthConfig, rng: np.random.Generator) -> list[Speaker]:
+    """Distinct synthetic people: voice variant, pitch and resting rate vary; labels fixed per speaker."""
+    count = -(-config.n // config.clips_per_speaker)
+    patients = int(round(count * config.patient_fraction))
+    labels = rng.permutation([1] * patients + [0] * (count - patients))
+    speakers = []
+    for index, label in enumerate(labels):
+        voice = Voice(
+            language=_pick_language(config.pool, rng),
+            variant=str(rng.choice(VARIANTS[config.pool])),
+            pitch=int(rng.integers(25, 75)),
+            rate_wpm=int(rng.integers(140, 185)),
+        )
+        severity = float(rng.uniform(MILD_SEVERITY, 1.0)) if label else 0.0
+        speakers.append(Speaker(f"{config.pool}-s{config.seed}-{index:04d}", voice, int(label), severity))
+    return speakers
+
+
+def breath_groups(sentence: str, severity: float, rng: np.random.Generator) -> tuple[list[str], list[bool]]:
+    """Split a sentence into chunks to synthesize separately, and say which junctions are breath pauses.
+
+    Controls pause only at punctuation (and rarely elsewhere). Patients' breath groups hold
+    about 6 words when mild and 2 when severe, wherever grammar falls: mid-phrase inspiratory pauses.
+    """
+    words = sentence.split()
+    chunks, breath_at, current = [], [], []
+    group = max(2, int(round(7 - 5 * severity + rng.normal(0, 0.7)))) if severity > 0 else 10**6
+    for index, word in enumerate(words):
+        current.append(word)
+        last = index == len(words) - 1
+        at_punctuation = bool(re.search(r"[,;:]$", word))
+        patient_break = severity > 0 and len(current) >= group
+        control_break = severity == 0 and (at_punctuation or rng.random() < 0.06)
+        if not last and (patient_break or control_break or at_punctuation):
+            chunks.append(" ".join(current))
+            breath_at.append(patient_break or control_break or bool(rng.random() < 0.5))
+            current = []
+    chunks.append(" ".join(current))
+    return chunks, breath_at
+
+
+def synthesize_clip(sentence: str, speaker: Speaker, rng: np.random.Generator) -> np.ndarray:
+    """One clean clip: breath groups synthesized at the speaker's (slower if ill) rate, assembled, voice degraded."""
+    chunks, breath_at = breath_groups(sentence, speaker.severity, rng)
+    rate = int(speaker.voice.rate_wpm * (1 - 0.3 * speaker.severity) * rng.uniform(0.94, 1.06))
+    segments = [speak(chunk, speaker.voice, rate_wpm=rate) for chunk in chunks]
+    gaps = [float(rng.uniform(0.05, 0.2)) for _ in breath_at]
+    clip = degrade_voice(assemble(Segmented(segments, gaps), breath_at, speaker.severity, rng), speaker.severity, rng)
+    gain = rng.uniform(0.25, 0.9) / (np.max(np.abs(clip)) + 1e-9)  # recording level varies for both classes
+    return (clip * gain).astype(np.float32)
+
+
+def synthesize_cohort(out_dir: str | Path, config: SynthConfig = SynthConfig(), noise_bank: str | Path | None = None) -> list[CohortItem]:
+    """Write clips (clean and, if asked, ward-noise copies), `manifest.csv` and `synth_config.json`.
+
+    The noise bank is generated under `out_dir/noise_bank` unless an existing one is given; the noisy copy of a
+    clip keeps the clip's speaker and split, in cohort `<name>-noisy`, so clean and noisy are reported apart.
+    """
+    config.validate()
+    out_dir = Path(out_dir)
+    (out_dir / "clean").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(config.seed)
+    if noise_bank is None:
+        noise_bank = out_dir / "noise_bank"
+        generate_noise_bank(noise_bank, seed=config.seed + 10_000)
+    bank = load_noise_bank(noise_bank)
+    speakers = make_speakers(config, rng)
+    cohort = f"synthetic-{config.pool}"
+    items: list[CohortItem] = []
+    for index in range(config.n):
+        speaker = speakers[index // config.clips_per_speaker]
+        sentences = SENTENCES[config.pool][speaker.voice.language]
+        sentence_id = (index + int(rng.integers(len(sentences)))) % len(sentences)
+        clip = synthesize_clip(sentences[sentence_id], speaker, rng)
+        path = out_dir / "clean" / f"{index:05d}.wav"
+        soundfile.write(path, clip, SAMPLE_RATE_HZ, subtype="PCM_16")
+        extras = {
+            "severity": f"{speaker.severity:.3f}",
+            "voice": speaker.voice.name,
+            "pitch": str(speaker.voice.pitch),
+            "language": speaker.voice.language,
+            "sentence_id": f"{config.pool}-{speaker.voice.language}-{sentence_id}",
+            "synthetic": "yes",
+        }
+        items.append(CohortItem(path, speaker.label, speaker.speaker_id, cohort, extras=extras))
+    items = speaker_disjoint_split(items, config.split)
+    if config.noisy_copy:
+        (out_dir / "noisy").mkdir(exist_ok=True)
+        noisy = []
+        for item in items:
+            samples, _ = soundfile.read(item.path, dtype="float32")
+            path = out_dir / "noisy" / item.path.name
+            soundfile.write(path, add_ward_noise(samples, bank, rng, config.noise), SAMPLE_RATE_HZ, subtype="PCM_16")
+            noisy.append(CohortItem(path, item.label, item.speaker_id, f"{cohort}-noisy", split=item.split, extras=item.extras))
+        items = items + noisy
+    write_manifest(items, out_dir / "manifest.csv")
+    (out_dir / "synth_config.json").write_text(_config_json(config))
+    return items
+
+
+def _config_json(config: SynthConfig) -> str:
+    import json
+
+    return json.dumps({"synthetic": True, **asdict(config)}, indent=2, default=str)
+
+
+def summarise(items: Sequence[CohortItem]) -> dict[str, object]:
+    """Counts for the datasheet: clips, speakers, patients, clean/noisy, per split, duration range."""
+    durations = [soundfile.info(item.path).duration for item in items]
+    by_split: dict[str, dict[str, int]] = {}
+    for item in items:
+        counts = by_split.setdefault(item.split or "none", {"clips": 0, "patients": 0})
+        counts["clips"] += 1
+        counts["patients"] += item.label
+    return {
+        "clips": len(items),
+        "speakers": len({item.speaker_id for item in items}),
+        "patient_clips": sum(item.label for item in items),
+        "cohorts": sorted({item.cohort for item in items}),
+        "by_split": by_split,
+        "duration_s": {"min": round(min(durations), 2), "median": round(float(np.median(durations)), 2), "max": round(max(durations), 2)},
+        "voices": sorted({item.extras.get("voice", "") for item in items}),
+    }

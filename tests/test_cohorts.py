@@ -1,0 +1,144 @@
+"""Cohorts: manifest validation, SPIRA readers, speaker-disjoint splits, ward noise, RI markers, synthesis."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import soundfile
+
+from biomarker.cohorts.manifest import CohortItem, read_manifest, write_manifest
+from biomarker.cohorts.markers import SAMPLE_RATE_HZ, mark_real_speech, split_at_gaps, stretch
+from biomarker.cohorts.noise import NoiseConfig, add_ward_noise, generate_noise_bank, load_noise_bank
+from biomarker.cohorts.spira import read_spira_csv
+from biomarker.cohorts.splits import SplitConfig, speaker_disjoint_split
+from biomarker.records import CohortError
+
+
+def _wav(path, seconds=0.5):
+    soundfile.write(path, np.zeros(int(seconds * SAMPLE_RATE_HZ), dtype=np.float32), SAMPLE_RATE_HZ)
+    return path
+
+
+def test_manifest_round_trip_keeps_fields_and_relative_paths(tmp_path):
+    _wav(tmp_path / "a.wav")
+    items = [CohortItem(tmp_path / "a.wav", 1, "spk1", "c", sex="F", age=40, spo2=88.0, split="test", extras={"severity": "0.5"})]
+    manifest = write_manifest(items, tmp_path / "m.csv")
+    assert "a.wav," in manifest.read_text()
+    (read,) = read_manifest(manifest)
+    assert read == items[0]
+
+
+def test_manifest_names_every_bad_row(tmp_path):
+    _wav(tmp_path / "a.wav")
+    (tmp_path / "m.csv").write_text(
+        "path,label,speaker_id,cohort\n" "a.wav,1,s1,c\n" "a.wav,2,s2,c\n" "missing.wav,0,s3,c\n" "a.wav,0,,c\n"
+    )
+    with pytest.raises(CohortError) as error:
+        read_manifest(tmp_path / "m.csv")
+    message = str(error.value)
+    assert "3 invalid row(s)" in message
+    assert "line 3: label must be 0 or 1, got '2'" in message
+    assert "line 4: audio file not found" in message and "missing.wav" in message
+    assert "line 5: speaker_id is empty" in message
+
+
+def test_manifest_rejects_missing_columns_and_mixed_speaker_labels(tmp_path):
+    _wav(tmp_path / "a.wav")
+    (tmp_path / "bad.csv").write_text("path,label\na.wav,1\n")
+    with pytest.raises(CohortError, match="missing column"):
+        read_manifest(tmp_path / "bad.csv")
+    (tmp_path / "mixed.csv").write_text("path,label,speaker_id,cohort\na.wav,1,s1,c\na.wav,0,s1,c\n")
+    with pytest.raises(CohortError, match="speaker 's1' in cohort 'c' has both labels"):
+        read_manifest(tmp_path / "mixed.csv")
+
+
+@pytest.mark.parametrize(
+    "header, rows, labels",
+    [
+        ("file_path,class,sexo,idade", ["a.wav,1,F,50", "b.wav,0,M,30"], [1, 0]),
+        ("file_path,insuficiencia_respiratoria", ["a_0.wav,1", "b_3.wav,0"], [1, 0]),
+        ("arquivo,oxigenacao", ["a.wav,89", "b.wav,97"], [1, 0]),
+    ],
+)
+def test_spira_layouts(tmp_path, header, rows, labels):
+    for row in rows:
+        _wav(tmp_path / row.split(",")[0])
+    (tmp_path / "meta.csv").write_text("\n".join([header, *rows]) + "\n")
+    items = read_spira_csv(tmp_path / "meta.csv")
+    assert [i.label for i in items] == labels
+    assert [i.speaker_id for i in items] == ["a", "b"]  # window suffix removed
+
+
+def test_spira_bad_spo2_names_the_line(tmp_path):
+    _wav(tmp_path / "a.wav")
+    (tmp_path / "meta.csv").write_text("arquivo,oxigenacao\na.wav,alto\n")
+    with pytest.raises(CohortError, match="line 2: oxigenacao must be a number, got 'alto'"):
+        read_spira_csv(tmp_path / "meta.csv")
+
+
+def test_split_is_speaker_disjoint_and_stratified(tmp_path):
+    items = [
+        CohortItem(tmp_path / f"{s}-{k}.wav", label=int(s % 2), speaker_id=f"s{s}", cohort="c")
+        for s in range(40)
+        for k in range(3)
+    ]
+    split = speaker_disjoint_split(items, SplitConfig(0.5, 0.25, 0.25, seed=3))
+    speakers_per_split: dict[str, set] = {}
+    for item in split:
+        speakers_per_split.setdefault(item.split, set()).add(item.speaker_id)
+    assert sum(len(s) for s in speakers_per_split.values()) == 40  # disjoint
+    for name, expected in {"train": 20, "val": 10, "test": 10}.items():
+        labels = [i.label for i in split if i.split == name]
+        assert len(speakers_per_split[name]) == expected
+        assert sum(labels) * 2 == len(labels)  # stratified: half patients in every split
+
+
+def test_split_fractions_must_sum_to_one():
+    with pytest.raises(CohortError, match="sum to 1"):
+        speaker_disjoint_split([], SplitConfig(0.5, 0.5, 0.5))
+
+
+def test_ward_noise_is_added_within_the_spira_peak_range():
+    rng = np.random.default_rng(0)
+    bank = [np.sin(np.linspace(0, 100, 8000)).astype(np.float32)]
+    silent = np.zeros(20000, dtype=np.float32)
+    one = add_ward_noise(silent, bank, rng, NoiseConfig(clips_per_recording=1))
+    assert 0.0335 <= np.max(np.abs(one)) <= 0.1923 + 1e-6
+    with pytest.raises(CohortError, match="non-empty noise bank"):
+        add_ward_noise(silent, [], rng)
+
+
+def test_noise_bank_round_trip(tmp_path):
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng not installed")
+    paths = generate_noise_bank(tmp_path, per_kind=1, duration_s=1.0)
+    clips = load_noise_bank(tmp_path)
+    assert len(clips) == len(paths) == 5
+    assert all(np.max(np.abs(c)) > 0.5 for c in clips)
+
+
+def _speechlike(rng, words=6):
+    """Tone bursts separated by silences: enough structure for the gap finder."""
+    pieces = []
+    for _ in range(words):
+        t = np.arange(int(0.3 * SAMPLE_RATE_HZ)) / SAMPLE_RATE_HZ
+        pieces += [0.5 * np.sin(2 * np.pi * 150 * t) * np.hanning(len(t)), np.zeros(int(0.1 * SAMPLE_RATE_HZ))]
+    return np.concatenate(pieces).astype(np.float32)
+
+
+def test_gaps_are_found_between_words():
+    cut = split_at_gaps(_speechlike(np.random.default_rng(0), words=5))
+    assert len(cut.segments) == 5 and len(cut.gaps_s) == 4
+
+
+def test_markers_lengthen_speech_more_with_severity():
+    speech = _speechlike(np.random.default_rng(0))
+    lengths = {s: np.mean([len(mark_real_speech(speech, s, np.random.default_rng(k))) for k in range(5)]) for s in (0.0, 0.3, 1.0)}
+    assert lengths[0.0] < lengths[0.3] < lengths[1.0]
+
+
+def test_stretch_slows_by_the_factor():
+    speech = _speechlike(np.random.default_rng(0))
+    assert abs(len(stretch(speech, 1.5)) / len(speech) - 1.5) < 0.05

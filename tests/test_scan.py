@@ -1,0 +1,188 @@
+"""The fast selective scan agrees with the sequential oracle in outputs and in the gradient of every input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import biomarker.nn.scan_torch as scan_torch
+from biomarker.device import mamba_kernel_available
+from biomarker.nn.scan import (
+    ScanBackendUnavailableError,
+    ScanInputError,
+    resolve_backend,
+    selective_scan,
+)
+
+TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
+NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+
+
+def make_inputs(batch, dim, state, length, dtype, *, seed=0, device="cpu"):
+    """Mamba-like inputs: A < 0 (S4D-real scale), dt ≥ 0 even without softplus, so decays stay in (0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*shape):
+        return torch.rand(*shape, generator=g, dtype=dtype)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g, dtype=dtype)
+
+    inputs = {
+        "u": randn(batch, dim, length),
+        "delta": rand(batch, dim, length) * 0.5,
+        "A": -(rand(dim, state) * state + 0.5),
+        "B": randn(batch, state, length),
+        "C": randn(batch, state, length),
+        "D": randn(dim),
+        "z": randn(batch, dim, length),
+        "delta_bias": rand(dim) * 0.1,
+    }
+    return {k: v.to(device).requires_grad_() for k, v in inputs.items()}
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """max |actual - expected| over the largest |expected| (absolute when the reference is all zeros)."""
+    scale = expected.abs().max().item()
+    return (actual - expected).abs().max().item() / (scale if scale > 0 else 1.0)
+
+
+def run_with_grads(inputs, options, backend, seed=1):
+    used = {k: v for k, v in inputs.items() if k in ("u", "delta", "A", "B", "C") or options.get(k, False)}
+    kwargs = {k: used[k] for k in ("D", "z", "delta_bias") if k in used}
+    y = selective_scan(used["u"], used["delta"], used["A"], used["B"], used["C"], **kwargs,
+                       delta_softplus=options.get("softplus", False), backend=backend)
+    grad_out = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=y.dtype).to(y.device)
+    names = list(used)
+    grads = torch.autograd.grad(y, [used[k] for k in names], grad_out)
+    return {"y": y.detach(), **{f"grad {k}": g for k, g in zip(names, grads)}}
+
+
+def assert_backends_agree(inputs, options, backend, tolerance, reference_inputs=None):
+    expected = run_with_grads(reference_inputs or inputs, options, "reference")
+    actual = run_with_grads(inputs, options, backend)
+    assert actual.keys() == expected.keys()
+    for key in expected:
+        err = relative_error(actual[key].cpu().to(expected[key].dtype), expected[key])
+        assert err <= tolerance, f"{key}: relative error {err:.2e} > {tolerance:.0e} ({backend} vs reference)"
+
+
+ALL = {"D": True, "z": True, "delta_bias": True, "softplus": True}
+NONE: dict[str, bool] = {}
+EACH = [{"D": True}, {"z": True}, {"delta_bias": True}, {"softplus": True}]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize(
+    "length, options",
+    [(L, o) for L in (1, 7, 64, 513, 2048) for o in (NONE, ALL)] + [(L, o) for L in (7, 513) for o in EACH],
+    ids=lambda v: "-".join(k for k in v) or "plain" if isinstance(v, dict) else f"L{v}",
+)
+def test_torch_backend_matches_reference(length, options, dtype):
+    dim = 3 if length >= 2048 else 6
+    inputs = make_inputs(2, dim, 4, length, dtype)
+    assert_backends_agree(inputs, options, "torch", TOLERANCE[dtype])
+
+
+def test_superblock_boundaries_carry_state_and_gradient(monkeypatch):
+    """Force many tiny superblocks (and ragged chunks) so both carries cross block edges."""
+    monkeypatch.setattr(scan_torch, "SCRATCH_FLOATS", 2 * 5 * 4 * 37)
+    inputs = make_inputs(2, 5, 4, 300, torch.float64)
+    assert_backends_agree(inputs, ALL, "torch", TOLERANCE[torch.float64])
+
+
+def test_mamba_initialised_long_sequence_fp32():
+    """S4D-real A = -(1..n) and dt log-uniform in [1e-3, 1e-1] as in a freshly built SSAMBA layer."""
+    dim, state, length = 4, 16, 2048
+    inputs = make_inputs(1, dim, state, length, torch.float32)
+    with torch.no_grad():
+        inputs["A"].copy_(-torch.arange(1, state + 1, dtype=torch.float32).expand(dim, state))
+        dt = torch.exp(torch.empty(dim).uniform_(torch.log(torch.tensor(1e-3)).item(), torch.log(torch.tensor(1e-1)).item()))
+        inputs["delta_bias"].copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus⁻¹(dt)
+        inputs["delta"].normal_(0.0, 0.5)
+    assert_backends_agree(inputs, ALL, "torch", TOLERANCE[torch.float32])
+
+
+@pytest.mark.parametrize("backend", ["reference", "torch"])
+def test_zero_delta_steps_leave_state_unchanged(backend):
+    """Inserting steps with delta = 0 (padding) does not change the outputs at the real steps."""
+    inputs = {k: v.detach() for k, v in make_inputs(2, 5, 4, 40, torch.float64).items()}
+    real = selective_scan(inputs["u"], inputs["delta"], inputs["A"], inputs["B"], inputs["C"], D=inputs["D"],
+                          z=inputs["z"], backend=backend)
+    keep = torch.ones(55, dtype=torch.bool)
+    keep[[0, 3, 4, 20, 21, 22, 23, 24, 25, 26, 50, 51, 52, 53, 54]] = False
+
+    def spread(t, fill):
+        out = torch.randn(*t.shape[:-1], 55, dtype=t.dtype) if fill is None else torch.full((*t.shape[:-1], 55), fill, dtype=t.dtype)
+        out[..., keep] = t
+        return out
+
+    padded = selective_scan(spread(inputs["u"], None), spread(inputs["delta"], 0.0), inputs["A"], spread(inputs["B"], None),
+                            spread(inputs["C"], None), D=inputs["D"], z=spread(inputs["z"], None), backend=backend)
+    assert relative_error(padded[..., keep], real) <= 1e-12
+
+
+def test_output_keeps_input_dtype_and_state_stays_fp32_under_autocast():
+    inputs = {k: v.detach() for k, v in make_inputs(2, 6, 4, 200, torch.float32).items()}
+    exact = selective_scan(*(inputs[k] for k in ("u", "delta", "A", "B", "C")), D=inputs["D"], z=inputs["z"],
+                           delta_softplus=True, backend="torch")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        same = selective_scan(*(inputs[k] for k in ("u", "delta", "A", "B", "C")), D=inputs["D"], z=inputs["z"],
+                              delta_softplus=True, backend="torch")
+        low = selective_scan(inputs["u"].bfloat16(), *(inputs[k] for k in ("delta", "A", "B", "C")), D=inputs["D"],
+                             z=inputs["z"], delta_softplus=True, backend="torch")
+    assert same.dtype == torch.float32 and torch.equal(same, exact)
+    assert low.dtype == torch.bfloat16
+    # only u is rounded to bf16 and the output rounded once: error stays at bf16 resolution, not log-L growth
+    assert relative_error(low.float(), exact) <= 2e-2
+
+
+def test_auto_uses_the_torch_scan_on_cpu():
+    assert resolve_backend("auto", torch.zeros(1, 1, 1)) == "torch"
+
+
+def test_cuda_backend_on_cpu_names_the_gpu_extra():
+    inputs = make_inputs(1, 2, 2, 3, torch.float32)
+    with pytest.raises(ScanBackendUnavailableError, match=r"\[gpu\]"):
+        selective_scan(*(inputs[k] for k in ("u", "delta", "A", "B", "C")), backend="cuda")
+
+
+def test_unknown_backend_is_named():
+    with pytest.raises(ScanInputError, match="'fast'"):
+        resolve_backend("fast", torch.zeros(1, 1, 1))
+
+
+@pytest.mark.parametrize(
+    "name, bad",
+    [("delta", torch.zeros(2, 3, 6)), ("B", torch.zeros(2, 5, 7)), ("C", torch.zeros(1, 4, 7)), ("D", torch.zeros(4)),
+     ("z", torch.zeros(2, 3, 8)), ("delta_bias", torch.zeros(3, 1))],
+)
+def test_shape_mismatch_names_the_argument_and_its_shape(name, bad):
+    inputs = {k: v.detach() for k, v in make_inputs(2, 3, 4, 7, torch.float32).items()}
+    inputs[name] = bad
+    with pytest.raises(ScanInputError, match=rf"^{name} must have shape .* got \({', '.join(map(str, bad.shape))},?\)"):
+        selective_scan(**{k: inputs[k] for k in NAMES}, backend="torch")
+
+
+def test_empty_sequence_is_rejected():
+    inputs = {k: v.detach() for k, v in make_inputs(1, 2, 2, 1, torch.float32).items()}
+    empty = {k: v[..., :0] if v.dim() == 3 else v for k, v in inputs.items()}
+    with pytest.raises(ScanInputError, match="L=0"):
+        selective_scan(**{k: empty[k] for k in NAMES})
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("length", [1, 64, 513, 2048])
+def test_torch_backend_on_cuda_matches_reference(length):
+    cpu = make_inputs(2, 8, 16, length, torch.float32)
+    cuda = {k: v.detach().cuda().requires_grad_() for k, v in cpu.items()}
+    assert_backends_agree(cuda, ALL, "torch", 1e-4, reference_inputs=cpu)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not mamba_kernel_available(), reason="mamba-ssm's kernel is not installed ([gpu] extra)")
+@pytest.mark.parametrize("length", [1, 64, 513, 2048])
+def test_mamba_kernel_matches_reference(length):
+    cpu = make_inputs(2, 8, 16, length, torch.float32)
+    cuda = {k: v.detach().cuda().requires_grad_() for k, v in cpu.items()}
+    assert_backends_agree(cuda, ALL, "cuda", 1e-4, reference_inputs=cpu)

@@ -69,6 +69,10 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "heldout": ("m6", "m7", "f4", "f5", "klatt3", "Annie", "david", "iven2", "linda", "steph"),
 }
 LANGUAGE_WEIGHTS = {"pt-br": 0.75}  # the rest is shared equally by the pool's other languages
+# Recording channels: "wideband" keeps the 16 kHz clip; "telephone" passes it through an 8 kHz narrowband phone
+# line (300-3400 Hz), as cohorts recorded over the phone are, then back to 16 kHz so every model reads one rate.
+CHANNELS = ("wideband", "telephone")
+TELEPHONE_BAND_HZ = (300.0, 3400.0)
 
 
 @dataclass(frozen=True)
@@ -83,10 +87,18 @@ class SynthConfig:
     noise: NoiseConfig = NoiseConfig()
     noisy_copy: bool = True  # also write a noise-injected copy of every clip (clean and noisy are reported apart)
     split: SplitConfig = SplitConfig()
+    languages: tuple[str, ...] = ()  # only these languages of the pool (empty: all, pt-br weighted 0.75)
+    channel: str = "wideband"  # one of CHANNELS; applied to clean and noisy clips alike
+    cohort: str | None = None  # cohort name in the manifest (default: synthetic-<pool>)
 
     def validate(self) -> None:
         if self.pool not in SENTENCES:
             raise CohortError(f"pool must be one of {sorted(SENTENCES)}, got {self.pool!r}")
+        unknown = [lang for lang in self.languages if lang not in SENTENCES[self.pool]]
+        if unknown:
+            raise CohortError(f"languages {unknown} are not in pool {self.pool!r} (it has {sorted(SENTENCES[self.pool])})")
+        if self.channel not in CHANNELS:
+            raise CohortError(f"channel must be one of {CHANNELS}, got {self.channel!r}")
         if self.n < 2:
             raise CohortError(f"n must be at least 2 clips, got {self.n}")
         if not 0 < self.patient_fraction < 1:
@@ -101,8 +113,8 @@ class Speaker:
     severity: float
 
 
-def _pick_language(pool: str, rng: np.random.Generator) -> str:
-    languages = list(SENTENCES[pool])
+def _pick_language(pool: str, rng: np.random.Generator, allowed: Sequence[str] = ()) -> str:
+    languages = list(allowed or SENTENCES[pool])
     others = [lang for lang in languages if lang not in LANGUAGE_WEIGHTS]
     weights = [LANGUAGE_WEIGHTS.get(lang, (1 - sum(LANGUAGE_WEIGHTS.values())) / max(len(others), 1)) for lang in languages]
     return str(rng.choice(languages, p=np.array(weights) / sum(weights)))
@@ -116,7 +128,7 @@ def make_speakers(config: SynthConfig, rng: np.random.Generator) -> list[Speaker
     speakers = []
     for index, label in enumerate(labels):
         voice = Voice(
-            language=_pick_language(config.pool, rng),
+            language=_pick_language(config.pool, rng, config.languages),
             variant=str(rng.choice(VARIANTS[config.pool])),
             pitch=int(rng.integers(25, 75)),
             rate_wpm=int(rng.integers(140, 185)),
@@ -160,6 +172,18 @@ def synthesize_clip(sentence: str, speaker: Speaker, rng: np.random.Generator) -
     return (clip * gain).astype(np.float32)
 
 
+def apply_channel(samples: np.ndarray, channel: str) -> np.ndarray:
+    """The recording channel: unchanged for "wideband"; for "telephone", down to 8 kHz, the 300-3400 Hz phone
+    band, and back up to 16 kHz (the information above 4 kHz is gone, as on a real call)."""
+    if channel == "wideband":
+        return samples
+    from scipy.signal import butter, resample_poly, sosfiltfilt
+
+    narrow = resample_poly(samples, 1, 2)
+    sos = butter(4, TELEPHONE_BAND_HZ, btype="bandpass", fs=SAMPLE_RATE_HZ // 2, output="sos")
+    return np.clip(resample_poly(sosfiltfilt(sos, narrow), 2, 1)[: len(samples)], -1.0, 1.0).astype(np.float32)
+
+
 def synthesize_cohort(out_dir: str | Path, config: SynthConfig = SynthConfig(), noise_bank: str | Path | None = None) -> list[CohortItem]:
     """Write clips (clean and, if asked, ward-noise copies), `manifest.csv` and `synth_config.json`.
 
@@ -175,13 +199,13 @@ def synthesize_cohort(out_dir: str | Path, config: SynthConfig = SynthConfig(), 
         generate_noise_bank(noise_bank, seed=config.seed + 10_000)
     bank = load_noise_bank(noise_bank)
     speakers = make_speakers(config, rng)
-    cohort = f"synthetic-{config.pool}"
+    cohort = config.cohort or f"synthetic-{config.pool}"
     items: list[CohortItem] = []
     for index in range(config.n):
         speaker = speakers[index // config.clips_per_speaker]
         sentences = SENTENCES[config.pool][speaker.voice.language]
         sentence_id = (index + int(rng.integers(len(sentences)))) % len(sentences)
-        clip = synthesize_clip(sentences[sentence_id], speaker, rng)
+        clip = apply_channel(synthesize_clip(sentences[sentence_id], speaker, rng), config.channel)
         path = out_dir / "clean" / f"{index:05d}.wav"
         soundfile.write(path, clip, SAMPLE_RATE_HZ, subtype="PCM_16")
         extras = {
@@ -200,7 +224,8 @@ def synthesize_cohort(out_dir: str | Path, config: SynthConfig = SynthConfig(), 
         for item in items:
             samples, _ = soundfile.read(item.path, dtype="float32")
             path = out_dir / "noisy" / item.path.name
-            soundfile.write(path, add_ward_noise(samples, bank, rng, config.noise), SAMPLE_RATE_HZ, subtype="PCM_16")
+            noisy_clip = apply_channel(add_ward_noise(samples, bank, rng, config.noise), config.channel)
+            soundfile.write(path, noisy_clip, SAMPLE_RATE_HZ, subtype="PCM_16")
             noisy.append(CohortItem(path, item.label, item.speaker_id, f"{cohort}-noisy", split=item.split, extras=item.extras))
         items = items + noisy
     write_manifest(items, out_dir / "manifest.csv")

@@ -51,7 +51,9 @@ AudioSource = str | os.PathLike | bytes | bytearray | BinaryIO
 # WAV format tags libsndfile decodes (PCM, ADPCM, float, A/mu-law, GSM, G721, MPEG layer III, extensible).
 LIBSNDFILE_WAV_TAGS = {0x0001, 0x0002, 0x0003, 0x0006, 0x0007, 0x0011, 0x0031, 0x0040, 0x0055, 0xFFFE}
 GSM_FRAME_BYTES = 33  # a GSM 06.10 frame: 20 ms of 8 kHz audio, its first nibble always 0xD
-STREAMING_SIZES = {0, 0xFFFFFFFF}  # data-chunk sizes a streaming writer leaves when it cannot seek back
+STREAMING_SIZES = {0, 0xFFFFFFFF}
+# Leading bytes of the containers libsndfile reads: WAV, RF64, Wave64, FLAC, Ogg, AIFF, AU, CAF, SPHERE, MP3 (ID3).
+CONTAINER_SIGNATURES = (b"RIFF", b"RF64", b"riff", b"fLaC", b"OggS", b"FORM", b".snd", b"caff", b"NIST_1A", b"ID3")  # data-chunk sizes a streaming writer leaves when it cannot seek back
 
 
 @dataclass(frozen=True)
@@ -235,10 +237,12 @@ def _libsndfile_reason(error: soundfile.LibsndfileError) -> str:
 
 
 def _classify_libsndfile_error(data: bytes, label: str, error: soundfile.LibsndfileError) -> AudioError:
+    """A known container's signature that libsndfile then fails on means a damaged file; anything else
+    (libsndfile may even mistake random bytes for an MPEG frame) is not audio."""
     reason = _libsndfile_reason(error)
-    if "not recognised" in reason.lower():
-        return NotAudioError(label, f"not a recognised audio format ({len(data)} bytes; {reason})")
-    return TruncatedAudioError(label, f"the audio file is damaged or cut short ({reason})")
+    if data.startswith(CONTAINER_SIGNATURES) and "not recognised" not in reason.lower():
+        return TruncatedAudioError(label, f"the audio file is damaged or cut short ({reason})")
+    return NotAudioError(label, f"not a recognised audio format ({len(data)} bytes; {reason})")
 
 
 def _resample(mono: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:

@@ -1,0 +1,290 @@
+"""Audio intake and quality gate: a catalogue of bad inputs (each refused with its own error naming the input)
+and good ones (real speech, espeak-ng speech, telephone, stereo 44.1 kHz, GSM, FLAC, OGG), all made here."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torchaudio.functional
+
+from biomarker import audio
+from biomarker.audio import AudioConfig, QualityConfig
+from biomarker.records import (
+    AudioError,
+    ClippedAudioError,
+    EmptyAudioError,
+    FileTooLargeError,
+    NonFiniteAudioError,
+    NotAudioError,
+    QualityError,
+    SampleRateTooLowError,
+    SilentAudioError,
+    TooLongError,
+    TooManyChannelsError,
+    TooShortError,
+    TruncatedAudioError,
+    UnsupportedCodecError,
+)
+
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+REAL_SPEECH = LIBRIVOX / "sense_and_sensibility_01_austen_64kb-0930.wav"  # 3.29 s, 16 kHz, 16-bit (Debian package)
+
+
+def encode(samples: np.ndarray, sample_rate: int, format: str = "WAV", subtype: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, sample_rate, format=format, subtype=subtype)
+    return buffer.getvalue()
+
+
+def resample(x: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
+    return torchaudio.functional.resample(torch.from_numpy(x.astype(np.float32)), from_hz, to_hz).numpy()
+
+
+@pytest.fixture(scope="module")
+def espeak_wav(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("espeak") / "sentence.wav"
+    text = "The north wind and the sun were disputing which was the stronger."
+    subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    """3.29 s of real read speech at 16 kHz, float32."""
+    samples, rate = sf.read(REAL_SPEECH, dtype="float32")
+    assert rate == 16000
+    return samples
+
+
+# ------------------------------------------------------------------------------------------ bad-input catalogue
+def _wav_with_codec_tag(speech: np.ndarray) -> bytes:
+    data = bytearray(encode(speech, 16000, subtype="PCM_16"))
+    data[20:22] = struct.pack("<H", 0x1234)  # fmt chunk's format tag
+    return bytes(data)
+
+
+def _too_many_channels(speech: np.ndarray) -> bytes:
+    return encode(np.tile(speech[:16000, None], (1, 9)), 16000)
+
+
+DECODE_CASES = {
+    "empty-bytes": (lambda s: b"", EmptyAudioError),
+    "zero-length-wav": (lambda s: encode(np.zeros((0, 1)), 16000), EmptyAudioError),
+    "random-bytes": (lambda s: np.random.default_rng(1).bytes(4000), NotAudioError),
+    "plain-text": (lambda s: b"name,label\nalice,1\n" * 50, NotAudioError),
+    "truncated-wav-header": (lambda s: encode(s, 16000, subtype="PCM_16")[:20], TruncatedAudioError),
+    "wav-header-without-data": (lambda s: encode(s, 16000, subtype="PCM_16")[:44], TruncatedAudioError),
+    "wav-cut-mid-data": (lambda s: encode(s, 16000, subtype="PCM_16")[:30000], TruncatedAudioError),
+    "ogg-cut-short": (lambda s: encode(s, 16000, format="OGG")[:200], TruncatedAudioError),
+    "unsupported-codec-tag": (_wav_with_codec_tag, UnsupportedCodecError),
+    "nan-float-wav": (lambda s: encode(np.where(np.arange(len(s)) == 500, np.nan, s), 16000, subtype="FLOAT"), NonFiniteAudioError),
+    "inf-float-wav": (lambda s: encode(np.where(np.arange(len(s)) == 9, np.inf, s), 16000, subtype="FLOAT"), NonFiniteAudioError),
+    "rate-4000-hz": (lambda s: encode(resample(s, 16000, 4000), 4000), SampleRateTooLowError),
+    "nine-channels": (_too_many_channels, TooManyChannelsError),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DECODE_CASES))
+def test_bad_input_is_refused_with_its_own_error_naming_the_input(case, speech):
+    make, expected = DECODE_CASES[case]
+    with pytest.raises(expected) as caught:
+        audio.load(make(speech), name=case)
+    assert type(caught.value) is expected
+    assert isinstance(caught.value, AudioError) and isinstance(caught.value, ValueError)
+    assert str(caught.value).startswith(f"{case}: ")
+    assert caught.value.source == case
+
+
+QUALITY_CASES = {
+    "too-short": (lambda s: s[:8000], TooShortError),
+    "too-long": (lambda s: np.tile(s, 19), TooLongError),  # 62.5 s
+    "digital-silence": (lambda s: np.zeros(32000, dtype=np.float32), SilentAudioError),
+    "faint-hiss": (lambda s: np.random.default_rng(2).normal(0, 1e-4, 32000).astype(np.float32), SilentAudioError),
+    "steady-hum": (lambda s: 0.3 * np.sin(2 * np.pi * 50 * np.arange(32000) / 16000).astype(np.float32), SilentAudioError),
+    "mostly-clipped": (lambda s: np.clip(s * 40, -1, 1), ClippedAudioError),
+}
+
+
+@pytest.mark.parametrize("case", sorted(QUALITY_CASES))
+def test_quality_gate_raises_the_matching_error_naming_the_input(case, speech):
+    make, expected = QUALITY_CASES[case]
+    recording = audio.load(encode(make(speech), 16000, subtype="FLOAT"), name=case)
+    report = audio.check_quality(recording)
+    assert not report.passed and report.reasons
+    with pytest.raises(expected) as caught:
+        audio.require_quality(recording)
+    assert type(caught.value) is expected and isinstance(caught.value, QualityError)
+    assert str(caught.value).startswith(f"{case}: ")
+    assert caught.value.report == report
+
+
+def test_size_cap_is_checked_for_paths_bytes_and_streams(tmp_path, speech):
+    data = encode(speech, 16000)
+    path = tmp_path / "big.wav"
+    path.write_bytes(data)
+    config = AudioConfig(max_file_bytes=len(data) - 1)
+    for source in (path, data, io.BytesIO(data)):
+        with pytest.raises(FileTooLargeError) as caught:
+            audio.load(source, name=None if source is path else "upload", config=config)
+        assert str(path if source is path else "upload") in str(caught.value)
+    assert audio.load(path, config=AudioConfig(max_file_bytes=len(data))).source == str(path)
+
+
+def test_text_mode_file_object_is_refused(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not audio")
+    with path.open("r") as handle, pytest.raises(NotAudioError, match="notes.txt"):
+        audio.load(handle)
+
+
+def test_rate_and_channel_limits_are_configurable(speech):
+    four_khz = encode(resample(speech, 16000, 4000), 4000)
+    assert audio.load(four_khz, config=AudioConfig(min_sample_rate_hz=4000)).original_sample_rate_hz == 4000
+    with pytest.raises(TooManyChannelsError, match="9 channels"):
+        audio.load(_too_many_channels(speech), name="array")
+    assert audio.load(_too_many_channels(speech), config=AudioConfig(max_channels=9)).original_channels == 9
+
+
+def test_duration_limit_is_configurable(speech):
+    recording = audio.load(encode(np.tile(speech, 19), 16000), name="long-reading")
+    assert not audio.check_quality(recording).passed
+    assert audio.require_quality(recording, QualityConfig(max_duration_s=120)).passed
+
+
+# ---------------------------------------------------------------------------------------------- good inputs
+def assert_decoded(recording, *, sample_rate_hz=16000):
+    assert recording.sample_rate_hz == sample_rate_hz
+    assert recording.samples.dtype == np.float32 and recording.samples.ndim == 1
+    assert np.isfinite(recording.samples).all() and np.abs(recording.samples).max() <= 1.0
+
+
+def test_real_speech_from_a_path_loads_and_passes_the_gate():
+    recording = audio.load(REAL_SPEECH)
+    assert_decoded(recording)
+    assert recording.source == str(REAL_SPEECH)
+    assert recording.duration_s == pytest.approx(3.29, abs=0.01)
+    assert recording.sha256 == hashlib.sha256(REAL_SPEECH.read_bytes()).hexdigest()
+    report = audio.require_quality(recording)
+    assert report.passed and report.reasons == () and report.summary() == "ok"
+    assert 0.3 < report.speech_ratio < 1.0 and report.clipping_ratio == 0.0
+    assert report.snr_db > 10
+
+
+def test_espeak_speech_at_22050_hz_is_resampled_to_16k(espeak_wav):
+    native = sf.info(espeak_wav)
+    recording = audio.load(espeak_wav)
+    assert_decoded(recording)
+    assert recording.original_sample_rate_hz == native.samplerate != 16000
+    assert recording.duration_s == pytest.approx(native.duration, abs=1e-3)
+    assert audio.require_quality(recording).passed
+
+
+def test_telephone_audio_8k_mulaw_loads(speech):
+    data = encode(resample(speech, 16000, 8000), 8000, subtype="ULAW")
+    recording = audio.load(data, name="call.wav")
+    assert_decoded(recording)
+    assert recording.original_sample_rate_hz == 8000
+    assert recording.duration_s == pytest.approx(len(speech) / 16000, abs=1e-3)
+    assert audio.require_quality(recording).passed
+
+
+def test_raw_gsm_telephone_audio_is_read_through_sox(tmp_path, speech):
+    source = tmp_path / "speech.wav"
+    sf.write(source, speech, 16000)
+    gsm = tmp_path / "call.gsm"
+    subprocess.run(["sox", str(source), "-r", "8000", "-c", "1", str(gsm)], check=True)
+    data = gsm.read_bytes()  # headerless GSM 06.10: no container for libsndfile to recognise
+    with pytest.raises(sf.LibsndfileError):
+        sf.info(io.BytesIO(data))
+    for recording in (audio.load(data, name="voicemail"), audio.load(gsm)):
+        assert_decoded(recording)
+        assert recording.original_sample_rate_hz == 8000
+        assert recording.duration_s == pytest.approx(len(speech) / 16000, abs=0.03)
+        assert audio.require_quality(recording).passed
+    with pytest.raises(NotAudioError, match="voicemail"):
+        audio.load(data, name="voicemail", config=AudioConfig(use_sox=False))
+
+
+def test_gsm610_inside_wav_loads(speech):
+    data = encode(resample(speech, 16000, 8000), 8000, subtype="GSM610")
+    recording = audio.load(data, name="gsm.wav")
+    assert_decoded(recording)
+    assert recording.original_sample_rate_hz == 8000
+    assert audio.require_quality(recording).passed
+
+
+def test_stereo_44k1_is_mixed_down_and_resampled(speech):
+    left = resample(speech, 16000, 44100)
+    stereo = np.stack([left, 0.5 * left], axis=1)
+    recording = audio.load(encode(stereo, 44100, subtype="PCM_16"), name="stereo")
+    assert_decoded(recording)
+    assert recording.original_channels == 2 and recording.original_sample_rate_hz == 44100
+    expected = 0.75 * speech  # mean of the channels, back at 16 kHz
+    n = min(len(expected), len(recording.samples))
+    assert np.corrcoef(expected[:n], recording.samples[:n])[0, 1] > 0.99
+
+
+def test_mixdown_is_the_channel_mean(speech):
+    left, right = speech[:16000], np.roll(speech, 4000)[:16000]
+    recording = audio.load(encode(np.stack([left, right], 1), 16000, subtype="FLOAT"), name="two-mics")
+    np.testing.assert_allclose(recording.samples, (left + right) / 2, atol=1e-6)
+
+
+def test_resampling_keeps_a_tone_at_its_frequency():
+    rate = 44100
+    tone = 0.5 * np.sin(2 * np.pi * 1000 * np.arange(rate) / rate)
+    recording = audio.load(encode(tone, rate, subtype="FLOAT"), name="tone")
+    spectrum = np.abs(np.fft.rfft(recording.samples))
+    peak_hz = np.argmax(spectrum) * recording.sample_rate_hz / len(recording.samples)
+    assert peak_hz == pytest.approx(1000, abs=2)
+    assert len(recording.samples) == 16000
+
+
+@pytest.mark.parametrize("fmt", ["FLAC", "OGG"])
+def test_flac_and_ogg_load_from_file_objects(fmt, speech):
+    handle = io.BytesIO(encode(speech, 16000, format=fmt))
+    recording = audio.load(handle, name=f"clip.{fmt.lower()}")
+    assert_decoded(recording)
+    n = min(len(speech), len(recording.samples))
+    assert np.corrcoef(speech[:n], recording.samples[:n])[0, 1] > 0.95
+
+
+def test_float_samples_beyond_full_scale_are_clipped_not_refused(speech):
+    loud = speech / np.abs(speech).max() * 1.5
+    recording = audio.load(encode(loud, 16000, subtype="FLOAT"), name="hot")
+    assert np.abs(recording.samples).max() == 1.0
+    assert audio.check_quality(recording).clipping_ratio > 0
+
+
+def test_target_rate_none_keeps_the_native_rate(espeak_wav):
+    recording = audio.load(espeak_wav, target_sr=None)
+    assert recording.sample_rate_hz == recording.original_sample_rate_hz == sf.info(espeak_wav).samplerate
+
+
+def test_streaming_wav_with_unknown_data_size_is_accepted(speech):
+    data = bytearray(encode(speech, 16000, subtype="PCM_16"))
+    data[40:44] = struct.pack("<I", 0xFFFFFFFF)  # what a writer that cannot seek back leaves behind
+    recording = audio.load(bytes(data), name="stream")
+    assert len(recording.samples) == len(speech)
+
+
+# --------------------------------------------------------------------------------------------- measurements
+def test_quality_measurements_follow_the_signal(speech):
+    clean = audio.load(encode(speech, 16000, subtype="FLOAT"), name="clean")
+    noise = np.random.default_rng(3).normal(0, 0.02, len(speech)).astype(np.float32)
+    noisy = audio.load(encode(speech + noise, 16000, subtype="FLOAT"), name="noisy")
+    padded = audio.load(encode(np.concatenate([speech, np.zeros(len(speech), np.float32)]), 16000, subtype="FLOAT"), name="pad")
+    clean_report, noisy_report, padded_report = (audio.check_quality(r) for r in (clean, noisy, padded))
+    assert clean_report.peak == pytest.approx(float(np.abs(speech).max()))
+    assert clean_report.rms_dbfs == pytest.approx(10 * np.log10(np.mean(speech.astype(np.float64) ** 2)), abs=0.01)
+    assert noisy_report.snr_db < clean_report.snr_db - 3
+    assert 0.25 < padded_report.speech_ratio <= 0.5  # the silent second half holds no speech frames
+    assert padded_report.duration_s == pytest.approx(2 * clean_report.duration_s)

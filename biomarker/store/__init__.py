@@ -1,0 +1,28 @@
+"""The auditable store: SQLAlchemy rows, the audit hash chain, exports, accounts and the spool. No torch.
+
+Start here: `Store(Settings.from_env())`. See docs/store.md for the API the app and the CLI use.
+"""
+
+from biomarker.store.auth import ACTIONS, ROLES, can, require, session_expired
+from biomarker.store.chain import VerifyResult
+from biomarker.store.errors import (
+    AccessDeniedError,
+    AudioPathError,
+    AuthenticationError,
+    DuplicateUserError,
+    ExportFormatError,
+    InvalidResultError,
+    InvalidUserError,
+    SpoolError,
+    StoreError,
+    UnknownActionError,
+    UnknownRoleError,
+)
+from biomarker.store.repository import FlushReport, HistoryFilter, HistoryRow, RecordOutcome, Store, UserInfo
+
+__all__ = [
+    "ACTIONS", "ROLES", "can", "require", "session_expired", "VerifyResult", "AccessDeniedError", "AudioPathError",
+    "AuthenticationError", "DuplicateUserError", "ExportFormatError", "InvalidResultError", "InvalidUserError",
+    "SpoolError", "StoreError", "UnknownActionError", "UnknownRoleError", "FlushReport", "HistoryFilter",
+    "HistoryRow", "RecordOutcome", "Store", "UserInfo",
+]

@@ -1,0 +1,108 @@
+"""Where the data lives and which database holds it, read once from the environment.
+
+Three variables, all optional, so `biomarker serve` works on a fresh machine with nothing set:
+
+- `BIOMARKER_HOME` (default `~/.biomarker`): the data folder. It holds `audio/` (the content-addressed
+  recordings), `biomarker.db` (the default SQLite database), `spool/` (results kept while the database is
+  unreachable) and `secret` (the pseudonymisation key when none is given).
+- `DATABASE_URL` (default `sqlite:///$BIOMARKER_HOME/biomarker.db`): any SQLAlchemy URL; PostgreSQL in
+  production (`postgresql+psycopg://user:pass@host/db`).
+- `BIOMARKER_SECRET`: the key of the keyed hash that turns patient identifiers into pseudonyms. When absent, a
+  random key is generated on first run and kept in `$BIOMARKER_HOME/secret` (mode 0600). Losing it means the
+  same patient gets a new pseudonym, so it is kept, never regenerated.
+
+No torch and no database import here: the store, the CLI and the app all start from these values.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from biomarker.records import BiomarkerError
+
+SECRET_FILE_NAME = "secret"
+SQLITE_FILE_NAME = "biomarker.db"
+MIN_SECRET_BYTES = 16  # an HMAC key shorter than this is guessable; refuse it rather than pseudonymise weakly
+DEFAULT_SESSION_TIMEOUT_S = 15 * 60
+
+
+class SettingsError(BiomarkerError, ValueError):
+    """An environment variable holds a value the store cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration of one process. Build it with `Settings.from_env()` (or directly in tests)."""
+
+    home: Path
+    database_url: str
+    secret: bytes
+    session_timeout_s: int = DEFAULT_SESSION_TIMEOUT_S
+
+    @property
+    def audio_dir(self) -> Path:
+        """Content-addressed recordings: `audio/<sha[:2]>/<sha>.<ext>`."""
+        return self.home / "audio"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Results written while the database was unreachable, one JSON file each, replayed by `flush_spool`."""
+        return self.home / "spool"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Read the environment (or `env`), create the home folder, and load or create the secret."""
+        env = os.environ if env is None else env
+        home = Path(env.get("BIOMARKER_HOME") or Path.home() / ".biomarker").expanduser().resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        database_url = env.get("DATABASE_URL") or f"sqlite:///{home / SQLITE_FILE_NAME}"
+        given_secret = env.get("BIOMARKER_SECRET")
+        if given_secret is not None:
+            secret = given_secret.encode("utf-8")
+            if len(secret) < MIN_SECRET_BYTES:
+                raise SettingsError(
+                    f"BIOMARKER_SECRET: {len(secret)} bytes is too short for a pseudonymisation key "
+                    f"(need at least {MIN_SECRET_BYTES}); unset it to have one generated"
+                )
+        else:
+            secret = load_or_create_secret(home / SECRET_FILE_NAME)
+        timeout = env.get("BIOMARKER_SESSION_TIMEOUT_S")
+        session_timeout_s = _positive_int("BIOMARKER_SESSION_TIMEOUT_S", timeout) if timeout else DEFAULT_SESSION_TIMEOUT_S
+        return cls(home=home, database_url=database_url, secret=secret, session_timeout_s=session_timeout_s)
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """Return the key stored at `path`, creating it (0600, random) when missing.
+
+    The key is written to a private temporary file and hard-linked into place, so a process starting at the
+    same moment sees either no file or the whole key, never a half-written one.
+    """
+    if not path.exists():
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_hex(32).encode("ascii"))
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process won the race; its key is the one everybody uses
+        finally:
+            temporary.unlink()
+    secret = path.read_bytes().strip()
+    if len(secret) < MIN_SECRET_BYTES:
+        raise SettingsError(f"{path}: the stored secret is {len(secret)} bytes, expected at least {MIN_SECRET_BYTES}")
+    return secret
+
+
+def _positive_int(name: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise SettingsError(f"{name}: {value!r} is not a whole number of seconds") from None
+    if number <= 0:
+        raise SettingsError(f"{name}: {number} must be positive")
+    return number

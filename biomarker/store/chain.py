@@ -1,0 +1,88 @@
+"""The audit hash chain: how a link's hash is computed and how the whole chain is checked.
+
+hash(n) = SHA-256 of the canonical JSON of event n's fields together with hash(n-1); the first link's
+previous hash is GENESIS_HASH. Pure functions over plain values, so verification needs no database tricks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable
+
+GENESIS_HASH = "0" * 64
+
+
+def canonical_json(value: Any) -> str:
+    """One text per value: sorted keys, no spaces, UTF-8 kept; what is hashed is exactly what is stored."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+@dataclass(frozen=True)
+class Link:
+    """The hashed fields of one audit event (all plain values)."""
+
+    seq: int
+    occurred_at: datetime
+    actor: str
+    action: str
+    object_type: str | None
+    object_id: str | None
+    payload: str  # canonical JSON text
+    prev_hash: str
+
+    def compute_hash(self) -> str:
+        fields = {
+            "seq": self.seq,
+            "occurred_at": self.occurred_at.isoformat(timespec="microseconds"),
+            "actor": self.actor,
+            "action": self.action,
+            "object_type": self.object_type,
+            "object_id": self.object_id,
+            "payload": self.payload,
+            "prev_hash": self.prev_hash,
+        }
+        return hashlib.sha256(canonical_json(fields).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of a chain check. When not `ok`, `first_bad_seq` is the first row that fails and `reason` says why."""
+
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    reason: str = ""
+
+    @property
+    def first_bad_id(self) -> int | None:
+        """Alias: the audit row's id is its sequence number."""
+        return self.first_bad_seq
+
+
+def verify_links(rows: Iterable[tuple[Link, str]], head: tuple[int, str] | None) -> VerifyResult:
+    """Check `(link, stored_hash)` pairs in ascending `seq` order against each other and against the head.
+
+    Detects an edited row (its hash no longer matches its fields), a deleted row (a gap in `seq`, or the next
+    row's `prev_hash` pointing at something else), reordered rows (`prev_hash` mismatch) and deleted newest rows
+    (the head names a later link than the last row found).
+    """
+    expected_seq, expected_prev, checked = 1, GENESIS_HASH, 0
+    for link, stored_hash in rows:
+        if link.seq != expected_seq:
+            return VerifyResult(False, checked, link.seq, f"row {link.seq}: expected sequence number {expected_seq} "
+                                f"(row {expected_seq} to {link.seq - 1} missing or reordered)")
+        if link.prev_hash != expected_prev:
+            return VerifyResult(False, checked, link.seq, f"row {link.seq}: previous-hash does not match row "
+                                f"{link.seq - 1} (a row was deleted, inserted or reordered)")
+        if link.compute_hash() != stored_hash:
+            return VerifyResult(False, checked, link.seq, f"row {link.seq}: contents do not match its hash (edited)")
+        expected_seq, expected_prev, checked = expected_seq + 1, stored_hash, checked + 1
+    head_seq, head_hash = head if head is not None else (0, GENESIS_HASH)
+    if (head_seq, head_hash) != (expected_seq - 1, expected_prev):
+        return VerifyResult(False, checked, expected_seq if head_seq >= expected_seq else head_seq,
+                            f"chain head names row {head_seq} but the last intact row is {expected_seq - 1} "
+                            "(the newest rows were deleted or the head was edited)")
+    return VerifyResult(True, checked)

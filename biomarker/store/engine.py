@@ -1,0 +1,36 @@
+"""Creates the SQLAlchemy engine for a URL, with the per-database settings the audit chain relies on.
+
+SQLite: every transaction starts with BEGIN IMMEDIATE (the write lock is taken up front, so two writers never
+read the same chain head), WAL so readers do not block the writer, foreign keys on, and a generous busy timeout
+so 20 concurrent writers queue instead of failing. PostgreSQL: pre-ping, so a pool that outlived a server
+restart reconnects instead of handing out dead connections.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def make_engine(database_url: str) -> Engine:
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection, _record) -> None:
+        # Hand transaction control to SQLAlchemy's "begin" event below (pysqlite's own BEGIN is deferred).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

@@ -1,0 +1,52 @@
+"""Errors the store raises on purpose. Each names the item and the value that was refused.
+
+They derive from `biomarker.records.BiomarkerError` so callers can catch every deliberate library error at once.
+"""
+
+from __future__ import annotations
+
+from biomarker.records import BiomarkerError
+
+
+class StoreError(BiomarkerError):
+    """Base of the store's errors."""
+
+
+class UnknownRoleError(StoreError, ValueError):
+    """A role outside clinician / researcher / auditor / admin."""
+
+
+class UnknownActionError(StoreError, ValueError):
+    """An action name the access table does not know (a typo must not silently mean 'denied')."""
+
+
+class AccessDeniedError(StoreError, PermissionError):
+    """The signed-in role (or nobody) may not do this."""
+
+
+class AuthenticationError(StoreError):
+    """Wrong user name or password. The message never says which, so accounts cannot be enumerated."""
+
+
+class InvalidUserError(StoreError, ValueError):
+    """A user name, password or site that cannot be stored."""
+
+
+class DuplicateUserError(StoreError, ValueError):
+    """A user of that name exists already."""
+
+
+class AudioPathError(StoreError, ValueError):
+    """A recording path that is not inside the content-addressed audio folder."""
+
+
+class ExportFormatError(StoreError, ValueError):
+    """An export format or table the store does not write."""
+
+
+class SpoolError(StoreError, ValueError):
+    """A spool file that cannot be read back; it is left in place, never deleted."""
+
+
+class InvalidResultError(StoreError, ValueError):
+    """A score or recording value that must not be stored (NaN probability, unknown decision, ...)."""

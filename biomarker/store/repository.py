@@ -1,0 +1,504 @@
+"""`Store`: the one door the app and the CLI use to save, read, export and audit results.
+
+Every write that matters appends to the audit hash chain in the SAME transaction as the rows it describes, so
+either both exist or neither does. Access rules (`auth.require`) are checked inside each operation, not only in
+the pages that call them. When the database cannot be reached, `record_result` keeps the result in the spool
+and says so; `flush_spool` writes it once the database is back.
+"""
+
+from __future__ import annotations
+
+import getpass
+import math
+import re
+import secrets
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from sqlalchemy import Select, exc, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from biomarker.records import DECISION_NEGATIVE, DECISION_POSITIVE, QualityReport, Score
+from biomarker.settings import Settings
+from biomarker.store import auth
+from biomarker.store.audio_folder import relative_audio_path, save_audio, sha256_from_path
+from biomarker.store.chain import Link, VerifyResult, canonical_json, verify_links
+from biomarker.store.engine import make_engine
+from biomarker.store.errors import (
+    AccessDeniedError,
+    AuthenticationError,
+    DuplicateUserError,
+    ExportFormatError,
+    InvalidResultError,
+    InvalidUserError,
+)
+from biomarker.store.export import check_format, render
+from biomarker.store.migrate import upgrade_to_head
+from biomarker.store.pseudonym import pseudonymise
+from biomarker.store.schema import AuditEvent, AuditHead, Patient, RecordingRow, ScoreRow, User, utc_now
+from biomarker.store.spool import PendingResult, Spool
+
+USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+MIN_PASSWORD_CHARS = 10
+# Errors that mean "the database is not there right now" (refused connection, missing file, server gone away),
+# as opposed to a bug or a constraint violation, which must surface.
+UNREACHABLE_ERRORS = (exc.OperationalError, exc.InterfaceError)
+
+RESULT_COLUMNS = (
+    "score_id", "recording_id", "created_at", "patient_pseudonym", "site", "created_by", "model_name",
+    "model_version", "cohort", "probability", "threshold", "decision", "device", "latency_ms", "duration_s",
+    "sample_rate_hz", "sha256", "audio_path", "quality",
+)
+AUDIT_COLUMNS = ("seq", "occurred_at", "actor", "action", "object_type", "object_id", "payload", "prev_hash", "hash")
+EXPORT_TABLES = ("results", "audit_events")
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """Who is acting: what the app keeps in its session after sign-in (never the password hash)."""
+
+    username: str
+    role: str
+    site: str | None = None
+    id: int | None = None
+
+    @classmethod
+    def local_operator(cls) -> "UserInfo":
+        """The person at the server's shell running the CLI: they hold the database already, so act as admin,
+        under a name that shows in the audit trail as a CLI action by that OS account."""
+        return cls(username=f"cli:{getpass.getuser()}"[:64], role=auth.ADMIN)
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """What happened to a result: stored (with row ids) or spooled (with the file) — the UI shows `message`."""
+
+    stored: bool
+    result_uid: str
+    recording_id: int | None = None
+    score_id: int | None = None
+    spool_path: Path | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class FlushReport:
+    written: int
+    already_present: int
+    remaining: int
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    """Narrow the history. `patient_id` is the raw identifier typed by the user (pseudonymised here);
+    `since` is inclusive and `until` exclusive (naive UTC)."""
+
+    patient_id: str | None = None
+    site: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 500
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    score_id: int
+    recording_id: int
+    created_at: datetime
+    patient_pseudonym: str | None
+    site: str | None
+    created_by: str
+    model_name: str
+    model_version: str
+    cohort: str
+    probability: float
+    threshold: float
+    decision: str
+    device: str
+    latency_ms: float
+    duration_s: float
+    sample_rate_hz: int
+    sha256: str
+    audio_path: str
+    quality: dict | None
+
+
+class Store:
+    """Repository over one database and one data folder (see `biomarker.settings.Settings`).
+
+    Construction migrates the database to the newest schema unless `migrate=False` (which lets a process start,
+    and spool, while the database is down; call `init_db()` once it is up).
+    """
+
+    def __init__(self, settings: Settings, *, migrate: bool = True):
+        self.settings = settings
+        self.engine = make_engine(settings.database_url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.spool = Spool(settings.spool_dir)
+        if migrate:
+            self.init_db()
+
+    def init_db(self) -> None:
+        """Upgrade the schema to head (idempotent)."""
+        upgrade_to_head(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------------------------------ audio, patients
+    def save_audio(self, data: bytes, suffix: str = ".wav") -> Path:
+        """Keep the uploaded bytes in the content-addressed folder; do this BEFORE scoring."""
+        return save_audio(self.settings.audio_dir, data, suffix)
+
+    def audio_file(self, stored_path: str) -> Path:
+        """The file behind a `HistoryRow.audio_path`."""
+        return self.settings.audio_dir / stored_path
+
+    def pseudonymise(self, patient_id: str) -> str:
+        return pseudonymise(self.settings.secret, patient_id)
+
+    # ---------------------------------------------------------------------------------------------------- users
+    def add_user(self, username: str, password: str, role: str, *, site: str | None = None,
+                 actor: UserInfo) -> UserInfo:
+        """Create an account (argon2-hashed password). Clinicians need a site: their history is limited to it."""
+        auth.require(actor.role, auth.MANAGE_USERS)
+        _check_new_user(username, password, auth.check_role(role), site)
+        try:
+            with self._transaction() as session:
+                user = User(username=username, password_hash=auth.hash_password(password), role=role, site=site,
+                            active=True, created_at=utc_now())
+                session.add(user)
+                session.flush()
+                self._append_event(session, actor.username, "user_created", "user", str(user.id),
+                                   {"username": username, "role": role, "site": site})
+        except exc.IntegrityError:
+            raise DuplicateUserError(f"user {username!r} exists already") from None
+        return _user_info(user)
+
+    def has_users(self) -> bool:
+        with self._sessions() as session:
+            return session.scalar(select(func.count()).select_from(User)) > 0
+
+    def create_first_admin(self, username: str = "admin") -> str | None:
+        """On a database with no accounts, create admin `username` and return its one-time password; otherwise
+        return None. The README's first command uses this so a new user can sign in straight away."""
+        if self.has_users():
+            return None
+        password = secrets.token_urlsafe(12)
+        self.add_user(username, password, auth.ADMIN, actor=UserInfo(username="system:first-run", role=auth.ADMIN))
+        return password
+
+    def list_users(self, *, viewer: UserInfo) -> list[UserInfo]:
+        auth.require(viewer.role, auth.MANAGE_USERS)
+        with self._sessions() as session:
+            return [_user_info(user) for user in session.scalars(select(User).order_by(User.username))]
+
+    def authenticate(self, username: str, password: str) -> UserInfo:
+        """Check a sign-in; log it either way. Raises `AuthenticationError` with one message for every failure."""
+        with self._transaction() as session:
+            user = session.scalar(select(User).where(User.username == username))
+            if user is None or not user.active or not auth.verify_password(user.password_hash, password):
+                reason = "unknown user" if user is None else ("inactive" if not user.active else "wrong password")
+                self._append_event(session, username[:64], "login_failed", "user",
+                                   None if user is None else str(user.id), {"reason": reason})
+                failed = True
+            else:
+                if auth.needs_rehash(user.password_hash):
+                    user.password_hash = auth.hash_password(password)
+                self._append_event(session, user.username, "login", "user", str(user.id), {"role": user.role})
+                failed = False
+        if failed:
+            raise AuthenticationError("wrong user name or password")
+        return _user_info(user)
+
+    # -------------------------------------------------------------------------------------------------- results
+    def record_result(self, score: Score, *, actor: UserInfo, audio_path: Path, duration_s: float,
+                      sample_rate_hz: int, patient_id: str | None = None, site: str | None = None,
+                      quality: QualityReport | None = None) -> RecordOutcome:
+        """Store a recording, its score and their audit events in ONE transaction.
+
+        `audio_path` is what `save_audio` returned. A clinician always records at their own site; others may
+        name one. `quality` defaults to `score.quality`. If the database is unreachable the result goes to the
+        spool and the outcome says so (`stored=False`, `message` for the user); nothing is lost.
+        """
+        auth.require(actor.role, auth.SCORE)
+        pending = self._pending_result(score, actor, audio_path, duration_s, sample_rate_hz, patient_id, site,
+                                       quality if quality is not None else score.quality)
+        try:
+            recording_id, score_id = self._write_result(pending, spooled=False)
+        except UNREACHABLE_ERRORS as error:
+            path = self.spool.write(pending)
+            return RecordOutcome(False, pending.result_uid, spool_path=path,
+                                 message="The database is unreachable: the result was kept on this server and "
+                                         f"will be stored when the database is back ({type(error).__name__}).")
+        return RecordOutcome(True, pending.result_uid, recording_id, score_id, message="Result stored.")
+
+    def flush_spool(self) -> FlushReport:
+        """Write spooled results oldest first; stop (keeping the rest) at the first sign the database is down."""
+        written = already = 0
+        paths = self.spool.pending()
+        for index, path in enumerate(paths):
+            pending = self.spool.read(path)
+            try:
+                if self._result_exists(pending.result_uid):
+                    already += 1
+                else:
+                    self._write_result(pending, spooled=True)
+                    written += 1
+            except UNREACHABLE_ERRORS:
+                return FlushReport(written, already, len(paths) - index)
+            self.spool.remove(path)
+        return FlushReport(written, already, 0)
+
+    def history(self, filters: HistoryFilter | None = None, *, viewer: UserInfo | None) -> list[HistoryRow]:
+        """Results newest first. Clinicians see only their own site; asking for another one is refused."""
+        auth.require(None if viewer is None else viewer.role, auth.HISTORY)
+        filters = filters or HistoryFilter()
+        site = filters.site
+        if viewer.role == auth.CLINICIAN:
+            if site is not None and site != viewer.site:
+                raise AccessDeniedError(f"clinician {viewer.username!r} may only see site {viewer.site!r}, not {site!r}")
+            site = viewer.site
+        query = _results_query()
+        if filters.patient_id is not None:
+            query = query.where(Patient.pseudonym == self.pseudonymise(filters.patient_id))
+        if site is not None:
+            query = query.where(RecordingRow.site == site)
+        query = _within(query, RecordingRow.created_at, filters.since, filters.until)
+        query = query.order_by(RecordingRow.created_at.desc(), ScoreRow.id.desc()).limit(filters.limit)
+        with self._sessions() as session:
+            return [_history_row(*row) for row in session.execute(query)]
+
+    # ---------------------------------------------------------------------------------------------------- audit
+    def export(self, since: datetime | None, until: datetime | None, fmt: str, *, viewer: UserInfo | None,
+               table: str = "results") -> str:
+        """Results or audit events with `since <= time < until` as CSV or JSON text; the export itself is audited.
+
+        JSON carries the period, the exporter and (for audit events) the chain check beside the rows.
+        """
+        auth.require(None if viewer is None else viewer.role, auth.EXPORT)
+        check_format(fmt)
+        if table not in EXPORT_TABLES:
+            raise ExportFormatError(f"export table {table!r} is not one of {', '.join(EXPORT_TABLES)}")
+        header: dict[str, Any] = {"table": table, "since": since, "until": until, "exported_by": viewer.username,
+                                  "exported_at": utc_now()}
+        with self._sessions() as session:
+            if table == "results":
+                query = _within(_results_query(), RecordingRow.created_at, since, until).order_by(ScoreRow.id)
+                rows = [asdict(_history_row(*row)) for row in session.execute(query)]
+                columns = RESULT_COLUMNS
+            else:
+                auth.require(viewer.role, auth.AUDIT)
+                query = _within(select(AuditEvent), AuditEvent.occurred_at, since, until).order_by(AuditEvent.seq)
+                rows = [{column: getattr(event, column) for column in AUDIT_COLUMNS} for event in session.scalars(query)]
+                columns = AUDIT_COLUMNS
+        if table == "audit_events":
+            header["chain"] = asdict(self.verify_chain())
+        with self._transaction() as session:
+            self._append_event(session, viewer.username, "export", table, None,
+                               {"format": fmt, "since": _iso(since), "until": _iso(until), "rows": len(rows)})
+        return render(rows, columns, fmt, header)
+
+    def audit_events(self, *, viewer: UserInfo | None, limit: int = 200) -> list[AuditEvent]:
+        """The newest audit events, newest first (for the Audit page)."""
+        auth.require(None if viewer is None else viewer.role, auth.AUDIT)
+        with self._sessions() as session:
+            return list(session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)))
+
+    def verify_chain(self) -> VerifyResult:
+        """Recompute every link; the first row that was edited, deleted or moved is named in the result."""
+        with self._sessions() as session:
+            head = session.get(AuditHead, 1)
+            events = session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars()
+            return verify_links(((_link(event), event.hash) for event in events),
+                                None if head is None else (head.seq, head.hash))
+
+    # ------------------------------------------------------------------------------------------------ internals
+    def _transaction(self) -> "_TransactionScope":
+        """A session inside one transaction: committed on success, rolled back on any exception."""
+        return _TransactionScope(self._sessions)
+
+    def _append_event(self, session: Session, actor: str, action: str, object_type: str | None,
+                      object_id: str | None, payload: dict[str, Any], occurred_at: datetime | None = None) -> None:
+        """Add the next link of the chain. Locks the head row first: appends are serialised per database."""
+        head = self._lock_chain_head(session)
+        link = Link(seq=head.seq + 1, occurred_at=occurred_at or utc_now(), actor=actor, action=action,
+                    object_type=object_type, object_id=object_id, payload=canonical_json(payload),
+                    prev_hash=head.hash)
+        digest = link.compute_hash()
+        session.add(AuditEvent(seq=link.seq, occurred_at=link.occurred_at, actor=actor, action=action,
+                               object_type=object_type, object_id=object_id, payload=link.payload,
+                               prev_hash=link.prev_hash, hash=digest))
+        head.seq, head.hash = link.seq, digest
+
+    @staticmethod
+    def _lock_chain_head(session: Session) -> AuditHead:
+        """SELECT ... FOR UPDATE on PostgreSQL; on SQLite the BEGIN IMMEDIATE already holds the write lock."""
+        return session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
+
+    def _pending_result(self, score: Score, actor: UserInfo, audio_path: Path, duration_s: float,
+                        sample_rate_hz: int, patient_id: str | None, site: str | None,
+                        quality: QualityReport | None) -> PendingResult:
+        _check_score(score)
+        _check_positive("duration_s", duration_s)
+        _check_positive("sample_rate_hz", sample_rate_hz)
+        if actor.role == auth.CLINICIAN:
+            if site is not None and site != actor.site:
+                raise AccessDeniedError(f"clinician {actor.username!r} records at site {actor.site!r}, not {site!r}")
+            site = actor.site
+        stored_path = relative_audio_path(self.settings.audio_dir, audio_path)
+        return PendingResult(
+            result_uid=str(uuid.uuid4()), created_at=_iso(utc_now()), actor=actor.username,
+            site=site if site is not None else actor.site,
+            pseudonym=None if patient_id is None else self.pseudonymise(patient_id),
+            audio_path=stored_path, sha256=sha256_from_path(stored_path), duration_s=float(duration_s),
+            sample_rate_hz=int(sample_rate_hz), quality=None if quality is None else _quality_dict(quality),
+            model_name=score.model_name, model_version=score.model_version, cohort=score.cohort,
+            probability=float(score.probability), threshold=float(score.threshold), decision=score.decision,
+            device=score.device, latency_ms=float(score.latency_ms),
+        )
+
+    def _write_result(self, pending: PendingResult, *, spooled: bool) -> tuple[int, int]:
+        created_at = datetime.fromisoformat(pending.created_at)
+        with self._transaction() as session:
+            # Lock the chain head before reading patients, so two first results for one new patient cannot both
+            # insert it (PostgreSQL read-committed would let them).
+            self._lock_chain_head(session)
+            patient = None
+            if pending.pseudonym is not None:
+                patient = session.scalar(select(Patient).where(Patient.pseudonym == pending.pseudonym))
+                if patient is None:
+                    patient = Patient(pseudonym=pending.pseudonym, created_at=created_at)
+                    session.add(patient)
+            recording = RecordingRow(
+                result_uid=pending.result_uid, patient=patient, sha256=pending.sha256, audio_path=pending.audio_path,
+                duration_s=pending.duration_s, sample_rate_hz=pending.sample_rate_hz, quality=pending.quality,
+                site=pending.site, created_by=pending.actor, created_at=created_at,
+            )
+            score = ScoreRow(
+                recording=recording, model_name=pending.model_name, model_version=pending.model_version,
+                cohort=pending.cohort, probability=pending.probability, threshold=pending.threshold,
+                decision=pending.decision, device=pending.device, latency_ms=pending.latency_ms,
+                created_at=created_at,
+            )
+            session.add_all([recording, score])
+            session.flush()
+            spool_note = {"spooled_at": pending.created_at} if spooled else {}
+            self._append_event(session, pending.actor, "recording_stored", "recording", str(recording.id),
+                               {"sha256": pending.sha256, "patient": pending.pseudonym, "site": pending.site,
+                                "duration_s": pending.duration_s, **spool_note})
+            self._append_event(session, pending.actor, "score_stored", "score", str(score.id),
+                               {"recording_id": recording.id, "model_name": pending.model_name,
+                                "model_version": pending.model_version, "cohort": pending.cohort,
+                                "probability": pending.probability, "threshold": pending.threshold,
+                                "decision": pending.decision, "device": pending.device, **spool_note})
+            return recording.id, score.id
+
+    def _result_exists(self, result_uid: str) -> bool:
+        with self._sessions() as session:
+            return session.scalar(select(RecordingRow.id).where(RecordingRow.result_uid == result_uid)) is not None
+
+
+class _TransactionScope:
+    """Context manager behind `Store._transaction` (a class, not a generator, so exceptions pass through plainly)."""
+
+    def __init__(self, sessions: Callable[[], Session]):
+        self._session = sessions()
+
+    def __enter__(self) -> Session:
+        self._session.begin()
+        return self._session
+
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
+        try:
+            if exc_type is None:
+                self._session.commit()
+            else:
+                self._session.rollback()
+        finally:
+            self._session.close()
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def _results_query() -> Select:
+    return (select(ScoreRow, RecordingRow, Patient.pseudonym)
+            .join(RecordingRow, ScoreRow.recording_id == RecordingRow.id)
+            .outerjoin(Patient, RecordingRow.patient_id == Patient.id))
+
+
+def _within(query: Select, column, since: datetime | None, until: datetime | None) -> Select:
+    if since is not None:
+        query = query.where(column >= since)
+    if until is not None:
+        query = query.where(column < until)
+    return query
+
+
+def _history_row(score: ScoreRow, recording: RecordingRow, pseudonym: str | None) -> HistoryRow:
+    return HistoryRow(
+        score_id=score.id, recording_id=recording.id, created_at=recording.created_at, patient_pseudonym=pseudonym,
+        site=recording.site, created_by=recording.created_by, model_name=score.model_name,
+        model_version=score.model_version, cohort=score.cohort, probability=score.probability,
+        threshold=score.threshold, decision=score.decision, device=score.device, latency_ms=score.latency_ms,
+        duration_s=recording.duration_s, sample_rate_hz=recording.sample_rate_hz, sha256=recording.sha256,
+        audio_path=recording.audio_path, quality=recording.quality,
+    )
+
+
+def _link(event: AuditEvent) -> Link:
+    return Link(seq=event.seq, occurred_at=event.occurred_at, actor=event.actor, action=event.action,
+                object_type=event.object_type, object_id=event.object_id, payload=event.payload,
+                prev_hash=event.prev_hash)
+
+
+def _user_info(user: User) -> UserInfo:
+    return UserInfo(username=user.username, role=user.role, site=user.site, id=user.id)
+
+
+def _quality_dict(quality: QualityReport) -> dict:
+    values = asdict(quality)
+    values["reasons"] = list(quality.reasons)
+    for name, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            values[name] = None  # JSON has no NaN/inf; None says "not measurable" without breaking the export
+    return values
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="microseconds")
+
+
+def _check_new_user(username: str, password: str, role: str, site: str | None) -> None:
+    if not USERNAME_PATTERN.match(username):
+        raise InvalidUserError(f"user name {username!r}: use 1-64 letters, digits or . _ @ - (starting with a letter "
+                               "or digit)")
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise InvalidUserError(f"password for {username!r}: {len(password)} characters, need at least "
+                               f"{MIN_PASSWORD_CHARS}")
+    if role == auth.CLINICIAN and not site:
+        raise InvalidUserError(f"clinician {username!r} needs a site (history is limited to it)")
+    if site is not None and not 0 < len(site) <= 64:
+        raise InvalidUserError(f"site {site!r} for {username!r}: 1-64 characters")
+
+
+def _check_score(score: Score) -> None:
+    for name in ("probability", "threshold"):
+        value = getattr(score, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and 0.0 <= value <= 1.0):
+            raise InvalidResultError(f"score {name} {value!r} must be a finite number in [0, 1]")
+    if score.decision not in (DECISION_POSITIVE, DECISION_NEGATIVE):
+        raise InvalidResultError(f"score decision {score.decision!r} must be {DECISION_POSITIVE!r} or "
+                                 f"{DECISION_NEGATIVE!r}")
+    if not (math.isfinite(score.latency_ms) and score.latency_ms >= 0):
+        raise InvalidResultError(f"score latency_ms {score.latency_ms!r} must be finite and >= 0")
+    for name in ("model_name", "model_version", "cohort", "device"):
+        if not getattr(score, name):
+            raise InvalidResultError(f"score {name} {getattr(score, name)!r} must not be empty")
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise InvalidResultError(f"recording {name} {value!r} must be a positive finite number")

@@ -1,0 +1,178 @@
+"""From recording logits to the numbers a clinician reads: operating point on validation, metrics on test.
+
+The order matters for honesty: the temperature and the threshold are fitted on VALIDATION subjects and then
+frozen; the test set only measures. Each evaluated set (e.g. clean and ward-noise test audio, a generalisation
+cohort, real speakers) gets its own block, plots and Markdown row; nothing is pooled across them silently.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from biomarker.evaluate import plots
+from biomarker.evaluate.calibration import calibrated, fit_temperature
+from biomarker.evaluate.metrics import (
+    auroc,
+    bootstrap_ci,
+    brier,
+    expected_calibration_error,
+    predictive_values,
+    sensitivity_at_specificity,
+    sensitivity_specificity,
+    threshold_for_sensitivity,
+    to_subjects,
+)
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Clinical choices, stated once. Prevalence 0.10: a plausible share of RI among people screened at a
+    respiratory triage point; PPV/NPV are reported for it, not for the test set's 50 %."""
+
+    target_sensitivity: float = 0.90
+    fixed_specificity: float = 0.95
+    prevalence: float = 0.10
+    bootstrap_resamples: int = 1000
+    seed: int = 0
+    synthetic: bool = True
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """What a screening model ships: calibration temperature and decision threshold (on calibrated subjects)."""
+
+    temperature: float
+    threshold: float
+    target_sensitivity: float
+
+
+def fit_operating_point(logits: Sequence[float], labels: Sequence[int], subjects: Sequence[str], config: ReportConfig = ReportConfig()) -> OperatingPoint:
+    """Fit T on validation recordings, then the threshold reaching the target sensitivity on validation subjects."""
+    logits, labels = np.asarray(logits, float), np.asarray(labels, int)
+    temperature = fit_temperature(logits, labels)
+    subject = to_subjects(calibrated(logits, temperature), labels, subjects)
+    threshold = threshold_for_sensitivity(subject.scores, subject.labels, config.target_sensitivity)
+    return OperatingPoint(temperature, threshold, config.target_sensitivity)
+
+
+def measure(
+    probabilities: Sequence[float], labels: Sequence[int], subjects: Sequence[str], threshold: float, config: ReportConfig = ReportConfig()
+) -> dict[str, object]:
+    """Every metric of one set at a frozen threshold; probabilities are already calibrated."""
+    subject = to_subjects(probabilities, labels, subjects)
+    s, y = subject.scores, subject.labels
+    kwargs = {"resamples": config.bootstrap_resamples, "seed": config.seed}
+    sensitivity, specificity = sensitivity_specificity(s, y, threshold)
+    sens_at_spec, _ = sensitivity_at_specificity(s, y, config.fixed_specificity)
+    ppv, npv = predictive_values(sensitivity, specificity, config.prevalence)
+    positive = s >= threshold
+    return {
+        "auroc": auroc(s, y),
+        "auroc_ci": list(bootstrap_ci(auroc, s, y, **kwargs)),
+        "threshold": threshold,
+        "sensitivity": sensitivity,
+        "sensitivity_ci": list(bootstrap_ci(lambda a, b: sensitivity_specificity(a, b, threshold)[0], s, y, **kwargs)),
+        "specificity": specificity,
+        "specificity_ci": list(bootstrap_ci(lambda a, b: sensitivity_specificity(a, b, threshold)[1], s, y, **kwargs)),
+        f"sensitivity_at_specificity_{config.fixed_specificity:.2f}": sens_at_spec,
+        "prevalence": config.prevalence,
+        "ppv": ppv,
+        "npv": npv,
+        "brier": brier(s, y),
+        "ece": expected_calibration_error(s, y),
+        "n": int(len(s)),
+        "n_patients": int(y.sum()),
+        "n_recordings": int(len(np.asarray(labels))),
+        "confusion": {
+            "true_negative": int(np.sum(~positive & (y == 0))),
+            "false_positive": int(np.sum(positive & (y == 0))),
+            "false_negative": int(np.sum(~positive & (y == 1))),
+            "true_positive": int(np.sum(positive & (y == 1))),
+        },
+        "unit": "subject (mean of its recordings' calibrated probabilities)",
+        "synthetic": config.synthetic,
+    }
+
+
+def flag_rate(probabilities: Sequence[float], subjects: Sequence[str], threshold: float) -> dict[str, object]:
+    """Share of subjects flagged positive, for sets with one class (e.g. healthy real speakers)."""
+    subject = to_subjects(probabilities, [0] * len(subjects), subjects)
+    return {"flagged": float(np.mean(subject.scores >= threshold)), "n": int(len(subject.scores)), "threshold": threshold}
+
+
+def plot_set(name: str, probabilities: Sequence[float], labels: Sequence[int], subjects: Sequence[str], metrics: dict, out_dir: Path, synthetic: bool) -> list[Path]:
+    """ROC, calibration and confusion PNGs of one set, file names prefixed by the set name."""
+    subject = to_subjects(probabilities, labels, subjects)
+    slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    common = {"name": name, "synthetic": synthetic}
+    return [
+        plots.roc_png(subject.scores, subject.labels, metrics["auroc"], out_dir / f"{slug}_roc.png", **common),
+        plots.calibration_png(subject.scores, subject.labels, metrics["ece"], out_dir / f"{slug}_calibration.png", **common),
+        plots.confusion_png(subject.scores, subject.labels, metrics["threshold"], out_dir / f"{slug}_confusion.png", **common),
+    ]
+
+
+def _cell(value: object, ci: object = None) -> str:
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    if ci is not None:
+        return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def markdown_table(sets: dict[str, dict], config: ReportConfig) -> str:
+    """One row per evaluated set; CIs are bootstrap 95 % over subjects."""
+    spec_key = f"sensitivity_at_specificity_{config.fixed_specificity:.2f}"
+    header = (
+        "| set | n subjects (RI) | AUROC [95% CI] | sensitivity [CI] | specificity [CI] | "
+        f"sens @ spec {config.fixed_specificity:.2f} | PPV / NPV @ {config.prevalence:.0%} | Brier | ECE |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for name, m in sets.items():
+        rows.append(
+            f"| {name} | {m['n']} ({m['n_patients']}) | {_cell(m['auroc'], m['auroc_ci'])} | "
+            f"{_cell(m['sensitivity'], m['sensitivity_ci'])} | {_cell(m['specificity'], m['specificity_ci'])} | "
+            f"{_cell(m[spec_key])} | {_cell(m['ppv'])} / {_cell(m['npv'])} | {_cell(m['brier'])} | {_cell(m['ece'])} |"
+        )
+    return header + "\n".join(rows) + "\n"
+
+
+def write_report(
+    out_dir: str | Path,
+    sets: dict[str, dict],
+    *,
+    title: str,
+    config: ReportConfig = ReportConfig(),
+    operating_point: OperatingPoint | None = None,
+    extra: dict | None = None,
+    notes: Sequence[str] = (),
+) -> Path:
+    """Write `metrics.json` (the first set's metrics at top level, every set under "sets") and `report.md`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    primary = next(iter(sets.values()))
+    payload = {**primary, "sets": sets, "config": asdict(config), **(extra or {})}
+    if operating_point is not None:
+        payload["operating_point"] = asdict(operating_point)
+    (out_dir / "metrics.json").write_text(json.dumps(payload, indent=2))
+    warning = "**SYNTHETIC data — these numbers say nothing about real patients; not clinically validated.**\n\n" if config.synthetic else ""
+    lines = [f"# {title}\n", warning, markdown_table(sets, config), ""]
+    lines += [
+        f"Subject-level metrics (a subject's score is the mean calibrated probability of its recordings). "
+        f"Threshold fixed beforehand for sensitivity >= {config.target_sensitivity:.2f} on validation; "
+        f"PPV/NPV at a stated prevalence of {config.prevalence:.0%}. The model screens (refer for an SpO2 check); "
+        "it never estimates SpO2.",
+        "",
+    ]
+    lines += [f"- {note}" for note in notes]
+    images = sorted(p.name for p in out_dir.glob("*.png"))
+    lines += ["", *[f"![{name}]({name})" for name in images]]
+    (out_dir / "report.md").write_text("\n".join(lines) + "\n")
+    return out_dir / "metrics.json"

@@ -1,0 +1,122 @@
+"""Evaluation: subject-level metrics, CIs, threshold selection, temperature scaling, reports, MFCC baseline."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from biomarker.evaluate.baselines import MfccStatsBaseline
+from biomarker.evaluate.calibration import calibrated, fit_temperature
+from biomarker.evaluate.metrics import (
+    MetricError,
+    auroc,
+    bootstrap_ci,
+    expected_calibration_error,
+    predictive_values,
+    sensitivity_at_specificity,
+    sensitivity_specificity,
+    threshold_for_sensitivity,
+    to_subjects,
+)
+from biomarker.evaluate.report import ReportConfig, fit_operating_point, measure, plot_set, write_report
+
+
+def _scores(n=200, separation=1.5, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat([0, 1], n // 2)
+    return rng.normal(labels * separation, 1.0), labels
+
+
+def test_subjects_average_their_recordings_and_reject_mixed_labels():
+    subject = to_subjects([0.2, 0.4, 0.9], [0, 0, 1], ["a", "a", "b"])
+    assert subject.subjects == ["a", "b"]
+    np.testing.assert_allclose(subject.scores, [0.3, 0.9])
+    assert subject.recordings.tolist() == [2, 1]
+    with pytest.raises(MetricError, match="subject 'a' has recordings with both labels"):
+        to_subjects([0.2, 0.4], [0, 1], ["a", "a"])
+
+
+def test_auroc_needs_both_classes():
+    with pytest.raises(MetricError, match="both patients and controls"):
+        auroc(np.array([0.1, 0.2]), np.array([1, 1]))
+
+
+def test_threshold_reaches_target_sensitivity_and_is_the_highest_that_does():
+    scores, labels = _scores()
+    threshold = threshold_for_sensitivity(scores, labels, 0.9)
+    sensitivity, _ = sensitivity_specificity(scores, labels, threshold)
+    assert sensitivity >= 0.9
+    higher = np.min(scores[scores > threshold])
+    assert sensitivity_specificity(scores, labels, higher)[0] < 0.9
+
+
+def test_sensitivity_at_specificity_respects_the_specificity():
+    scores, labels = _scores()
+    sensitivity, threshold = sensitivity_at_specificity(scores, labels, 0.95)
+    _, specificity = sensitivity_specificity(scores, labels, threshold)
+    assert specificity >= 0.95
+    assert sensitivity == sensitivity_specificity(scores, labels, threshold)[0]
+
+
+def test_predictive_values_follow_bayes():
+    ppv, npv = predictive_values(0.9, 0.9, 0.5)
+    assert ppv == pytest.approx(0.9) and npv == pytest.approx(0.9)
+    ppv_rare, _ = predictive_values(0.9, 0.9, 0.01)
+    assert ppv_rare < 0.1
+    with pytest.raises(MetricError, match="prevalence"):
+        predictive_values(0.9, 0.9, 0.0)
+
+
+def test_bootstrap_ci_contains_the_estimate_and_narrows_with_more_subjects():
+    small = _scores(n=40, seed=1)
+    large = _scores(n=800, seed=1)
+    low_s, high_s = bootstrap_ci(auroc, *small, resamples=300)
+    low_l, high_l = bootstrap_ci(auroc, *large, resamples=300)
+    assert low_s <= auroc(*small) <= high_s
+    assert high_l - low_l < high_s - low_s
+
+
+def test_temperature_scaling_fixes_overconfidence():
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0.0, 2.0, 4000)
+    labels = (rng.random(4000) < calibrated(true_logits, 1.0)).astype(int)  # labels drawn from calibrated odds
+    overconfident = true_logits * 4
+    temperature = fit_temperature(overconfident, labels)
+    assert 3.0 < temperature < 5.5
+    before = expected_calibration_error(calibrated(overconfident, 1.0), labels)
+    after = expected_calibration_error(calibrated(overconfident, temperature), labels)
+    assert after < before / 2
+
+
+def test_report_writes_the_contract_keys_and_plots(tmp_path):
+    val_logits, val_labels = _scores(seed=2)
+    test_logits, test_labels = _scores(seed=3)
+    config = ReportConfig(bootstrap_resamples=100)
+    val_subjects = [f"v{i}" for i in range(len(val_labels))]
+    test_subjects = [f"t{i}" for i in range(len(test_labels))]
+    point = fit_operating_point(val_logits, val_labels, val_subjects, config)
+    probabilities = calibrated(test_logits, point.temperature)
+    metrics = measure(probabilities, test_labels, test_subjects, point.threshold, config)
+    plot_set("clean test", probabilities, test_labels, test_subjects, metrics, tmp_path, synthetic=True)
+    write_report(tmp_path, {"clean test": metrics}, title="t", config=config, operating_point=point)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("auroc", "auroc_ci", "sensitivity", "specificity", "threshold", "ece", "n"):
+        assert key in saved
+    assert saved["auroc_ci"][0] <= saved["auroc"] <= saved["auroc_ci"][1]
+    assert saved["n"] == 200
+    report = (tmp_path / "report.md").read_text()
+    assert "SYNTHETIC" in report and "clean_test_roc.png" in report
+    assert len(list(tmp_path.glob("*.png"))) == 3
+
+
+def test_mfcc_baseline_separates_loud_noise_from_tones():
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    tones = [np.sin(2 * np.pi * rng.uniform(150, 300) * t) * 0.3 for _ in range(20)]
+    noises = [rng.standard_normal(16000) * 0.3 for _ in range(20)]
+    labels = [0] * 20 + [1] * 20
+    baseline = MfccStatsBaseline().fit(tones + noises, labels)
+    logits = baseline.logits(tones[:3] + noises[:3])
+    assert np.all(logits[:3] < 0) and np.all(logits[3:] > 0)

@@ -1,0 +1,271 @@
+"""The only inference path: audio in, calibrated `Score` out. The app, `biomarker score` and the benchmark all use it.
+
+bytes / path ──► audio.load ──► quality gate ──► feature extractor ──► ScreeningModel ──► probability ──► Score
+                 (decode, 16 kHz)  (require_quality)  (the model's own      (encoder + cohort head,    (threshold =
+                                                        front-end config)    temperature-calibrated)    the model's)
+
+One `Screener` is loaded per process and shared: decoding and the quality gate run in the caller's thread, the
+model forward runs under a lock, so concurrent app sessions score safely without one model copy per session.
+Bad input raises the specific `AudioError` subclass (or, from `score_many`, is returned in its slot) and is never
+dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Protocol, Sequence, Union
+
+import numpy as np
+import torch
+
+from biomarker.audio import AudioConfig, QualityConfig, load, require_quality
+from biomarker.device import describe, pick_device
+from biomarker.features import extractor_from_config, get_extractor
+from biomarker.models import from_pretrained
+from biomarker.records import (
+    DECISION_NEGATIVE,
+    DECISION_POSITIVE,
+    AudioError,
+    ModelNotFoundError,
+    QualityReport,
+    Recording,
+    Score,
+)
+
+AudioSource = Union[str, Path, bytes, BinaryIO]
+
+DEFAULT_MODEL = "ri-screener"
+# Shipped models live in the repository's `pretrained/` folder, next to the package.
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+
+
+def resolve_model_dir(model: str | Path) -> Path:
+    """A directory is used as is; a bare name means `pretrained/<name>`. Missing means a clear error, not a
+    traceback from deep inside safetensors."""
+    candidate = Path(model)
+    if candidate.is_dir():
+        return candidate
+    shipped = PRETRAINED_DIR / str(model)
+    if shipped.is_dir():
+        return shipped
+    raise ModelNotFoundError(
+        f"model {str(model)!r}: neither a directory nor a shipped model in {PRETRAINED_DIR} "
+        f"(pass --model DIR with a ScreeningModel saved by `biomarker finetune`)"
+    )
+
+
+@dataclass(frozen=True)
+class ScreenerConfig:
+    """Knobs of the inference path. `batch_size` bounds memory in `score_many`; the audio and quality
+    configs are the same dataclasses `biomarker.audio` uses, so the app and the CLI gate recordings alike."""
+
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What the app shows for one recording: the decoded audio, its quality report and the score."""
+
+    recording: Recording
+    quality: QualityReport
+    score: Score
+
+
+class Screener:
+    """A loaded screening model plus its own feature front-end on one device."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device, config: ScreenerConfig = ScreenerConfig()):
+        self.model = model.to(device).eval()
+        self.extractor = front_end(model.feature_config).to(device).eval()
+        # The clinician's plot is always an MFCC-gram, whatever front-end the model uses; it stays on the CPU.
+        self._display_extractor = get_extractor("mfccgram").eval()
+        self.device = device
+        self.device_name = describe(device)
+        self.config = config
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(
+        cls, model: str | Path = DEFAULT_MODEL, device: str = "auto", config: ScreenerConfig = ScreenerConfig()
+    ) -> "Screener":
+        """Load a shipped model by name or a bundle directory saved with `save_pretrained`."""
+        bundle = from_pretrained(resolve_model_dir(model))
+        return cls(bundle, pick_device(device), config)
+
+    # ---------------------------------------------------------------------------------------- identity
+    @property
+    def model_name(self) -> str:
+        return str(self.model.name)
+
+    @property
+    def model_version(self) -> str:
+        return str(self.model.version)
+
+    @property
+    def model_label(self) -> str:
+        """Exact model identity for a CSV cell or a caption: `name@version`."""
+        return f"{self.model_name}@{self.model_version}"
+
+    @property
+    def trained_on_synthetic(self) -> bool:
+        """True unless the bundle says it saw real patients; the app then shows the synthetic-data disclaimer.
+        Defaulting to True is the honest side: no model here has been validated on patients."""
+        return bool(getattr(self.model, "trained_on_synthetic", True))
+
+    # ----------------------------------------------------------------------------------------- scoring
+    def load_audio(self, source: AudioSource, *, name: str | None = None) -> Recording:
+        """Decode with the screener's audio config (raises the specific `AudioError`)."""
+        return load(source, name=name, config=self.config.audio)
+
+    def assess(self, source: AudioSource, *, name: str | None = None, cohort: str | None = None) -> Assessment:
+        """Decode, gate and score one recording; latency covers all of it (bytes to probability)."""
+        started = time.perf_counter()
+        return self.assess_recording(self.load_audio(source, name=name), cohort=cohort, started=started)
+
+    def assess_recording(
+        self, recording: Recording, *, cohort: str | None = None, started: float | None = None
+    ) -> Assessment:
+        """Gate and score an already decoded recording. `started` (a `time.perf_counter()` value) lets the
+        caller count its own decoding and saving in the reported latency."""
+        started = time.perf_counter() if started is None else started
+        quality = require_quality(recording, self.config.quality)
+        [probability] = self._probabilities([recording], cohort)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        return Assessment(recording, quality, self._score(probability, cohort, quality, latency_ms))
+
+    def score(self, source: AudioSource, *, name: str | None = None, cohort: str | None = None) -> Score:
+        """Score one recording. Raises an `AudioError` subclass naming the input when it cannot be scored."""
+        return self.assess(source, name=name, cohort=cohort).score
+
+    def score_many(
+        self, sources: Sequence[AudioSource], *, names: Sequence[str] | None = None, cohort: str | None = None
+    ) -> list[Score | AudioError]:
+        """Score many recordings in padded batches for throughput. The result has one entry per source, in
+        order: a `Score`, or the `AudioError` that stopped that source. Each score's latency is its share of
+        its batch's model time plus its own decoding time."""
+        if names is not None and len(names) != len(sources):
+            raise ValueError(f"names has {len(names)} entries for {len(sources)} sources")
+        results: list[Score | AudioError | None] = [None] * len(sources)
+        accepted: list[tuple[int, Recording, QualityReport, float]] = []
+        for index, source in enumerate(sources):
+            started = time.perf_counter()
+            try:
+                recording = self.load_audio(source, name=None if names is None else names[index])
+                quality = require_quality(recording, self.config.quality)
+            except AudioError as error:
+                results[index] = error
+                continue
+            accepted.append((index, recording, quality, (time.perf_counter() - started) * 1000.0))
+        # Similar lengths share a batch, so little compute goes to padding.
+        accepted.sort(key=lambda item: len(item[1].samples))
+        for start in range(0, len(accepted), self.config.batch_size):
+            batch = accepted[start : start + self.config.batch_size]
+            started = time.perf_counter()
+            probabilities = self._probabilities([recording for _, recording, _, _ in batch], cohort)
+            share_ms = (time.perf_counter() - started) * 1000.0 / len(batch)
+            for (index, _, quality, decode_ms), probability in zip(batch, probabilities):
+                results[index] = self._score(probability, cohort, quality, decode_ms + share_ms)
+        return [result for result in results if result is not None]
+
+    @property
+    def display_frames_per_second(self) -> float:
+        return float(self._display_extractor.frames_per_second)
+
+    def features_for_display(self, recording: Recording) -> np.ndarray:
+        """The MFCC-gram [frames, coefficients] of a recording, for the app's plot (not used for scoring)."""
+        waveform = torch.from_numpy(np.ascontiguousarray(recording.samples, dtype=np.float32))[None]  # [1, S]
+        with torch.inference_mode():
+            features, _ = self._display_extractor(waveform, torch.tensor([waveform.shape[1]]))
+        return features[0].numpy()
+
+    # ---------------------------------------------------------------------------------------- internals
+    def _probabilities(self, recordings: Sequence[Recording], cohort: str | None) -> list[float]:
+        """Calibrated probabilities for a batch of accepted recordings (padded, lengths passed along)."""
+        lengths = torch.tensor([len(recording.samples) for recording in recordings])
+        waveforms = torch.zeros(len(recordings), int(lengths.max()))  # [B, S], zero padding past each length
+        for row, recording in enumerate(recordings):
+            waveforms[row, : len(recording.samples)] = torch.from_numpy(np.asarray(recording.samples, np.float32))
+        with self._lock, torch.inference_mode():
+            features, frame_lengths = self.extractor(waveforms.to(self.device), lengths.to(self.device))
+            probabilities = self.model.probability(features, frame_lengths, cohort=cohort)
+        return [float(p) for p in probabilities.float().cpu()]
+
+    def _score(self, probability: float, cohort: str | None, quality: QualityReport, latency_ms: float) -> Score:
+        cohort_name = self.model.resolve_cohort(cohort)
+        threshold = float(self.model.cohort_spec(cohort_name).threshold)
+        return Score(
+            probability=probability,
+            threshold=threshold,
+            decision=DECISION_POSITIVE if probability >= threshold else DECISION_NEGATIVE,
+            model_name=self.model_name,
+            model_version=self.model_version,
+            cohort=cohort_name,
+            device=self.device_name,
+            latency_ms=latency_ms,
+            quality=quality,
+        )
+
+
+def front_end(feature_config: dict) -> torch.nn.Module:
+    """Rebuild the feature extractor a model was trained with. A checkpoint stores either a full extractor
+    config (it has a `kind`) or a registry preset name plus overrides (`{"name": "fbank", ...}`)."""
+    if "kind" in feature_config:
+        return extractor_from_config(feature_config)
+    settings = dict(feature_config)
+    return get_extractor(settings.pop("name"), **settings)
+
+
+class ResultStore(Protocol):
+    """What screening-and-logging needs from `biomarker.store.Store`; a protocol, so the screener never imports
+    the store (the store stays torch-free and the screener stays database-free)."""
+
+    def save_audio(self, data: bytes, suffix: str = ".wav") -> Path: ...
+
+    def record_result(self, score: Score, **details: object) -> object: ...
+
+
+@dataclass(frozen=True)
+class ScreeningOutcome:
+    """A scored recording and what the store did with it (`record.stored` False means it was spooled)."""
+
+    assessment: Assessment
+    record: object  # biomarker.store.RecordOutcome
+
+
+def screen_and_record(
+    screener: Screener,
+    store: ResultStore,
+    data: bytes,
+    *,
+    name: str,
+    actor: object,
+    patient_id: str | None = None,
+    site: str | None = None,
+    cohort: str | None = None,
+) -> ScreeningOutcome:
+    """The app's and `biomarker score --log`'s path: decode, keep the audio on disk BEFORE scoring (a crash or
+    a database outage never loses what was recorded), score, then store the result with its audit events.
+
+    Undecodable bytes raise their `AudioError` before anything is written; a recording that decodes but fails
+    the quality gate is kept on disk but never stored as a score.
+    """
+    started = time.perf_counter()
+    recording = screener.load_audio(data, name=name)
+    suffix = Path(name).suffix.lower() or ".wav"
+    audio_path = store.save_audio(data, suffix if suffix[1:].isalnum() and len(suffix) <= 9 else ".wav")
+    assessment = screener.assess_recording(recording, cohort=cohort, started=started)
+    record = store.record_result(
+        assessment.score,
+        actor=actor,
+        audio_path=audio_path,
+        duration_s=recording.duration_s,
+        sample_rate_hz=recording.original_sample_rate_hz,
+        patient_id=patient_id,
+        site=site,
+    )
+    return ScreeningOutcome(assessment, record)

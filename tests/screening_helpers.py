@@ -1,0 +1,40 @@
+"""Inputs the screener, CLI, app and browser tests make for themselves: a tiny random ScreeningModel bundle and
+speech WAVs from espeak-ng (no binary fixtures, nothing downloaded)."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from biomarker.models import ScreeningModel, create_model
+
+TINY_ENCODER = dict(embed_dim=32, depth=1, num_heads=2)
+TEST_MODEL_NAME, TEST_MODEL_VERSION = "tiny-test-screener", "0.0.1-test"
+
+
+def save_tiny_screening_model(directory: Path, *, threshold: float = 0.5) -> Path:
+    """A randomly initialised (untrained) bundle: ssast-tiny-patch cut down to one 32-wide layer."""
+    encoder = create_model("ssast-tiny-patch", **TINY_ENCODER)
+    bundle = ScreeningModel(encoder, name=TEST_MODEL_NAME, version=TEST_MODEL_VERSION)
+    bundle.add_cohort("default", threshold=threshold)
+    bundle.save_pretrained(directory)
+    return directory
+
+
+def espeak_wav(path: Path, text: str, *, sample_rate_hz: int = 16000, words_per_minute: int = 150) -> Path:
+    """Speech made by espeak-ng, resampled by sox to `sample_rate_hz` mono 16-bit."""
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-s", str(words_per_minute), "-w", str(raw), text], check=True)
+    subprocess.run(["sox", str(raw), "-r", str(sample_rate_hz), "-c", "1", "-b", "16", str(path)], check=True)
+    raw.unlink()
+    return path
+
+
+def wav_bytes(samples: np.ndarray, sample_rate_hz: int = 16000, subtype: str = "PCM_16") -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, sample_rate_hz, format="WAV", subtype=subtype)
+    return buffer.getvalue()

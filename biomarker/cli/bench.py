@@ -12,3 +12,17 @@ bench_app = typer.Typer(help="Benchmarks: speed and memory ratios measured side 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("features")
+def features(
+    clips: int = typer.Option(64, help="Clips in the batch."),
+    seconds: float = typer.Option(10.0, help="Seconds per clip (16 kHz)."),
+    repeats: int = typer.Option(3, help="Timed runs per front-end; the best is reported."),
+    device: str = typer.Option("cpu", "--device", help="Where ours runs: auto|cpu|cuda (the references run on CPU)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """MFCC and fbank: python_speech_features / torchaudio kaldi per clip vs our batched front-end."""
+    from biomarker.bench.features import main
+
+    main(clips=clips, seconds=seconds, repeats=repeats, device=device, as_json=as_json)

@@ -1,0 +1,106 @@
+"""`biomarker bench features`: our batched front-end against the per-clip reference it must agree with.
+
+One run, same clips for both: python_speech_features.mfcc (numpy, clip by clip) vs `get_extractor("mfcc")`
+on the whole batch, and torchaudio's kaldi fbank (clip by clip) vs `get_extractor("fbank")`. Each timing is
+the best of `repeats` after one warm-up, because the machine may be shared. The clips are synthetic
+(seeded noise): MFCC cost does not depend on content. The report names the CPU, thread count and device.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from biomarker.device import describe, pick_device
+from biomarker.features import get_extractor
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (platform.processor() is empty on Linux)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def best_time(run: Callable[[], object], repeats: int, synchronize: Callable[[], None]) -> float:
+    """Seconds of the fastest of `repeats` runs, after one warm-up run."""
+    run()
+    synchronize()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        synchronize()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main(clips: int = 64, seconds: float = 10.0, repeats: int = 3, device: str = "cpu", as_json: bool = False) -> dict:
+    """Time both front-ends on `clips` x `seconds` of 16 kHz audio; print a table (or JSON); return the dict."""
+    import python_speech_features
+    import torchaudio.compliance.kaldi as kaldi
+
+    target = pick_device(device)
+    synchronize = (lambda: torch.cuda.synchronize(target)) if target.type == "cuda" else (lambda: None)
+    rate = 16000
+    batch = np.random.default_rng(0).normal(0, 0.1, (clips, int(seconds * rate))).astype(np.float32)
+    waveform = torch.from_numpy(batch)  # [B, S]
+    on_device = waveform.to(target)
+
+    mfcc = get_extractor("mfcc").to(target).eval()
+    fbank = get_extractor("fbank", norm_mean=None, norm_std=None).to(target).eval()
+    psf_kwargs = {"samplerate": rate}
+
+    def kaldi_per_clip() -> list[torch.Tensor]:
+        return [
+            kaldi.fbank((clip - clip.mean())[None], htk_compat=True, sample_frequency=rate, use_energy=False,
+                        window_type="hanning", num_mel_bins=128, dither=0.0, frame_shift=10)
+            for clip in waveform
+        ]
+
+    with torch.inference_mode():
+        rows = {
+            "mfcc": {
+                "reference": "python_speech_features.mfcc, per clip (numpy float64)",
+                "reference_s": best_time(lambda: [python_speech_features.mfcc(c, **psf_kwargs) for c in batch], repeats, synchronize),
+                "ours_s": best_time(lambda: mfcc(on_device), repeats, synchronize),
+            },
+            "fbank": {
+                "reference": "torchaudio.compliance.kaldi.fbank, per clip (float32, CPU)",
+                "reference_s": best_time(kaldi_per_clip, repeats, synchronize),
+                "ours_s": best_time(lambda: fbank(on_device), repeats, synchronize),
+            },
+        }
+        reference_mfcc = np.stack([python_speech_features.mfcc(c, **psf_kwargs) for c in batch[:4]])
+        ours_mfcc = mfcc(on_device[:4])[0].double().cpu().numpy()
+    for row in rows.values():
+        row["speedup"] = row["reference_s"] / row["ours_s"]
+    result = {
+        "clips": clips,
+        "seconds_per_clip": seconds,
+        "audio": "synthetic (seeded Gaussian noise); cost does not depend on content",
+        "repeats": repeats,
+        "machine": {"cpu": cpu_name(), "torch_threads": torch.get_num_threads(), "device": describe(target)},
+        "mfcc_max_rel_diff_vs_psf": float(np.abs(ours_mfcc - reference_mfcc).max() / np.abs(reference_mfcc).max()),
+        "results": rows,
+    }
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{clips} clips x {seconds:g} s at 16 kHz ({result['audio']}); best of {repeats}")
+        print(f"machine: {result['machine']['cpu']}, {result['machine']['torch_threads']} torch threads, "
+              f"ours on {result['machine']['device']}")
+        print(f"{'front-end':<10}{'reference s':>13}{'ours s':>10}{'speedup':>10}  reference")
+        for name, row in rows.items():
+            print(f"{name:<10}{row['reference_s']:>13.3f}{row['ours_s']:>10.3f}{row['speedup']:>9.1f}x  {row['reference']}")
+        print(f"mfcc agreement: max|ours - psf| / max|psf| = {result['mfcc_max_rel_diff_vs_psf']:.2e}")
+    return result

@@ -1,0 +1,169 @@
+"""The screening model bundle: one shared encoder, and per cohort an adapter set, a head and a calibration.
+
+A cohort is a population the model was adapted to (a hospital, a language, a microphone); its name is the task
+id at inference. Adding a cohort only adds parameters (its adapter set and head) and never touches an existing
+one, so every earlier cohort's outputs stay bit-identical (adapter-incremental continual learning, AI-CL).
+The bundle screens: `probability` is the calibrated probability of respiratory insufficiency, compared with the
+cohort's operating threshold to refer for an SpO2 check. It never estimates SpO2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from biomarker.models.checkpoint import write_checkpoint
+from biomarker.models.encoder import ADAPTER_NAME, Encoder
+from biomarker.models.heads import LogitHead
+from biomarker.records import CohortError, ModelConfigError
+
+
+@dataclass(frozen=True)
+class CohortSpec:
+    """A cohort's path and calibration: `adapter_set` (None: plain encoder), decision `threshold` on the
+    calibrated probability, and the `temperature` that divides the logit (fitted on validation)."""
+
+    adapter_set: str | None = None
+    threshold: float = 0.5
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ModelConfigError(f"threshold {self.threshold} is not a probability in [0, 1]")
+        if not self.temperature > 0.0:
+            raise ModelConfigError(f"temperature {self.temperature} must be positive")
+
+
+class ScreeningModel(nn.Module):
+    """Feature config + shared encoder + per-cohort {adapter set, LayerNorm->Linear head, threshold, temperature}."""
+
+    kind: ClassVar[str] = "screening"
+
+    def __init__(self, encoder: Encoder, *, name: str, version: str = "1", parent: str | None = None):
+        super().__init__()
+        self.encoder = encoder
+        self.heads = nn.ModuleDict()
+        self.cohorts: dict[str, CohortSpec] = {}
+        self.default_cohort: str | None = None
+        self.name = name
+        self.version = version
+        self.parent = parent  # the encoder (or earlier bundle version) this one was built from
+
+    @property
+    def feature_config(self) -> dict[str, Any]:
+        return self.encoder.feature_config
+
+    # ------------------------------------------------------------------------------------------ cohorts
+    def add_cohort(
+        self,
+        cohort: str,
+        adapter: str | None = None,
+        *,
+        threshold: float = 0.5,
+        temperature: float = 1.0,
+        make_default: bool = False,
+        **adapter_options: Any,
+    ) -> None:
+        """Add `cohort` with a fresh head and, if `adapter` is 'aat' or 'conv', its own adapter set (named after
+        the cohort). The first cohort becomes the default. Existing cohorts are never changed."""
+        if not ADAPTER_NAME.match(cohort):
+            raise CohortError(f"cohort name {cohort!r} may hold only letters, digits, '_' and '-'")
+        if cohort in self.cohorts:
+            raise CohortError(f"cohort {cohort!r} is already in bundle {self.name!r}; add it under a new name")
+        spec = CohortSpec(cohort if adapter else None, threshold, temperature)
+        if adapter:
+            self.encoder.add_adapter_set(cohort, adapter, **adapter_options)
+        reference = self.encoder.mask_embedding
+        self.heads[cohort] = LogitHead(self.encoder.embed_dim).to(reference.device, reference.dtype).train(self.training)
+        self.cohorts[cohort] = spec
+        if make_default or self.default_cohort is None:
+            self.default_cohort = cohort
+
+    def set_calibration(self, cohort: str, *, threshold: float | None = None, temperature: float | None = None) -> None:
+        """Store the operating threshold and/or temperature fitted on `cohort`'s validation split."""
+        spec = self.cohort_spec(cohort)
+        changes = {k: v for k, v in (("threshold", threshold), ("temperature", temperature)) if v is not None}
+        self.cohorts[cohort] = dataclasses.replace(spec, **changes)
+
+    def cohort_spec(self, cohort: str | None = None) -> CohortSpec:
+        return self.cohorts[self.resolve_cohort(cohort)]
+
+    def resolve_cohort(self, cohort: str | None) -> str:
+        """The cohort asked for, or the default; an unknown name is an error naming the known ones."""
+        chosen = self.default_cohort if cohort is None else cohort
+        if chosen is None:
+            raise CohortError(f"bundle {self.name!r} has no cohorts yet; call add_cohort first")
+        if chosen not in self.cohorts:
+            raise CohortError(f"bundle {self.name!r} has no cohort {chosen!r}; it has {sorted(self.cohorts)}")
+        return chosen
+
+    def train_only(self, cohort: str, *, encoder: bool = False) -> tuple[int, int]:
+        """Make only `cohort`'s head and adapter set trainable (plus the whole encoder when `encoder=True`,
+        for full fine-tuning). Returns (trainable parameters, parameters on the cohort's inference path)."""
+        name = self.resolve_cohort(cohort)
+        for parameter in self.parameters():
+            parameter.requires_grad_(False)
+        trainable = self.encoder.freeze_backbone(self.cohorts[name].adapter_set)
+        if encoder:
+            for parameter in self.encoder.parameters():
+                parameter.requires_grad_(True)
+            trainable = self.encoder.backbone_parameter_count() + trainable
+        for parameter in self.heads[name].parameters():
+            parameter.requires_grad_(True)
+        head = sum(p.numel() for p in self.heads[name].parameters())
+        adapters = self.cohorts[name].adapter_set
+        on_path = self.encoder.backbone_parameter_count() + head
+        if adapters is not None:
+            on_path += sum(p.numel() for p in self.encoder.adapter_parameters(adapters))
+        return trainable + head, on_path
+
+    # ------------------------------------------------------------------------------------------- scoring
+    def logits(self, features: torch.Tensor, lengths: torch.Tensor | None = None, cohort: str | None = None) -> torch.Tensor:
+        """features: [B, T, F] from this bundle's front-end, lengths: [B] frames -> uncalibrated logits [B]."""
+        name = self.resolve_cohort(cohort)
+        self.encoder.use_adapter_set(self.cohorts[name].adapter_set)
+        return self.heads[name](self.encoder(features, lengths))
+
+    def probability(self, features: torch.Tensor, lengths: torch.Tensor | None = None, cohort: str | None = None) -> torch.Tensor:
+        """Calibrated probability of respiratory insufficiency [B] (logit / cohort temperature, then sigmoid)."""
+        spec = self.cohort_spec(cohort)
+        return torch.sigmoid(self.logits(features, lengths, cohort) / spec.temperature)
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None, cohort: str | None = None) -> torch.Tensor:
+        return self.logits(features, lengths, cohort)
+
+    # ---------------------------------------------------------------------------------------- checkpoint
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "version": self.version,
+            "parent": self.parent,
+            "default_cohort": self.default_cohort,
+            "cohorts": {name: dataclasses.asdict(spec) for name, spec in self.cohorts.items()},
+            "features": self.feature_config,
+            "encoder": self.encoder.describe(),
+        }
+
+    @classmethod
+    def from_description(cls, description: dict[str, Any]) -> "ScreeningModel":
+        from biomarker.models.checkpoint import class_for_kind
+
+        encoder_description = description["encoder"]
+        encoder = class_for_kind(encoder_description["kind"]).from_description(encoder_description)
+        bundle = cls(encoder, name=description["name"], version=description["version"], parent=description.get("parent"))
+        reference = encoder.mask_embedding
+        for name, spec in description["cohorts"].items():
+            bundle.heads[name] = LogitHead(encoder.embed_dim).to(reference.device, reference.dtype)
+            bundle.cohorts[name] = CohortSpec(**spec)
+        bundle.default_cohort = description.get("default_cohort")
+        return bundle
+
+    def save_pretrained(self, directory: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+        """One bundle directory: model.safetensors (encoder, every adapter set and head) + config.json."""
+        return write_checkpoint(self, self.describe(), directory, dtype)

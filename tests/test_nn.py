@@ -1,0 +1,142 @@
+"""Building blocks: attention modes agree, factorized attention is what it claims, adapters, Mamba block."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from biomarker.nn.adapters import ConvPass, make_adapters
+from biomarker.nn.attention import (
+    attention_flops,
+    factorized_attention,
+    full_attention_plain,
+    full_attention_sdpa,
+)
+from biomarker.nn.mamba import BiMambaMixer, DirectionalSSM
+from biomarker.nn.tokens import LearnedGridPositions, PatchEmbed, TokenLayout
+from biomarker.records import ModelConfigError, ModelInputError
+
+
+def _layout(lengths: list[int], grid: tuple[int, int], prefix: int) -> TokenLayout:
+    return TokenLayout.build(torch.tensor(lengths), grid, prefix)
+
+
+def _qkv(batch: int, tokens: int, heads: int = 2, dim: int = 8) -> list[torch.Tensor]:
+    return [torch.randn(batch, heads, tokens, dim, dtype=torch.float64) for _ in range(3)]
+
+
+def test_sdpa_matches_plain_attention_with_padding():
+    q, k, v = _qkv(3, 10)
+    valid = torch.arange(10)[None, :] < torch.tensor([[10], [6], [3]])
+    torch.testing.assert_close(full_attention_sdpa(q, k, v, valid), full_attention_plain(q, k, v, valid))
+
+
+@pytest.mark.parametrize("prefix", [0, 1])
+def test_factorized_attention_equals_full_attention_restricted_to_row_and_column(prefix):
+    rows, columns = 3, 5
+    layout = _layout([15, 9], (rows, columns), prefix)  # clip 1 has 3 real time columns
+    q, k, v = _qkv(2, prefix + rows * columns)
+    # The definition, written the slow way: a full attention with a row-or-column (or prefix) mask.
+    t = torch.arange(rows * columns) // rows
+    f = torch.arange(rows * columns) % rows
+    same = (t[:, None] == t[None, :]) | (f[:, None] == f[None, :])
+    allowed = torch.ones(prefix + rows * columns, prefix + rows * columns, dtype=torch.bool)
+    allowed[prefix:, prefix:] = same
+    logits = torch.einsum("bhnd,bhmd->bhnm", q, k) / math.sqrt(q.shape[-1])
+    logits = logits.masked_fill(~(allowed[None, None] & layout.valid[:, None, None, :]), float("-inf"))
+    expected = torch.einsum("bhnm,bhmd->bhnd", logits.softmax(-1), v)
+    got = factorized_attention(q, k, v, layout)
+    real = layout.valid[:, None, :, None].expand_as(got)
+    torch.testing.assert_close(got[real], expected[real])
+
+
+def test_factorized_attention_needs_at_least_five_times_fewer_flops_on_the_pretraining_grid():
+    full = attention_flops((8, 64), 192, "sdpa", num_prefix=1)
+    factorized = attention_flops((8, 64), 192, "factorized", num_prefix=1)
+    assert full / factorized >= 5
+
+
+def test_patch_embed_orders_tokens_time_major_and_returns_raw_patches_as_targets():
+    embed = PatchEmbed(num_features=4, patch=(2, 2), stride=(2, 2), dim=3)
+    x = torch.arange(6 * 4, dtype=torch.float32).reshape(1, 6, 4)  # [B, T, F]
+    batch = embed(x, torch.tensor([6]))
+    assert batch.grid == (2, 3)
+    # token 1 = time column 0, frequency row 1: frames 0-1, features 2-3.
+    assert batch.targets[0, 1].tolist() == [x[0, 0, 2].item(), x[0, 1, 2].item(), x[0, 0, 3].item(), x[0, 1, 3].item()]
+
+
+def test_patch_embed_names_bad_inputs():
+    embed = PatchEmbed(num_features=8, patch=(8, 4), stride=(8, 4), dim=3)
+    with pytest.raises(ModelInputError, match="expects 8 features"):
+        embed(torch.zeros(1, 10, 7), torch.tensor([10]))
+    with pytest.raises(ModelInputError, match="clip 1 has 3 frames"):
+        embed(torch.zeros(2, 10, 8), torch.tensor([10, 3]))
+    with pytest.raises(ModelInputError, match="claims 12 frames"):
+        embed(torch.zeros(1, 10, 8), torch.tensor([12]))
+
+
+def test_learned_positions_of_a_long_clip_do_not_depend_on_its_batch():
+    positions = LearnedGridPositions((2, 4), dim=3)
+    long_alone = positions(torch.tensor([12]), (2, 6))
+    in_batch = positions(torch.tensor([12, 4]), (2, 6))
+    short_alone = positions(torch.tensor([4]), (2, 2))
+    torch.testing.assert_close(in_batch[0], long_alone[0])
+    torch.testing.assert_close(in_batch[1, :4], short_alone[0])
+
+
+def test_adapters_start_as_identity_and_reject_unknown_kinds():
+    layout = _layout([6], (2, 3), 1)
+    normed, mixed = torch.randn(1, 7, 16), torch.randn(1, 7, 16)
+    for kind in ("aat", "conv"):
+        adapters = make_adapters(kind, 16)
+        torch.testing.assert_close(adapters.around_mixer(normed, mixed, layout), mixed)
+        assert adapters.beside_mlp(normed, layout).abs().max() == 0
+    with pytest.raises(ModelConfigError, match="lora"):
+        make_adapters("lora", 16)
+
+
+def test_conv_adapter_never_reads_padding():
+    conv = ConvPass(8, 4, dropout=0.0)
+    torch.nn.init.normal_(conv.up.weight)  # leave the zero init so the output is not trivially zero
+    x = torch.randn(1, 2 * 5, 8)
+    layout_alone = _layout([6], (2, 3), 0)
+    layout_padded = _layout([6], (2, 5), 0)
+    alone = conv(x[:, :6], layout_alone)
+    garbage = x.clone()
+    garbage[:, 6:] = 1e3
+    padded = conv(garbage, layout_padded)
+    torch.testing.assert_close(padded[:, :6], alone)
+
+
+def test_mamba_init_follows_s4d_real_and_log_uniform_dt():
+    ssm = DirectionalSSM(d_inner=64, d_state=16, d_conv=4, dt_rank=4, dt_min=1e-3, dt_max=1e-1)
+    torch.testing.assert_close(-torch.exp(ssm.A_log.detach()), -torch.arange(1.0, 17.0).expand(64, 16))
+    dt = F.softplus(ssm.dt_proj.bias)
+    assert dt.min() >= 1e-3 * 0.999 and dt.max() <= 1e-1 * 1.001
+
+
+def test_bidirectional_mixer_uses_the_backward_direction():
+    """Token 0's output must depend on the last token (Vim's CPU path silently lost this direction)."""
+    mixer = BiMambaMixer(dim=16, d_state=4)
+    x = torch.randn(1, 12, 16, requires_grad=True)
+    layout = _layout([12], (1, 12), 0)
+    mixer(x, layout)[0, 0].sum().backward()
+    assert x.grad[0, -1].abs().sum() > 0
+    # And the forward direction alone is causal: token 0 sees no later token.
+    x.grad = None
+    xs, z = mixer.in_proj(x).chunk(2, dim=-1)
+    ahead = mixer.forward_ssm(xs.transpose(1, 2), z.transpose(1, 2), layout.valid)
+    ahead[0, :, 0].sum().backward()
+    assert x.grad[0, 1:].abs().sum() == 0
+
+
+def test_bidirectional_mixer_gives_each_clip_of_a_padded_batch_its_alone_output():
+    mixer = BiMambaMixer(dim=16, d_state=4)
+    x = torch.randn(2, 10, 16)
+    x[1, 6:] = 50.0  # padding garbage must not leak in either direction
+    padded = mixer(x, _layout([10, 6], (1, 10), 0))
+    alone = mixer(x[1:, :6], _layout([6], (1, 6), 0))
+    torch.testing.assert_close(padded[1, :6], alone[0], atol=1e-5, rtol=1e-5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import biomarker.nn.scan_native as scan_native
 import biomarker.nn.scan_torch as scan_torch
 from biomarker.device import mamba_kernel_available
 from biomarker.nn.scan import (
@@ -15,6 +16,8 @@ from biomarker.nn.scan import (
 )
 
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
+# every fast CPU backend this machine can run; the C kernel needs a C compiler (CI has one)
+CPU_BACKENDS = ["torch"] + (["native"] if scan_native.native_kernel_available() else [])
 NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
 
@@ -58,13 +61,15 @@ def run_with_grads(inputs, options, backend, seed=1):
     return {"y": y.detach(), **{f"grad {k}": g for k, g in zip(names, grads)}}
 
 
-def assert_backends_agree(inputs, options, backend, tolerance, reference_inputs=None):
+def assert_backends_agree(inputs, options, backends, tolerance, reference_inputs=None):
+    """Outputs and every input's gradient of each backend against one run of the sequential oracle."""
     expected = run_with_grads(reference_inputs or inputs, options, "reference")
-    actual = run_with_grads(inputs, options, backend)
-    assert actual.keys() == expected.keys()
-    for key in expected:
-        err = relative_error(actual[key].cpu().to(expected[key].dtype), expected[key])
-        assert err <= tolerance, f"{key}: relative error {err:.2e} > {tolerance:.0e} ({backend} vs reference)"
+    for backend in backends:
+        actual = run_with_grads(inputs, options, backend)
+        assert actual.keys() == expected.keys()
+        for key in expected:
+            err = relative_error(actual[key].cpu().to(expected[key].dtype), expected[key])
+            assert err <= tolerance, f"{key}: relative error {err:.2e} > {tolerance:.0e} ({backend} vs reference)"
 
 
 ALL = {"D": True, "z": True, "delta_bias": True, "softplus": True}
@@ -78,17 +83,17 @@ EACH = [{"D": True}, {"z": True}, {"delta_bias": True}, {"softplus": True}]
     [(L, o) for L in (1, 7, 64, 513, 2048) for o in (NONE, ALL)] + [(L, o) for L in (7, 513) for o in EACH],
     ids=lambda v: "-".join(k for k in v) or "plain" if isinstance(v, dict) else f"L{v}",
 )
-def test_torch_backend_matches_reference(length, options, dtype):
+def test_fast_backends_match_reference(length, options, dtype):
     dim = 3 if length >= 2048 else 6
     inputs = make_inputs(2, dim, 4, length, dtype)
-    assert_backends_agree(inputs, options, "torch", TOLERANCE[dtype])
+    assert_backends_agree(inputs, options, CPU_BACKENDS, TOLERANCE[dtype])
 
 
 def test_superblock_boundaries_carry_state_and_gradient(monkeypatch):
     """Force many tiny superblocks (and ragged chunks) so both carries cross block edges."""
     monkeypatch.setattr(scan_torch, "SCRATCH_FLOATS", 2 * 5 * 4 * 37)
     inputs = make_inputs(2, 5, 4, 300, torch.float64)
-    assert_backends_agree(inputs, ALL, "torch", TOLERANCE[torch.float64])
+    assert_backends_agree(inputs, ALL, ["torch"], TOLERANCE[torch.float64])
 
 
 def test_mamba_initialised_long_sequence_fp32():
@@ -100,10 +105,10 @@ def test_mamba_initialised_long_sequence_fp32():
         dt = torch.exp(torch.empty(dim).uniform_(torch.log(torch.tensor(1e-3)).item(), torch.log(torch.tensor(1e-1)).item()))
         inputs["delta_bias"].copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus⁻¹(dt)
         inputs["delta"].normal_(0.0, 0.5)
-    assert_backends_agree(inputs, ALL, "torch", TOLERANCE[torch.float32])
+    assert_backends_agree(inputs, ALL, CPU_BACKENDS, TOLERANCE[torch.float32])
 
 
-@pytest.mark.parametrize("backend", ["reference", "torch"])
+@pytest.mark.parametrize("backend", ["reference", *CPU_BACKENDS])
 def test_zero_delta_steps_leave_state_unchanged(backend):
     """Inserting steps with delta = 0 (padding) does not change the outputs at the real steps."""
     inputs = {k: v.detach() for k, v in make_inputs(2, 5, 4, 40, torch.float64).items()}
@@ -122,23 +127,46 @@ def test_zero_delta_steps_leave_state_unchanged(backend):
     assert relative_error(padded[..., keep], real) <= 1e-12
 
 
-def test_output_keeps_input_dtype_and_state_stays_fp32_under_autocast():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_output_keeps_input_dtype_and_state_stays_fp32_under_autocast(backend):
     inputs = {k: v.detach() for k, v in make_inputs(2, 6, 4, 200, torch.float32).items()}
     exact = selective_scan(*(inputs[k] for k in ("u", "delta", "A", "B", "C")), D=inputs["D"], z=inputs["z"],
-                           delta_softplus=True, backend="torch")
+                           delta_softplus=True, backend=backend)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         same = selective_scan(*(inputs[k] for k in ("u", "delta", "A", "B", "C")), D=inputs["D"], z=inputs["z"],
-                              delta_softplus=True, backend="torch")
+                              delta_softplus=True, backend=backend)
         low = selective_scan(inputs["u"].bfloat16(), *(inputs[k] for k in ("delta", "A", "B", "C")), D=inputs["D"],
-                             z=inputs["z"], delta_softplus=True, backend="torch")
+                             z=inputs["z"], delta_softplus=True, backend=backend)
     assert same.dtype == torch.float32 and torch.equal(same, exact)
     assert low.dtype == torch.bfloat16
     # only u is rounded to bf16 and the output rounded once: error stays at bf16 resolution, not log-L growth
     assert relative_error(low.float(), exact) <= 2e-2
 
 
-def test_auto_uses_the_torch_scan_on_cpu():
-    assert resolve_backend("auto", torch.zeros(1, 1, 1)) == "torch"
+def test_auto_prefers_the_c_kernel_on_cpu_and_falls_back_to_torch_for_huge_states():
+    expected = "native" if scan_native.native_kernel_available() else "torch"
+    assert resolve_backend("auto", torch.zeros(1, 1, 1), state_size=16) == expected
+    assert resolve_backend("auto", torch.zeros(1, 1, 1), state_size=scan_native.MAX_STATE + 1) == "torch"
+
+
+def test_kernel_that_cannot_be_built_warns_and_auto_falls_back(monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("BIOMARKER_CACHE", str(tmp_path))
+    scan_native._library.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="pure-PyTorch"):
+            assert resolve_backend("auto", torch.zeros(1, 1, 1)) == "torch"
+        with pytest.raises(ScanBackendUnavailableError, match="backend='torch'"):
+            resolve_backend("native", torch.zeros(1, 1, 1))
+    finally:
+        scan_native._library.cache_clear()
+
+
+@pytest.mark.skipif(not scan_native.native_kernel_available(), reason="no C compiler for the native kernel")
+def test_native_kernel_rejects_state_larger_than_its_buffers():
+    inputs = {k: v.detach() for k, v in make_inputs(1, 2, scan_native.MAX_STATE + 1, 3, torch.float32).items()}
+    with pytest.raises(ScanBackendUnavailableError, match=f"<= {scan_native.MAX_STATE}"):
+        selective_scan(*(inputs[k] for k in ("u", "delta", "A", "B", "C")), backend="native")
 
 
 def test_cuda_backend_on_cpu_names_the_gpu_extra():
@@ -176,7 +204,7 @@ def test_empty_sequence_is_rejected():
 def test_torch_backend_on_cuda_matches_reference(length):
     cpu = make_inputs(2, 8, 16, length, torch.float32)
     cuda = {k: v.detach().cuda().requires_grad_() for k, v in cpu.items()}
-    assert_backends_agree(cuda, ALL, "torch", 1e-4, reference_inputs=cpu)
+    assert_backends_agree(cuda, ALL, ["torch"], 1e-4, reference_inputs=cpu)
 
 
 @pytest.mark.gpu
@@ -185,4 +213,4 @@ def test_torch_backend_on_cuda_matches_reference(length):
 def test_mamba_kernel_matches_reference(length):
     cpu = make_inputs(2, 8, 16, length, torch.float32)
     cuda = {k: v.detach().cuda().requires_grad_() for k, v in cpu.items()}
-    assert_backends_agree(cuda, ALL, "cuda", 1e-4, reference_inputs=cpu)
+    assert_backends_agree(cuda, ALL, ["cuda", "auto"], 1e-4, reference_inputs=cpu)

@@ -10,8 +10,10 @@ Backends:
 - `reference`: sequential loop (`scan_reference`), the oracle of the tests and the benchmark baseline;
 - `torch`: chunked pure-PyTorch scan with a recomputing custom backward (`scan_torch`), CPU and GPU,
   bounded memory at any L;
+- `native`: a fused C kernel compiled at first use (`scan_native`), CPU tensors only, the fastest CPU path;
 - `cuda`: mamba-ssm's kernel (the `[gpu]` extra), CUDA tensors only;
-- `auto`: `cuda` when the kernel imports and the tensors are on CUDA, else `torch`.
+- `auto`: on CUDA the mamba-ssm kernel when it imports, else `torch`; on CPU `native` when it builds,
+  else `torch` (the portable fallback).
 
 The state math always runs in fp32 (float64 when the inputs are float64), also under autocast: low-precision
 states lose accuracy with log L (mamba PR #923). The output comes back in u's dtype.
@@ -26,12 +28,17 @@ import torch.nn.functional as F
 
 from biomarker.records import BiomarkerError
 
+from .scan_native import MAX_STATE, native_kernel_available, scan_core_native
 from .scan_reference import scan_core_reference
 from .scan_torch import scan_core_chunked
 
-BACKENDS = ("auto", "reference", "torch", "cuda")
+BACKENDS = ("auto", "reference", "torch", "native", "cuda")
 
-_CORES: dict[str, Callable[..., torch.Tensor]] = {"reference": scan_core_reference, "torch": scan_core_chunked}
+_CORES: dict[str, Callable[..., torch.Tensor]] = {
+    "reference": scan_core_reference,
+    "torch": scan_core_chunked,
+    "native": scan_core_native,
+}
 
 
 class ScanInputError(BiomarkerError, ValueError):
@@ -60,12 +67,12 @@ def selective_scan(
     Returns y: (batch, d, L) in u's dtype. Differentiable in every tensor argument.
     """
     _check_inputs(u, delta, A, B, C, D, z, delta_bias)
-    chosen = resolve_backend(backend, u)
+    chosen = resolve_backend(backend, u, A.shape[1])
     if chosen == "cuda":
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
 
         return selective_scan_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-    compute = torch.float64 if u.dtype == torch.float64 else torch.float32
+    compute = _compute_dtype(u)
     with torch.autocast(device_type=u.device.type, enabled=False):
         dt = delta.to(compute)
         if delta_bias is not None:
@@ -81,14 +88,22 @@ def selective_scan(
     return y.to(u.dtype)
 
 
-def resolve_backend(backend: str, u: torch.Tensor) -> str:
-    """The concrete backend `selective_scan` will use for tensors like `u`."""
+def resolve_backend(backend: str, u: torch.Tensor, state_size: int = 16) -> str:
+    """The concrete backend `selective_scan` will use for tensors like `u` and a state of `state_size`."""
     from biomarker.device import mamba_kernel_available
 
     if backend not in BACKENDS:
         raise ScanInputError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
+    native_ok = u.device.type == "cpu" and state_size <= MAX_STATE and native_kernel_available(_compute_dtype(u))
     if backend == "auto":
-        return "cuda" if u.is_cuda and mamba_kernel_available() else "torch"
+        if u.is_cuda:
+            return "cuda" if mamba_kernel_available() else "torch"
+        return "native" if native_ok else "torch"
+    if backend == "native" and not native_ok:
+        raise ScanBackendUnavailableError(
+            f"backend='native' needs CPU tensors (got {u.device.type}), a state size <= {MAX_STATE} (got "
+            f"{state_size}) and a C compiler to build the kernel (see the warning above, if any); use backend='torch'"
+        )
     if backend == "cuda" and not (u.is_cuda and mamba_kernel_available()):
         where = "the tensors are on CUDA" if u.is_cuda else f"the tensors are on {u.device.type}, not CUDA"
         raise ScanBackendUnavailableError(
@@ -97,6 +112,11 @@ def resolve_backend(backend: str, u: torch.Tensor) -> str:
             "(pip install 'biomarker[gpu]') on a CUDA machine, or use backend='torch'."
         )
     return backend
+
+
+def _compute_dtype(u: torch.Tensor) -> torch.dtype:
+    """State math in fp32, or float64 when the caller asks for it (the tests' 1e-10 check)."""
+    return torch.float64 if u.dtype == torch.float64 else torch.float32
 
 
 def _check_inputs(u, delta, A, B, C, D, z, delta_bias) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+# Session fixtures of the store tests: the throwaway PostgreSQL server and the store builders.
+pytest_plugins = ("pg", "store_helpers")
+
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked `gpu` run only where CUDA exists; everything else must pass on 2 CPU cores."""

@@ -1,4 +1,7 @@
-"""Builders shared by the store tests: a store on SQLite or PostgreSQL, users, and a score to record."""
+"""Builders shared by the store tests: a store on SQLite or PostgreSQL, users, and a score to record.
+
+Loaded as a pytest plugin by tests/conftest.py, so its fixtures exist once per session.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +18,38 @@ ADMIN = UserInfo(username="root-admin", role="admin")
 ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
+@pytest.fixture
+def cheap_password_hashing(monkeypatch):
+    """Argon2 at its cheapest (about 1 ms instead of ~0.3 s a hash on 2 shared cores) for tests about something
+    else than password strength; `test_passwords_are_hashed_with_the_recommended_argon2id_profile` checks the
+    real parameters."""
+    from argon2 import PasswordHasher
+
+    from biomarker.store import auth
+
+    monkeypatch.setattr(auth, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+
+
 def make_settings(home: Path, database_url: str | None = None) -> Settings:
     return Settings(home=home, database_url=database_url or f"sqlite:///{home / 'biomarker.db'}", secret=SECRET)
 
 
+@pytest.fixture(scope="session")
+def migrated_postgres_template(postgres_server, tmp_path_factory) -> str:
+    """A PostgreSQL database migrated to head once per session; tests get copies (faster than migrating each)."""
+    name = postgres_server.create_database()
+    Store(make_settings(tmp_path_factory.mktemp("template-home"), postgres_server.url(name))).close()
+    return name
+
+
 def database_url_for(engine: str, home: Path, request: pytest.FixtureRequest) -> str:
-    """SQLite in `home`, or a fresh PostgreSQL database from the `postgres_url` fixture."""
+    """SQLite in `home`, or a fresh copy of the migrated PostgreSQL template."""
     if engine == "postgres":
-        return request.getfixturevalue("postgres_url")
+        template = request.getfixturevalue("migrated_postgres_template")
+        server = request.getfixturevalue("postgres_server")
+        name = server.create_database(template)
+        request.addfinalizer(lambda: server.drop_database(name))
+        return server.url(name)
     return f"sqlite:///{home / 'biomarker.db'}"
 
 

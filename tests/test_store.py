@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from pg import postgres_server, postgres_url  # noqa: F401  (fixtures)
 from sqlalchemy import func, select, text
 from store_helpers import ADMIN, ENGINES, database_url_for, make_score, make_settings, record
 
@@ -34,6 +33,8 @@ from biomarker.store import (
     session_expired,
 )
 from biomarker.store.schema import AuditEvent, Base, Patient, RecordingRow, ScoreRow
+
+pytestmark = pytest.mark.usefixtures("cheap_password_hashing")
 
 
 @pytest.fixture(params=ENGINES)
@@ -229,6 +230,19 @@ def test_users_sign_in_and_every_attempt_is_audited(store):
     assert [tuple(e) for e in events] == [("root-admin", "user_created"), ("dr-a", "login"),
                                            ("dr-a", "login_failed"), ("nobody", "login_failed")]
     assert stored_hash.startswith("$argon2id$") and "correct horse" not in stored_hash
+
+
+def test_passwords_are_hashed_with_the_recommended_argon2id_profile(monkeypatch):
+    from argon2 import PasswordHasher, extract_parameters
+    from argon2.profiles import RFC_9106_LOW_MEMORY
+
+    from biomarker.store import auth
+
+    monkeypatch.setattr(auth, "_HASHER", PasswordHasher())  # undo the module's cheap hashing for this test
+    stored = auth.hash_password("correct horse battery")
+    assert extract_parameters(stored) == RFC_9106_LOW_MEMORY
+    assert auth.verify_password(stored, "correct horse battery")
+    assert not auth.verify_password(stored, "correct horse batter") and not auth.verify_password("junk", "x")
 
 
 def test_first_admin_is_created_once_with_a_one_time_password(store):

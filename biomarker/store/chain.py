@@ -49,17 +49,17 @@ class Link:
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """Outcome of a chain check. When not `ok`, `first_bad_seq` is the first row that fails and `reason` says why."""
+    """Outcome of an integrity check.
+
+    When not `ok`, `first_bad_id` is the first row that fails (its `seq` for `table` "audit_events", its `id` for
+    "recordings" or "scores") and `reason` says what is wrong with it.
+    """
 
     ok: bool
     checked: int
-    first_bad_seq: int | None = None
+    first_bad_id: int | None = None
     reason: str = ""
-
-    @property
-    def first_bad_id(self) -> int | None:
-        """Alias: the audit row's id is its sequence number."""
-        return self.first_bad_seq
+    table: str = "audit_events"
 
 
 def verify_links(rows: Iterable[tuple[Link, str]], head: tuple[int, str] | None) -> VerifyResult:
@@ -72,8 +72,8 @@ def verify_links(rows: Iterable[tuple[Link, str]], head: tuple[int, str] | None)
     expected_seq, expected_prev, checked = 1, GENESIS_HASH, 0
     for link, stored_hash in rows:
         if link.seq != expected_seq:
-            return VerifyResult(False, checked, link.seq, f"row {link.seq}: expected sequence number {expected_seq} "
-                                f"(row {expected_seq} to {link.seq - 1} missing or reordered)")
+            return VerifyResult(False, checked, expected_seq, f"row {expected_seq} is missing: the next row found is "
+                                f"{link.seq} (deleted, or sequence numbers edited)")
         if link.prev_hash != expected_prev:
             return VerifyResult(False, checked, link.seq, f"row {link.seq}: previous-hash does not match row "
                                 f"{link.seq - 1} (a row was deleted, inserted or reordered)")
@@ -81,8 +81,12 @@ def verify_links(rows: Iterable[tuple[Link, str]], head: tuple[int, str] | None)
             return VerifyResult(False, checked, link.seq, f"row {link.seq}: contents do not match its hash (edited)")
         expected_seq, expected_prev, checked = expected_seq + 1, stored_hash, checked + 1
     head_seq, head_hash = head if head is not None else (0, GENESIS_HASH)
-    if (head_seq, head_hash) != (expected_seq - 1, expected_prev):
-        return VerifyResult(False, checked, expected_seq if head_seq >= expected_seq else head_seq,
-                            f"chain head names row {head_seq} but the last intact row is {expected_seq - 1} "
-                            "(the newest rows were deleted or the head was edited)")
+    last_seq = expected_seq - 1
+    if head_seq > last_seq:
+        return VerifyResult(False, checked, expected_seq, f"row {expected_seq} is missing: the chain head names row "
+                            f"{head_seq} but the last row is {last_seq} (the newest rows were deleted)")
+    if (head_seq, head_hash) != (last_seq, expected_prev):
+        return VerifyResult(False, checked, head_seq + 1 if head_seq < last_seq else last_seq,
+                            f"the chain head names row {head_seq} ({head_hash[:12]}...) but the last row is {last_seq} "
+                            f"({expected_prev[:12]}...): rows appended outside the store, or the head edited")
     return VerifyResult(True, checked)

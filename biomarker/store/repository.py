@@ -36,6 +36,7 @@ from biomarker.store.errors import (
     InvalidUserError,
 )
 from biomarker.store.export import check_format, render
+from biomarker.store.integrity import SCORE_FIELDS, cross_check
 from biomarker.store.migrate import upgrade_to_head
 from biomarker.store.pseudonym import pseudonymise
 from biomarker.store.schema import AuditEvent, AuditHead, Patient, RecordingRow, ScoreRow, User, utc_now
@@ -309,12 +310,28 @@ class Store:
             return list(session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)))
 
     def verify_chain(self) -> VerifyResult:
-        """Recompute every link; the first row that was edited, deleted or moved is named in the result."""
+        """Recompute every link, then compare each recording and score with the event written with it.
+
+        The result names the first row that was edited, deleted, inserted or moved (`table`, `first_bad_id`).
+        """
         with self._sessions() as session:
             head = session.get(AuditHead, 1)
-            events = session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars()
-            return verify_links(((_link(event), event.hash) for event in events),
-                                None if head is None else (head.seq, head.hash))
+            events = list(session.scalars(select(AuditEvent).order_by(AuditEvent.seq)))
+            chain = verify_links(((_link(event), event.hash) for event in events),
+                                 None if head is None else (head.seq, head.hash))
+            if not chain.ok:
+                return chain
+            recordings = session.execute(select(RecordingRow, Patient.pseudonym)
+                                         .outerjoin(Patient, RecordingRow.patient_id == Patient.id))
+            rows = {
+                "recordings": {recording.id: {"sha256": recording.sha256, "site": recording.site, "patient": pseudonym,
+                                              "duration_s": recording.duration_s, "created_by": recording.created_by}
+                               for recording, pseudonym in recordings},
+                "scores": {score.id: {field: getattr(score, field) for field in SCORE_FIELDS}
+                           for score in session.scalars(select(ScoreRow))},
+            }
+        results = cross_check(((e.seq, e.actor, e.action, e.object_id, e.payload) for e in events), rows)
+        return chain if results.ok else results
 
     # ------------------------------------------------------------------------------------------------ internals
     def _transaction(self) -> "_TransactionScope":
@@ -394,7 +411,8 @@ class Store:
                                {"recording_id": recording.id, "model_name": pending.model_name,
                                 "model_version": pending.model_version, "cohort": pending.cohort,
                                 "probability": pending.probability, "threshold": pending.threshold,
-                                "decision": pending.decision, "device": pending.device, **spool_note})
+                                "decision": pending.decision, "device": pending.device,
+                                "latency_ms": pending.latency_ms, **spool_note})
             return recording.id, score.id
 
     def _result_exists(self, result_uid: str) -> bool:

@@ -197,10 +197,12 @@ def decode(path: Path, sample_rate_hz: int = SAMPLE_RATE_HZ) -> tuple[np.ndarray
     """Any file `biomarker.audio` reads (wav, ogg/vorbis/opus, flac, raw GSM via sox...) → mono float32 at
     `sample_rate_hz`, plus the original rate."""
     from biomarker.audio import load
-    from biomarker.records import AudioError
+    from biomarker.records import AudioError, EmptyAudioError
 
     try:
         recording = load(path, target_sr=sample_rate_hz)
+    except EmptyAudioError:
+        return np.zeros(0, dtype=np.float32), 0  # an empty prompt file: counted as skipped by the caller
     except AudioError as error:
         raise CorpusError(f"{path}: cannot be decoded ({error.problem})") from error
     return recording.samples.astype(np.float32), recording.original_sample_rate_hz
@@ -240,7 +242,8 @@ def read_sentences(source: TextSource, *, min_chars: int = 20, max_chars: int = 
 
 
 # ---------------------------------------------------------------------------------------------- building
-def collect_real(source: RealSource, config: CorpusConfig) -> list[Utterance]:
+def collect_real(source: RealSource, config: CorpusConfig, skipped: list[str]) -> list[Utterance]:
+    """Decoded utterances of one source; empty files and clicks under 0.1 s go to `skipped` (with the reason)."""
     files = source.files()
     if not files:
         raise CorpusError(f"{source.name}: no files match {source.root}/{source.pattern} "
@@ -255,7 +258,8 @@ def collect_real(source: RealSource, config: CorpusConfig) -> list[Utterance]:
     total = 0
     with ThreadPoolExecutor(max_workers=config.workers) as pool:
         for path, (samples, rate) in zip(files, pool.map(decode, files)):
-            if samples.size < SAMPLE_RATE_HZ // 10:  # < 0.1 s: a click, not speech; counted in the summary
+            if samples.size < SAMPLE_RATE_HZ // 10:
+                skipped.append(f"{path}: {'empty' if samples.size == 0 else 'shorter than 0.1 s'}")
                 continue
             utterances.append(Utterance(samples, source.name, f"{source.name}/{source.speaker_of(path)}",
                                         source.language, "real", source.license, split, rate))
@@ -408,8 +412,9 @@ def build_corpus(config: CorpusConfig, log: Callable[[str], None] = print) -> di
             raise CorpusError(f"{tool} is not on PATH; install it or run with install enabled")
 
     utterances: list[Utterance] = []
+    skipped: list[str] = []
     for source in sources:
-        found = collect_real(source, config)
+        found = collect_real(source, config, skipped)
         log(f"{source.name}: {len(found)} utterances, {sum(u.samples.size for u in found) / SAMPLE_RATE_HZ / 60:.1f} min")
         utterances.extend(found)
     if config.synthetic_minutes > 0:
@@ -427,6 +432,7 @@ def build_corpus(config: CorpusConfig, log: Callable[[str], None] = print) -> di
         writer.writeheader()
         writer.writerows(rows)
     summary = summarize(rows, utterances, config, installed)
+    summary["skipped_files"] = skipped
     (out_dir / SUMMARY_NAME).write_text(json.dumps(summary, indent=2))
     if config.card_path:
         Path(config.card_path).parent.mkdir(parents=True, exist_ok=True)
@@ -475,8 +481,9 @@ def render_card(summary: dict[str, object]) -> str:
         "",
         "## How it was made",
         "",
-        "- Real audio: decoded with sox, mixed to mono, resampled to 16 kHz; utterances shorter than 0.1 s "
-        "dropped (clicks); asterisk `silence/` files excluded.",
+        "- Real audio: decoded with `biomarker.audio.load` (libsndfile, sox for raw GSM), mixed to mono, "
+        f"resampled to 16 kHz; asterisk `silence/` files excluded; {len(summary.get('skipped_files', []))} "
+        "empty files or clicks under 0.1 s skipped (listed in `summary.json`).",
         "- Synthetic audio: espeak-ng 1.51, sentences from Debian fortune packages (fortunes-br, -es, -it, -de, "
         "-ru, -cs, -min; the packages' offensive sections excluded), random rate 120–190 wpm and pitch 25–75; "
         f"{int(100 * PT_BR_SHARE)} % of synthetic time is pt-BR.",

@@ -2,13 +2,15 @@
 
 One run, same clips for both: python_speech_features.mfcc (numpy, clip by clip) vs `get_extractor("mfcc")`
 on the whole batch, and torchaudio's kaldi fbank (clip by clip) vs `get_extractor("fbank")`. Each timing is
-the best of `repeats` after one warm-up, because the machine may be shared. The clips are synthetic
+the best of `repeats` after one warm-up, because the machine may be shared. Ours is timed with one torch
+thread (like the numpy reference) and with the default thread count. The clips are synthetic
 (seeded noise): MFCC cost does not depend on content. The report names the CPU, thread count and device.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -67,29 +69,33 @@ def main(clips: int = 64, seconds: float = 10.0, repeats: int = 3, device: str =
             for clip in waveform
         ]
 
+    references = {
+        "mfcc": ("python_speech_features.mfcc, per clip (numpy float64, 1 thread)",
+                 lambda: [python_speech_features.mfcc(c, **psf_kwargs) for c in batch]),
+        "fbank": ("torchaudio.compliance.kaldi.fbank, per clip (float32, CPU)", kaldi_per_clip),
+    }
+    ours = {"mfcc": lambda: mfcc(on_device), "fbank": lambda: fbank(on_device)}
+    default_threads = torch.get_num_threads()
+    thread_counts = sorted({1, default_threads}) if target.type == "cpu" else [default_threads]
+    rows = {}
     with torch.inference_mode():
-        rows = {
-            "mfcc": {
-                "reference": "python_speech_features.mfcc, per clip (numpy float64)",
-                "reference_s": best_time(lambda: [python_speech_features.mfcc(c, **psf_kwargs) for c in batch], repeats, synchronize),
-                "ours_s": best_time(lambda: mfcc(on_device), repeats, synchronize),
-            },
-            "fbank": {
-                "reference": "torchaudio.compliance.kaldi.fbank, per clip (float32, CPU)",
-                "reference_s": best_time(kaldi_per_clip, repeats, synchronize),
-                "ours_s": best_time(lambda: fbank(on_device), repeats, synchronize),
-            },
-        }
+        for name, (label, reference) in references.items():
+            row = {"reference": label, "reference_s": best_time(reference, repeats, synchronize), "ours_s": {}}
+            for threads in thread_counts:
+                torch.set_num_threads(threads)
+                row["ours_s"][threads] = best_time(ours[name], repeats, synchronize)
+            torch.set_num_threads(default_threads)
+            row["speedup"] = {threads: row["reference_s"] / s for threads, s in row["ours_s"].items()}
+            rows[name] = row
         reference_mfcc = np.stack([python_speech_features.mfcc(c, **psf_kwargs) for c in batch[:4]])
         ours_mfcc = mfcc(on_device[:4])[0].double().cpu().numpy()
-    for row in rows.values():
-        row["speedup"] = row["reference_s"] / row["ours_s"]
     result = {
         "clips": clips,
         "seconds_per_clip": seconds,
         "audio": "synthetic (seeded Gaussian noise); cost does not depend on content",
         "repeats": repeats,
-        "machine": {"cpu": cpu_name(), "torch_threads": torch.get_num_threads(), "device": describe(target)},
+        "machine": {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": thread_counts,
+                    "device": describe(target)},
         "mfcc_max_rel_diff_vs_psf": float(np.abs(ours_mfcc - reference_mfcc).max() / np.abs(reference_mfcc).max()),
         "results": rows,
     }
@@ -97,10 +103,10 @@ def main(clips: int = 64, seconds: float = 10.0, repeats: int = 3, device: str =
         print(json.dumps(result, indent=2))
     else:
         print(f"{clips} clips x {seconds:g} s at 16 kHz ({result['audio']}); best of {repeats}")
-        print(f"machine: {result['machine']['cpu']}, {result['machine']['torch_threads']} torch threads, "
-              f"ours on {result['machine']['device']}")
-        print(f"{'front-end':<10}{'reference s':>13}{'ours s':>10}{'speedup':>10}  reference")
+        print(f"machine: {result['machine']['cpu']} ({os.cpu_count()} CPUs), ours on {result['machine']['device']}")
         for name, row in rows.items():
-            print(f"{name:<10}{row['reference_s']:>13.3f}{row['ours_s']:>10.3f}{row['speedup']:>9.1f}x  {row['reference']}")
+            print(f"{name}: reference {row['reference_s']:.3f} s  [{row['reference']}]")
+            for threads, seconds_taken in row["ours_s"].items():
+                print(f"  ours, {threads} torch thread(s): {seconds_taken:.3f} s  -> {row['speedup'][threads]:.1f}x")
         print(f"mfcc agreement: max|ours - psf| / max|psf| = {result['mfcc_max_rel_diff_vs_psf']:.2e}")
     return result

@@ -17,7 +17,7 @@ import torch
 from einops import rearrange
 from torchaudio.compliance.kaldi import get_mel_banks
 
-from biomarker.features.base import FeatureConfig, FeatureExtractor, frame_signal
+from biomarker.features.base import FeatureConfig, FeatureExtractor, frame_signal, map_frames
 from biomarker.records import FeatureError
 
 WINDOWS = {
@@ -119,14 +119,18 @@ class FbankExtractor(FeatureExtractor):
         if cfg.remove_clip_mean:
             clip_mean = x.sum(-1) / lengths_samples.clamp(min=1)
             x = x - rearrange(clip_mean, "b -> b 1")  # samples beyond a clip's end are never framed into it
-        frames = frame_signal(x, cfg.frame_len, cfg.frame_step, num_frames)  # [B, T, frame_len]
+        frames = frame_signal(x, cfg.frame_len, cfg.frame_step, num_frames)  # [B, T, frame_len], a view
+        return map_frames(frames, self._log_mel)
+
+    def _log_mel(self, frames: torch.Tensor) -> torch.Tensor:
+        """[..., frame_len] -> [..., num_mel_bins]."""
+        cfg = self.config
         if cfg.remove_dc_offset:
             frames = frames - frames.mean(-1, keepdim=True)
         if cfg.preemphasis:
             previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
             frames = frames - cfg.preemphasis * previous
-        frames = frames * self.window
-        spectrum = torch.fft.rfft(frames, n=cfg.padded_len)  # [B, T, padded_len//2+1]
+        spectrum = torch.fft.rfft(frames * self.window, n=cfg.padded_len)  # [..., padded_len//2+1]
         power = spectrum.real.square() + spectrum.imag.square()
-        mel = power @ self.mel_banks  # [B, T, mel]
+        mel = power @ self.mel_banks  # [..., mel]
         return mel.clamp(min=torch.finfo(torch.float32).eps).log()

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from einops import pack, rearrange, unpack
 
-from biomarker.features.base import FeatureConfig, FeatureExtractor, frame_signal, round_half_up
+from biomarker.features.base import FeatureConfig, FeatureExtractor, frame_signal, map_frames, round_half_up
 from biomarker.records import FeatureError
 
 # psf's default window is a rectangle; the others are the numpy functions psf users pass as `winfunc`.
@@ -145,17 +145,21 @@ class MfccExtractor(FeatureExtractor):
             # psf filters first and pads after, so the sample after each clip's end must stay zero.
             x = torch.cat([x[:, :1], x[:, 1:] - cfg.preemph * x[:, :-1]], dim=-1)
             x = x * (torch.arange(x.shape[-1], device=x.device) < rearrange(lengths_samples, "b -> b 1"))
-        frames = frame_signal(x, cfg.frame_len, cfg.frame_step, num_frames) * self.window  # [B, T, frame_len]
-        spectrum = torch.fft.rfft(frames, n=cfg.nfft)  # [B, T, nfft//2+1]
+        frames = frame_signal(x, cfg.frame_len, cfg.frame_step, num_frames)  # [B, T, frame_len], a view
+        return map_frames(frames, self._cepstra)
+
+    def _cepstra(self, frames: torch.Tensor) -> torch.Tensor:
+        """[..., frame_len] -> [..., numcep]."""
+        cfg = self.config
+        spectrum = torch.fft.rfft(frames * self.window, n=cfg.nfft)  # [..., nfft//2+1]
         power = (spectrum.real.square() + spectrum.imag.square()) / cfg.nfft
         eps = torch.finfo(torch.float64).eps  # psf floors exact zeros at numpy's float eps
-        mel = power @ self.filterbank  # [B, T, nfilt]
-        cepstra = torch.where(mel == 0, eps, mel).log() @ self.dct  # [B, T, numcep]
+        mel = power @ self.filterbank  # [..., nfilt]
+        cepstra = torch.where(mel == 0, eps, mel).log() @ self.dct  # [..., numcep]
         if cfg.appendEnergy:
-            energy = power.sum(-1)
-            cepstra = torch.cat([rearrange(torch.where(energy == 0, eps, energy).log(), "b t -> b t 1"), cepstra[..., 1:]], -1)
+            energy = power.sum(-1, keepdim=True)
+            cepstra = torch.cat([torch.where(energy == 0, eps, energy).log(), cepstra[..., 1:]], -1)
         return cepstra
-
 
 def mfcc(waveform: torch.Tensor, sample_rate: int = 16000, **psf_kwargs) -> torch.Tensor:
     """python_speech_features.mfcc for torch tensors: [..., samples] -> [..., frames, numcep].

@@ -61,7 +61,7 @@ class Settings:
         home.mkdir(parents=True, exist_ok=True)
         database_url = env.get("DATABASE_URL") or f"sqlite:///{home / SQLITE_FILE_NAME}"
         given_secret = env.get("BIOMARKER_SECRET")
-        if given_secret is not None:
+        if given_secret:  # empty counts as unset (what `${BIOMARKER_SECRET:-}` gives in docker-compose)
             secret = given_secret.encode("utf-8")
             if len(secret) < MIN_SECRET_BYTES:
                 raise SettingsError(

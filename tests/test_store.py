@@ -68,6 +68,11 @@ def test_settings_take_database_url_and_secret_from_the_environment(tmp_path):
     assert not (tmp_path / "secret").exists()
 
 
+def test_an_empty_secret_variable_counts_as_unset(tmp_path):
+    settings = Settings.from_env({"BIOMARKER_HOME": str(tmp_path), "BIOMARKER_SECRET": ""})
+    assert (tmp_path / "secret").read_bytes() == settings.secret and len(settings.secret) >= 16
+
+
 def test_settings_refuse_a_short_secret(tmp_path):
     with pytest.raises(SettingsError, match="BIOMARKER_SECRET"):
         Settings.from_env({"BIOMARKER_HOME": str(tmp_path), "BIOMARKER_SECRET": "short"})
@@ -314,6 +319,16 @@ def test_a_result_already_stored_is_not_written_twice_from_the_spool(store):
     report = store.flush_spool()
     assert (report.written, report.already_present, report.remaining) == (0, 1, 0)
     assert _count(store, ScoreRow) == 2 and outcome.stored
+
+
+def test_an_unreadable_spool_file_is_kept_and_reported_while_the_others_are_flushed(store):
+    pending = store._pending_result(make_score(), ADMIN, store.save_audio(b"x"), 1.0, 16000, None, None, None)
+    store.spool.write(pending)
+    broken = store.spool.folder / "broken.json"
+    broken.write_text("{not json")
+    report = store.flush_spool()
+    assert (report.written, report.remaining) == (1, 1) and "broken.json" in report.unreadable[0]
+    assert broken.exists() and _count(store, ScoreRow) == 1
 
 
 def test_twenty_concurrent_writers_give_twenty_rows_and_a_valid_chain(store):

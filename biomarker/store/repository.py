@@ -34,6 +34,7 @@ from biomarker.store.errors import (
     ExportFormatError,
     InvalidResultError,
     InvalidUserError,
+    SpoolError,
 )
 from biomarker.store.export import check_format, render
 from biomarker.store.integrity import SCORE_FIELDS, cross_check
@@ -87,9 +88,12 @@ class RecordOutcome:
 
 @dataclass(frozen=True)
 class FlushReport:
+    """`remaining` spool files are still waiting (database down, or `unreadable`: their problems, one each)."""
+
     written: int
     already_present: int
     remaining: int
+    unreadable: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -238,21 +242,34 @@ class Store:
         return RecordOutcome(True, pending.result_uid, recording_id, score_id, message="Result stored.")
 
     def flush_spool(self) -> FlushReport:
-        """Write spooled results oldest first; stop (keeping the rest) at the first sign the database is down."""
+        """Write spooled results oldest first; stop (keeping the rest) at the first sign the database is down.
+
+        Safe to call from several processes at once: a result another flusher wrote first counts as already
+        present. A file that cannot be read back is left in place and named in the report, never deleted.
+        """
         written = already = 0
+        unreadable: list[str] = []
         paths = self.spool.pending()
         for index, path in enumerate(paths):
-            pending = self.spool.read(path)
+            try:
+                pending = self.spool.read(path)
+            except SpoolError as error:
+                unreadable.append(str(error))
+                continue
             try:
                 if self._result_exists(pending.result_uid):
                     already += 1
                 else:
                     self._write_result(pending, spooled=True)
                     written += 1
+            except exc.IntegrityError:
+                if not self._result_exists(pending.result_uid):
+                    raise
+                already += 1
             except UNREACHABLE_ERRORS:
-                return FlushReport(written, already, len(paths) - index)
+                return FlushReport(written, already, len(paths) - index, tuple(unreadable))
             self.spool.remove(path)
-        return FlushReport(written, already, 0)
+        return FlushReport(written, already, len(unreadable), tuple(unreadable))
 
     def history(self, filters: HistoryFilter | None = None, *, viewer: UserInfo | None) -> list[HistoryRow]:
         """Results newest first. Clinicians see only their own site; asking for another one is refused."""

@@ -150,7 +150,7 @@ def _read_bytes(source: AudioSource, label: str, config: AudioConfig) -> bytes:
 def _decode(data: bytes, label: str, config: AudioConfig) -> tuple[np.ndarray, int]:
     """bytes -> ([frames, channels] float32, sample rate), with header limits checked before the samples
     are decoded."""
-    _check_wav_header(data, label)
+    data = _checked_wav(data, label)
     try:
         info = soundfile.info(io.BytesIO(data))
     except soundfile.LibsndfileError as error:
@@ -179,11 +179,13 @@ def _check_layout(label: str, sample_rate: int, channels: int, frames: int, conf
         raise EmptyAudioError(label, "the header is valid but holds no samples (zero length)")
 
 
-def _check_wav_header(data: bytes, label: str) -> None:
+def _checked_wav(data: bytes, label: str) -> bytes:
     """RIFF/WAVE checks libsndfile does not make: it pads a cut-short data chunk without complaint, and it
-    reports an unknown codec as a 'malformed fmt chunk'. Other containers pass through untouched."""
+    reports an unknown codec as a 'malformed fmt chunk'. A streaming writer's placeholder data size (0 or
+    0xFFFFFFFF, left when it could not seek back) is replaced by the bytes actually present, which libsndfile
+    would otherwise read as an empty file. Other containers pass through untouched."""
     if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        return
+        return data
     position = 12
     while position + 8 <= len(data):
         chunk_id, size = data[position : position + 4], struct.unpack("<I", data[position + 4 : position + 8])[0]
@@ -196,9 +198,11 @@ def _check_wav_header(data: bytes, label: str) -> None:
                 raise UnsupportedCodecError(label, f"WAV with codec tag 0x{tag:04X}, which no available decoder reads")
         if chunk_id == b"data":
             held = len(data) - body
-            if size not in STREAMING_SIZES and size > held:
+            if size in STREAMING_SIZES:
+                return data[:4] + struct.pack("<I", len(data) - 8) + data[8 : position + 4] + struct.pack("<I", held) + data[body:]
+            if size > held:
                 raise TruncatedAudioError(label, f"the WAV header promises {size} bytes of audio but the file holds {held}")
-            return
+            return data
         position = body + size + (size & 1)
     raise TruncatedAudioError(label, f"the WAV header is cut short after {len(data)} bytes (no complete data chunk)")
 

@@ -269,11 +269,13 @@ def test_target_rate_none_keeps_the_native_rate(espeak_wav):
     assert recording.sample_rate_hz == recording.original_sample_rate_hz == sf.info(espeak_wav).samplerate
 
 
-def test_streaming_wav_with_unknown_data_size_is_accepted(speech):
+@pytest.mark.parametrize("placeholder", [0, 0xFFFFFFFF])
+def test_streaming_wav_with_placeholder_data_size_is_read_in_full(placeholder, speech):
     data = bytearray(encode(speech, 16000, subtype="PCM_16"))
-    data[40:44] = struct.pack("<I", 0xFFFFFFFF)  # what a writer that cannot seek back leaves behind
+    data[40:44] = struct.pack("<I", placeholder)  # what a writer that cannot seek back leaves behind
     recording = audio.load(bytes(data), name="stream")
     assert len(recording.samples) == len(speech)
+    np.testing.assert_allclose(recording.samples, speech, atol=1e-4)
 
 
 # --------------------------------------------------------------------------------------------- measurements

@@ -214,3 +214,17 @@ def test_mamba_kernel_matches_reference(length):
     cpu = make_inputs(2, 8, 16, length, torch.float32)
     cuda = {k: v.detach().cuda().requires_grad_() for k, v in cpu.items()}
     assert_backends_agree(cuda, ALL, ["cuda", "auto"], 1e-4, reference_inputs=cpu)
+
+
+def test_bench_scan_writes_table_json_and_plot(tmp_path):
+    """A tiny run of `biomarker bench scan` (timings are measured, never asserted)."""
+    from biomarker.bench.scan import ScanBenchConfig, ScanShape, main, peak_memory_mb
+
+    config = ScanBenchConfig(lengths=(8, 16), batch_points=(), memory_lengths=(), repeats=1, dim=4, state=4, device="cpu", threads=1)
+    report = main(config, out=tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == {"scan.md", "scan.json", "scan.png"}
+    assert [(r["length"], r["pass"]) for r in report["timing"]] == [(8, "fwd"), (8, "fwd+bwd"), (16, "fwd"), (16, "fwd+bwd")]
+    assert all(r[f"{b}_s"] > 0 for r in report["timing"] for b in ["reference", *CPU_BACKENDS])
+    assert "| 16 | fwd+bwd |" in (tmp_path / "scan.md").read_text()
+    # peak memory comes from a fresh process; ru_maxrss never falls, so the rise is a finite non-negative number
+    assert peak_memory_mb(ScanShape(1, 4, 4, 8), "torch", True, torch.device("cpu"), 1) >= 0

@@ -5,6 +5,8 @@ Each subcommand calls `biomarker.bench.<name>.main(...)`, which prints a table (
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 bench_app = typer.Typer(help="Benchmarks: speed and memory ratios measured side by side in one run.", no_args_is_help=True)
@@ -26,3 +28,24 @@ def features(
     from biomarker.bench.features import main
 
     main(clips=clips, seconds=seconds, repeats=repeats, device=device, as_json=as_json)
+
+
+@bench_app.command("scan")
+def scan(
+    lengths: str = typer.Option("512,1024,2048,4096", help="Comma-separated sequence lengths timed at batch 1."),
+    memory_lengths: str = typer.Option("4096,22000", help="Comma-separated lengths whose peak memory is measured."),
+    repeats: int = typer.Option(5, help="Timed runs per point; the median is reported."),
+    threads: int = typer.Option(2, help="torch / kernel threads."),
+    device: str = typer.Option("auto", "--device", help="auto|cpu|cuda."),
+    out: Path = typer.Option(Path("runs/bench/scan"), help="Folder for scan.md, scan.json and scan.png."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Selective scan: sequential loop vs our fast scans (and mamba-ssm's kernel on CUDA), fwd and fwd+bwd."""
+    from biomarker.bench.scan import ScanBenchConfig, main
+
+    def ints(text: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+
+    config = ScanBenchConfig(lengths=ints(lengths), memory_lengths=ints(memory_lengths), repeats=repeats,
+                             device=device, threads=threads)
+    main(config, out=out, as_json=as_json)

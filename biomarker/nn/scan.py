@@ -28,17 +28,14 @@ import torch.nn.functional as F
 
 from biomarker.records import BiomarkerError
 
-from .scan_native import MAX_STATE, native_kernel_available, scan_core_native
+from .scan_native import MAX_STATE, native_kernel_available, selective_scan_native
 from .scan_reference import scan_core_reference
 from .scan_torch import scan_core_chunked
 
 BACKENDS = ("auto", "reference", "torch", "native", "cuda")
 
-_CORES: dict[str, Callable[..., torch.Tensor]] = {
-    "reference": scan_core_reference,
-    "torch": scan_core_chunked,
-    "native": scan_core_native,
-}
+# scan cores (y = Σ_n C·h from u and the final dt); the native backend fuses everything and is called whole
+_CORES: dict[str, Callable[..., torch.Tensor]] = {"reference": scan_core_reference, "torch": scan_core_chunked}
 
 
 class ScanInputError(BiomarkerError, ValueError):
@@ -74,6 +71,9 @@ def selective_scan(
         return selective_scan_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     compute = _compute_dtype(u)
     with torch.autocast(device_type=u.device.type, enabled=False):
+        if chosen == "native":
+            cast = [None if t is None else t.to(compute) for t in (u, delta, A, B, C, D, z, delta_bias)]
+            return selective_scan_native(*cast, delta_softplus=delta_softplus).to(u.dtype)
         dt = delta.to(compute)
         if delta_bias is not None:
             dt = dt + delta_bias.to(compute)[:, None]

@@ -1,40 +1,60 @@
 /* Fused selective-scan kernels for the CPU, compiled at first use by biomarker/nn/scan_native.py.
  *
  * Why C: the recurrence is sequential in time, so any tensor-library formulation pays one pass over memory
- * per step or per chunk. Here each (batch, channel) pair keeps its n-state in registers, the n-loop is one
- * SIMD vector (n = 16 fp32 is one AVX-512 register, exp included via glibc's libmvec under -ffast-math),
- * and nothing of size (L, n) per channel is ever written: the forward stores one state every SEGMENT steps;
- * the backward recomputes a segment's states and decays into an L1-sized buffer and walks it backwards.
+ * per step or per chunk. Here each (batch, channel) pair keeps its n-state in registers, the n-loop is SIMD
+ * (exp included, via glibc's libmvec under -ffast-math), and nothing of size (L, n) per channel is ever
+ * written: the forward stores one state every SEGMENT steps; the backward recomputes a segment's states and
+ * decays into an L1-sized buffer and walks it backwards. The elementwise parts around the scan (delta_bias,
+ * softplus, D skip, silu(z) gate) are fused in too: as separate tensor ops they cost as much as the scan at
+ * L = 512.
  *
- * REAL is float, or double with -DSCAN_DOUBLE (the file is compiled once per dtype). Layouts (all contiguous):
- *   u, dt, y, grad_y, grad_u, grad_dt : [batch][dim][length]
- *   A                                 : [dim][n]
- *   Bt, Ct                            : [batch][length][n]   (time-major so B_t is one contiguous vector)
- *   checkpoints                       : [batch][dim][segments][n]  state before each segment
- *   grad_A_part                       : [batch][dim][n]       summed over batch by the caller
- *   grad_Bt_part, grad_Ct_part        : [batch][length][n]    one such buffer per worker, summed by the caller
+ * Math (mamba-ssm's selective_scan_ref): dt = softplus(delta + bias); h_t = exp(dt_t a)·h_{t-1} + dt_t u_t B_t;
+ * y_t = <C_t, h_t> + D u_t; out_t = y_t · silu(z_t).
+ *
+ * REAL is float, or double with -DSCAN_DOUBLE (the file is compiled once per dtype). Layouts (contiguous):
+ *   u, delta, z, out, grad_out, grad_u, grad_delta, grad_z : [batch][dim][length]
+ *   A : [dim][n];  D, bias : [dim] (NULL when absent; z may be NULL too)
+ *   Bt, Ct                                                  : [batch][length][n]  (B_t is one contiguous vector)
+ *   checkpoints                                             : [batch][dim][segments][n]  state before each segment
+ *   grad_A_part [batch][dim][n], grad_D_part and grad_bias_part [batch][dim]: summed over batch by the caller
+ *   grad_Bt_part, grad_Ct_part                              : [batch][length][n], one buffer per worker
+ * Both entry points return 0, or 1 when their scratch rows cannot be allocated.
  * Workers call a function on a disjoint range of channels [c0, c1) with c = b * dim + d; two workers never
  * write the same element of their own output buffers.
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #ifdef SCAN_DOUBLE
 #define REAL double
 #define EXP exp
+#define EXPM1 expm1
+#define LOG1P log1p
 #define NAME(base) base##_f64
 #else
 #define REAL float
 #define EXP expf
+#define EXPM1 expm1f
+#define LOG1P log1pf
 #define NAME(base) base##_f32
 #endif
 #define SEGMENT 64
 #define MAX_STATE 256
+#define SOFTPLUS_LINEAR 20 /* softplus(x) = x above this, as in torch and mamba-ssm */
+
+/* dt[t] = softplus(delta[t] + bias) (or without softplus), for one channel, vectorised over t. */
+static void step_sizes(int64_t length, const REAL *restrict delta, REAL bias, int softplus, REAL *restrict dt) {
+    for (int64_t t = 0; t < length; t++) {
+        const REAL x = delta[t] + bias;
+        dt[t] = softplus ? (x > SOFTPLUS_LINEAR ? x : LOG1P(EXP(x))) : x;
+    }
+}
 
 static inline void forward_channel(int64_t length, int64_t n, const REAL *restrict u, const REAL *restrict dt,
                                    const REAL *restrict a, const REAL *restrict Bt, const REAL *restrict Ct,
-                                   REAL *restrict y, REAL *restrict checkpoints) {
+                                   REAL skip, REAL *restrict out, REAL *restrict checkpoints) {
     REAL h[MAX_STATE];
     for (int64_t k = 0; k < n; k++) h[k] = 0;
     for (int64_t t = 0; t < length; t++) {
@@ -46,30 +66,44 @@ static inline void forward_channel(int64_t length, int64_t n, const REAL *restri
             h[k] = EXP(step * a[k]) * h[k] + drive * b[k];
             acc += h[k] * c[k];
         }
-        y[t] = acc;
+        out[t] = acc + skip * u[t];
     }
 }
 
-void NAME(scan_forward)(int64_t c0, int64_t c1, int64_t dim, int64_t length, int64_t n, const REAL *u,
-                        const REAL *dt, const REAL *A, const REAL *Bt, const REAL *Ct, REAL *y, REAL *checkpoints) {
+int64_t NAME(scan_forward)(int64_t c0, int64_t c1, int64_t dim, int64_t length, int64_t n, int64_t softplus,
+                        const REAL *u, const REAL *delta, const REAL *A, const REAL *Bt, const REAL *Ct,
+                        const REAL *D, const REAL *z, const REAL *bias, REAL *out, REAL *checkpoints) {
     const int64_t segments = (length + SEGMENT - 1) / SEGMENT;
+    REAL *dt = malloc(length * sizeof(REAL));
+    if (!dt) return 1;
     for (int64_t c = c0; c < c1; c++) {
-        const int64_t b = c / dim, d = c % dim;
-        /* n is nearly always 16: a constant trip count lets the compiler keep the state in one register. */
+        const int64_t b = c / dim, d = c % dim, off = c * length, bt = b * length * n;
+        step_sizes(length, delta + off, bias ? bias[d] : 0, (int)softplus, dt);
+        REAL *ck = checkpoints ? checkpoints + c * segments * n : 0;
+        const REAL skip = D ? D[d] : 0;
+        /* n is nearly always 16: a constant trip count lets the compiler keep the state in registers. */
         if (n == 16)
-            forward_channel(length, 16, u + c * length, dt + c * length, A + d * 16, Bt + b * length * 16,
-                            Ct + b * length * 16, y + c * length, checkpoints ? checkpoints + c * segments * 16 : 0);
+            forward_channel(length, 16, u + off, dt, A + d * 16, Bt + bt, Ct + bt, skip, out + off, ck);
         else
-            forward_channel(length, n, u + c * length, dt + c * length, A + d * n, Bt + b * length * n,
-                            Ct + b * length * n, y + c * length, checkpoints ? checkpoints + c * segments * n : 0);
+            forward_channel(length, n, u + off, dt, A + d * n, Bt + bt, Ct + bt, skip, out + off, ck);
+        if (z) {
+            const REAL *restrict zc = z + off;
+            REAL *restrict o = out + off;
+            for (int64_t t = 0; t < length; t++) o[t] *= zc[t] / (1 + EXP(-zc[t]));
+        }
     }
+    free(dt);
+    return 0;
 }
 
+/* The backward of one channel. `gy` holds dL/dy (after the gate) and, when z is given, `gate_grad` holds
+ * dsilu(z)·dL/dout so that dL/dz = y·gate_grad once y is recomputed. Writes grad_u and dL/d dt (into grad_dt). */
 static inline void backward_channel(int64_t length, int64_t n, const REAL *restrict u, const REAL *restrict dt,
                                     const REAL *restrict a, const REAL *restrict Bt, const REAL *restrict Ct,
-                                    const REAL *restrict checkpoints, const REAL *restrict grad_y,
-                                    REAL *restrict grad_u, REAL *restrict grad_dt, REAL *restrict grad_a,
-                                    REAL *restrict grad_Bt, REAL *restrict grad_Ct) {
+                                    REAL skip, const REAL *restrict checkpoints, const REAL *restrict gy,
+                                    const REAL *restrict gate_grad, REAL *restrict grad_z, REAL *restrict grad_u,
+                                    REAL *restrict grad_dt, REAL *restrict grad_a, REAL *restrict grad_Bt,
+                                    REAL *restrict grad_Ct) {
     REAL states[(SEGMENT + 1) * MAX_STATE], decays[SEGMENT * MAX_STATE];
     REAL carry[MAX_STATE], ga[MAX_STATE]; /* carry = decay_{t+1} * dL/dh_{t+1} */
     for (int64_t k = 0; k < n; k++) carry[k] = 0, ga[k] = 0;
@@ -88,7 +122,7 @@ static inline void backward_channel(int64_t length, int64_t n, const REAL *restr
             }
         }
         for (int64_t t = stop - 1; t >= start; t--) {
-            const REAL step = dt[t], drive = dt[t] * u[t], g = grad_y[t];
+            const REAL step = dt[t], drive = dt[t] * u[t], g = gy[t];
             const REAL *restrict b = Bt + t * n, *restrict c = Ct + t * n;
             const REAL *restrict h = states + (t - start + 1) * n, *restrict prev = states + (t - start) * n;
             const REAL *restrict decay = decays + (t - start) * n;
@@ -104,28 +138,66 @@ static inline void backward_channel(int64_t length, int64_t n, const REAL *restr
                 g_log_decay += w * a[k];
                 carry[k] = gh * decay[k];
             }
+            if (grad_z) {
+                REAL y = 0;
+                for (int64_t k = 0; k < n; k++) y += h[k] * c[k];
+                grad_z[t] = (y + skip * u[t]) * gate_grad[t];
+            }
             grad_dt[t] = g_log_decay + g_drive * u[t];
-            grad_u[t] = g_drive * step;
+            grad_u[t] = g_drive * step + skip * g;
         }
     }
     for (int64_t k = 0; k < n; k++) grad_a[k] = ga[k];
 }
 
-void NAME(scan_backward)(int64_t c0, int64_t c1, int64_t dim, int64_t length, int64_t n, const REAL *u,
-                         const REAL *dt, const REAL *A, const REAL *Bt, const REAL *Ct, const REAL *checkpoints,
-                         const REAL *grad_y, REAL *grad_u, REAL *grad_dt, REAL *grad_A_part, REAL *grad_Bt_part,
-                         REAL *grad_Ct_part) {
+int64_t NAME(scan_backward)(int64_t c0, int64_t c1, int64_t dim, int64_t length, int64_t n, int64_t softplus,
+                         const REAL *u, const REAL *delta, const REAL *A, const REAL *Bt, const REAL *Ct,
+                         const REAL *D, const REAL *z, const REAL *bias, const REAL *checkpoints,
+                         const REAL *grad_out, REAL *grad_u, REAL *grad_delta, REAL *grad_z, REAL *grad_A_part,
+                         REAL *grad_D_part, REAL *grad_bias_part, REAL *grad_Bt_part, REAL *grad_Ct_part) {
     const int64_t segments = (length + SEGMENT - 1) / SEGMENT;
+    REAL *dt = malloc(3 * length * sizeof(REAL));
+    if (!dt) return 1;
+    REAL *gy = dt + length, *gate_grad = dt + 2 * length;
     for (int64_t c = c0; c < c1; c++) {
-        const int64_t b = c / dim, d = c % dim;
-        const int64_t off = c * length, bt = b * length * n;
+        const int64_t b = c / dim, d = c % dim, off = c * length, bt = b * length * n;
+        step_sizes(length, delta + off, bias ? bias[d] : 0, (int)softplus, dt);
+        const REAL *go = grad_out + off;
+        if (z) { /* out = y·silu(z): dL/dy = g·silu(z), dL/dz = g·y·silu'(z) with silu' = s(1 + z(1 - s)) */
+            const REAL *restrict zc = z + off;
+            for (int64_t t = 0; t < length; t++) {
+                const REAL sig = 1 / (1 + EXP(-zc[t]));
+                gy[t] = go[t] * zc[t] * sig;
+                gate_grad[t] = go[t] * sig * (1 + zc[t] * (1 - sig));
+            }
+        } else {
+            memcpy(gy, go, length * sizeof(REAL));
+        }
+        const REAL skip = D ? D[d] : 0;
+        REAL *gz = z ? grad_z + off : 0;
         if (n == 16)
-            backward_channel(length, 16, u + off, dt + off, A + d * 16, Bt + bt, Ct + bt, checkpoints + c * segments * 16,
-                             grad_y + off, grad_u + off, grad_dt + off, grad_A_part + c * 16, grad_Bt_part + bt,
-                             grad_Ct_part + bt);
+            backward_channel(length, 16, u + off, dt, A + d * 16, Bt + bt, Ct + bt, skip, checkpoints + c * segments * 16,
+                             gy, gate_grad, gz, grad_u + off, grad_delta + off, grad_A_part + c * 16,
+                             grad_Bt_part + bt, grad_Ct_part + bt);
         else
-            backward_channel(length, n, u + off, dt + off, A + d * n, Bt + bt, Ct + bt, checkpoints + c * segments * n,
-                             grad_y + off, grad_u + off, grad_dt + off, grad_A_part + c * n, grad_Bt_part + bt,
-                             grad_Ct_part + bt);
+            backward_channel(length, n, u + off, dt, A + d * n, Bt + bt, Ct + bt, skip, checkpoints + c * segments * n,
+                             gy, gate_grad, gz, grad_u + off, grad_delta + off, grad_A_part + c * n,
+                             grad_Bt_part + bt, grad_Ct_part + bt);
+        REAL *restrict gd = grad_delta + off;
+        if (softplus) /* d softplus(x)/dx = sigmoid(x) = 1 - exp(-softplus(x)) */
+            for (int64_t t = 0; t < length; t++) gd[t] *= -EXPM1(-dt[t]);
+        if (grad_bias_part) {
+            REAL sum = 0;
+            for (int64_t t = 0; t < length; t++) sum += gd[t];
+            grad_bias_part[c] = sum;
+        }
+        if (grad_D_part) {
+            REAL sum = 0;
+            const REAL *restrict uc = u + off;
+            for (int64_t t = 0; t < length; t++) sum += gy[t] * uc[t];
+            grad_D_part[c] = sum;
+        }
     }
+    free(dt);
+    return 0;
 }

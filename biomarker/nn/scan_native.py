@@ -80,8 +80,10 @@ def _library(dtype: torch.dtype) -> ctypes.CDLL | None:
                       "using the pure-PyTorch path (slower on CPU)", stacklevel=3)
         return None
     int64, pointer = ctypes.c_int64, ctypes.c_void_p
-    getattr(library, f"scan_forward_{suffix}").argtypes = [int64] * 5 + [pointer] * 7
-    getattr(library, f"scan_backward_{suffix}").argtypes = [int64] * 5 + [pointer] * 12
+    for base, pointers in (("scan_forward", 10), ("scan_backward", 18)):
+        function = getattr(library, f"{base}_{suffix}")
+        function.argtypes = [int64] * 6 + [pointer] * pointers
+        function.restype = int64
     return library
 
 
@@ -102,10 +104,13 @@ def _channel_ranges(channels: int) -> list[tuple[int, int]]:
 
 
 def _run(function, ranges: list[tuple[int, int]], *args) -> None:
-    """Call `function(c0, c1, *args_for_worker)` for each channel range in parallel threads."""
+    """Call `function(c0, c1, *args)` for each channel range in parallel threads (ctypes drops the GIL).
+
+    A callable in `args` is called with the worker index to give that worker its own buffer.
+    """
     futures = [_pool().submit(function, c0, c1, *(a(i) if callable(a) else a for a in args)) for i, (c0, c1) in enumerate(ranges)]
-    for future in futures:
-        future.result()
+    if any(future.result() != 0 for future in futures):
+        raise MemoryError("the selective-scan kernel could not allocate its per-channel scratch rows")
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:
@@ -113,50 +118,65 @@ def _ptr(t: torch.Tensor | None) -> int | None:
 
 
 class _NativeScan(torch.autograd.Function):
-    """Core scan y = Σ_n C·h with the fused C kernel; backward recomputes states from per-segment checkpoints."""
+    """The whole selective scan (bias, softplus, scan, D skip, silu gate) in the fused C kernel.
+
+    Backward recomputes states from one checkpoint per SEGMENT steps; it saves only the inputs.
+    """
 
     @staticmethod
-    def forward(ctx, u, dt, A, B, C):
-        """u, dt: (b, d, L); A: (d, n); B, C: (b, n, L); all contiguous, same dtype, on CPU. Returns (b, d, L)."""
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus: bool):
+        """u, delta, z: (b, d, L); A: (d, n); B, C: (b, n, L); D, delta_bias: (d,) or None; all contiguous,
+        one dtype (float32 or float64), on CPU. Returns out: (b, d, L)."""
         library = _library(u.dtype)
-        suffix = _SUFFIX[u.dtype]
         batch, dim, length = u.shape
         n = A.shape[1]
         Bt = rearrange(B, "b n l -> b l n").contiguous()
         Ct = rearrange(C, "b n l -> b l n").contiguous()
-        y = torch.empty_like(u)
+        out = torch.empty_like(u)
         needs_grad = any(ctx.needs_input_grad)
         checkpoints = u.new_empty(batch, dim, -(-length // SEGMENT), n) if needs_grad else None
-        _run(getattr(library, f"scan_forward_{suffix}"), _channel_ranges(batch * dim), dim, length, n,
-             *map(_ptr, (u, dt, A, Bt, Ct, y, checkpoints)))
+        _run(getattr(library, f"scan_forward_{_SUFFIX[u.dtype]}"), _channel_ranges(batch * dim), dim, length, n,
+             int(softplus), *map(_ptr, (u, delta, A, Bt, Ct, D, z, delta_bias, out, checkpoints)))
         if needs_grad:
-            ctx.save_for_backward(u, dt, A, Bt, Ct, checkpoints)
-        return y
+            ctx.save_for_backward(u, delta, A, Bt, Ct, D, z, delta_bias, checkpoints)
+            ctx.softplus = softplus
+        return out
 
     @staticmethod
-    def backward(ctx, grad_y):
-        u, dt, A, Bt, Ct, checkpoints = ctx.saved_tensors
+    def backward(ctx, grad_out):
+        u, delta, A, Bt, Ct, D, z, delta_bias, checkpoints = ctx.saved_tensors
         library = _library(u.dtype)
         batch, dim, length = u.shape
         n = A.shape[1]
-        grad_y = grad_y.contiguous()
         ranges = _channel_ranges(batch * dim)
-        grad_u, grad_dt = torch.empty_like(u), torch.empty_like(dt)
+        grad_u, grad_delta = torch.empty_like(u), torch.empty_like(delta)
+        grad_z = None if z is None else torch.empty_like(z)
         grad_A_part = u.new_empty(batch, dim, n)
+        grad_D_part = None if D is None else u.new_empty(batch, dim)
+        grad_bias_part = None if delta_bias is None else u.new_empty(batch, dim)
         grad_Bt_part = u.new_zeros(len(ranges), batch, length, n)
         grad_Ct_part = u.new_zeros(len(ranges), batch, length, n)
-        _run(getattr(library, f"scan_backward_{_SUFFIX[u.dtype]}"), ranges, dim, length, n,
-             *map(_ptr, (u, dt, A, Bt, Ct, checkpoints, grad_y, grad_u, grad_dt, grad_A_part)),
+        _run(getattr(library, f"scan_backward_{_SUFFIX[u.dtype]}"), ranges, dim, length, n, int(ctx.softplus),
+             *map(_ptr, (u, delta, A, Bt, Ct, D, z, delta_bias, checkpoints, grad_out.contiguous(), grad_u, grad_delta,
+                         grad_z, grad_A_part, grad_D_part, grad_bias_part)),
              lambda i: grad_Bt_part[i].data_ptr(), lambda i: grad_Ct_part[i].data_ptr())
-        grad_B = rearrange(grad_Bt_part.sum(0), "b l n -> b n l")
-        grad_C = rearrange(grad_Ct_part.sum(0), "b l n -> b n l")
-        return grad_u, grad_dt, grad_A_part.sum(0), grad_B, grad_C
+        return (
+            grad_u,
+            grad_delta,
+            grad_A_part.sum(0),
+            rearrange(grad_Bt_part.sum(0), "b l n -> b n l"),
+            rearrange(grad_Ct_part.sum(0), "b l n -> b n l"),
+            None if D is None else grad_D_part.sum(0),
+            grad_z,
+            None if delta_bias is None else grad_bias_part.sum(0),
+            None,
+        )
 
 
-def scan_core_native(u: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
-    """Same contract as `scan_reference.scan_core_reference`; CPU tensors of float32 or float64 only."""
+def selective_scan_native(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False) -> torch.Tensor:
+    """`selective_scan` on the fused C kernel: CPU tensors, all float32 or all float64, n <= MAX_STATE."""
     if A.shape[1] > MAX_STATE:  # the kernel keeps the state in fixed-size stack buffers
         from .scan import ScanInputError
 
         raise ScanInputError(f"A has n={A.shape[1]} states; the C kernel holds at most {MAX_STATE} (use backend='torch')")
-    return _NativeScan.apply(u.contiguous(), dt.contiguous(), A.contiguous(), B.contiguous(), C.contiguous())
+    return _NativeScan.apply(*(None if t is None else t.contiguous() for t in (u, delta, A, B, C, D, z, delta_bias)), delta_softplus)

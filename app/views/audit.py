@@ -1,0 +1,40 @@
+"""Auditors: the hash chain's check and exports of results and audit events for a period (CSV or JSON)."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+import streamlit as st
+
+import context
+from biomarker.store.auth import AUDIT
+
+PREVIEW_CHARS = 200_000
+
+user = context.require(AUDIT)
+store = context.store()
+st.title("Audit")
+
+check = store.verify_chain()
+if check.ok:
+    st.success("Audit chain intact: every event links to the one before it, none edited, deleted or reordered.")
+else:
+    st.error(f"Audit chain BROKEN at event {check.first_bad_id}: {check.reason}")
+
+today = context.now().date()
+columns = st.columns(4)
+since = columns[0].date_input("From (UTC)", value=today - timedelta(days=30), key="audit_since")
+until = columns[1].date_input("Until (inclusive)", value=today, key="audit_until")
+table = columns[2].selectbox("What", ["results", "audit_events"], key="audit_table")
+fmt = columns[3].radio("Format", ["csv", "json"], horizontal=True, key="audit_format")
+if st.button("Prepare export", key="audit_export"):
+    text = store.export(datetime.combine(since, time.min), datetime.combine(until + timedelta(days=1), time.min), fmt,
+                        viewer=user, table=table)
+    st.session_state["export"] = (f"biomarker-{table}-{since}-{until}.{fmt}", text)
+if "export" in st.session_state:
+    file_name, text = st.session_state["export"]
+    st.download_button(f"Download {file_name}", text, file_name=file_name, key="audit_download")
+    if len(text) <= PREVIEW_CHARS:
+        st.code(text, language=file_name.rsplit(".", 1)[1])
+    else:
+        st.caption(f"The export holds {len(text):,} characters: too long to preview here, download it instead.")

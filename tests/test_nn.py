@@ -140,3 +140,11 @@ def test_bidirectional_mixer_gives_each_clip_of_a_padded_batch_its_alone_output(
     padded = mixer(x, _layout([10, 6], (1, 10), 0))
     alone = mixer(x[1:, :6], _layout([6], (1, 6), 0))
     torch.testing.assert_close(padded[1, :6], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_bench_fits_the_time_exponent_of_a_power_law():
+    from biomarker.bench.encoders import fitted_exponent
+
+    points = [{"tokens": n, "seconds": 3e-6 * n**1.5} for n in (512, 2048, 8192)]
+    assert abs(fitted_exponent(points) - 1.5) < 1e-9
+    assert fitted_exponent(points[:1]) is None

@@ -49,3 +49,31 @@ def scan(
     config = ScanBenchConfig(lengths=ints(lengths), memory_lengths=ints(memory_lengths), repeats=repeats,
                              device=device, threads=threads)
     main(config, out=out, as_json=as_json)
+
+
+@bench_app.command("encoders")
+def encoders(
+    tokens: str = typer.Option("512,2048,8192,22000", help="Comma-separated token counts (multiples of 8) for the forward points."),
+    train_batch: int = typer.Option(8, help="Clips per training step (at the smallest token count)."),
+    repeats: int = typer.Option(3, help="Timed runs per point after a warm-up; the median is reported."),
+    slow_s: float = typer.Option(20.0, help="A point whose warm-up takes longer than this is timed once."),
+    timeout_s: float = typer.Option(1800.0, help="Give up on one point after this many seconds (reported)."),
+    max_plain_gb: float = typer.Option(16.0, help="Skip plain attention where its N x N matrices would exceed this."),
+    plot: str = typer.Option("bench-encoders.png", help="Where to write the PNG plot ('' for none)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """SSAMBA-tiny vs SSAST-tiny (SDPA, plain): time, memory, exponent; factorized vs full attention at 8x64."""
+    from pathlib import Path
+
+    from biomarker.bench.encoders import main
+
+    main(
+        tokens=[int(n) for n in tokens.split(",") if n.strip()],
+        train_batch=train_batch,
+        repeats=repeats,
+        slow_s=slow_s,
+        timeout_s=timeout_s,
+        max_plain_gb=max_plain_gb,
+        plot_path=Path(plot) if plot else None,
+        as_json=as_json,
+    )

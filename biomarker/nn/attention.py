@@ -41,28 +41,37 @@ def factorized_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layo
     attend to everything. Nothing of size N x N is ever formed.
 
     q, k, v: [B, H, P + N, d] with N = rows x columns time-major -> [B, H, P + N, d].
+    The joint softmax over row + column + prefix is written out (shared max, summed exponentials) rather
+    than concatenating the logits, so no [.., T + F + P] copy is made; row products run in a
+    frequency-major copy of q, k, v ([B, H, F, T, d]), column products in the free time-major view.
     """
-    prefix, rows = layout.num_prefix, layout.grid[0]
+    prefix, (rows, columns) = layout.num_prefix, layout.grid
     scale = q.shape[-1] ** -0.5
-    to_grid = "b h (t f) d -> b h f t d"
-    qg, kg, vg = (rearrange(z[:, :, prefix:], to_grid, f=rows) for z in (q, k, v))
-    row = torch.einsum("bhftd,bhfsd->bhfts", qg, kg) * scale  # same frequency row, every time s
-    column = torch.einsum("bhftd,bhgtd->bhftg", qg, kg) * scale  # same time column, every frequency g
+    by_time = [z[:, :, prefix:].unflatten(2, (columns, rows)) for z in (q * scale, k, v)]  # [B, H, T, F, d]
+    q_t, k_t, v_t = by_time
+    q_f, k_f, v_f = (z.transpose(2, 3).contiguous() for z in by_time)  # [B, H, F, T, d]
+
+    row = q_f @ k_f.transpose(-1, -2)  # [B, H, F, T, T]: same frequency row, every time
+    column = q_t @ k_t.transpose(-1, -2)  # [B, H, T, F, F]: same time column, every frequency
     # The token itself is in its row already; count it once.
-    column = column.masked_fill(torch.eye(rows, dtype=torch.bool, device=q.device)[:, None, :], float("-inf"))
+    column.masked_fill_(torch.eye(rows, dtype=torch.bool, device=q.device), float("-inf"))
     if layout.has_padding:
         time_valid = layout.grid_valid[:, 0, :]  # [B, T]: padding is whole time columns
-        row = row.masked_fill(~time_valid[:, None, None, None, :], float("-inf"))
-    logits = [row, column]
+        row.masked_fill_(~time_valid[:, None, None, None, :], float("-inf"))
+    parts = [row.amax(-1).transpose(2, 3), column.amax(-1)]  # each [B, H, T, F]
     if prefix:
-        logits.append(torch.einsum("bhftd,bhpd->bhftp", qg, k[:, :, :prefix]) * scale)
-    weights = torch.cat(logits, dim=-1).softmax(dim=-1)
-    columns = row.shape[-1]
-    out = torch.einsum("bhfts,bhfsd->bhftd", weights[..., :columns], vg)
-    out = out + torch.einsum("bhftg,bhgtd->bhftd", weights[..., columns : columns + rows], vg)
+        to_prefix = q_t @ k[:, :, None, :prefix].transpose(-1, -2)  # [B, H, T, F, P]
+        parts.append(to_prefix.amax(-1))
+    peak = torch.stack(parts).amax(0)  # [B, H, T, F], finite: every row holds the token's own column 0
+    row = row.sub_(peak.transpose(2, 3)[..., None]).exp_()
+    column = column.sub_(peak[..., None]).exp_()
+    total = row.sum(-1).transpose(2, 3) + column.sum(-1)
+    out = (row @ v_f).transpose(2, 3) + column @ v_t  # [B, H, T, F, d]
     if prefix:
-        out = out + torch.einsum("bhftp,bhpd->bhftd", weights[..., columns + rows :], v[:, :, :prefix])
-    out = rearrange(out, "b h f t d -> b h (t f) d")
+        to_prefix = to_prefix.sub_(peak[..., None]).exp_()
+        total = total + to_prefix.sum(-1)
+        out = out + to_prefix @ v[:, :, None, :prefix]
+    out = (out / total[..., None]).flatten(2, 3)  # [B, H, N, d], time-major again
     if not prefix:
         return out
     valid = layout.valid if layout.has_padding else None

@@ -1,0 +1,271 @@
+"""`biomarker bench encoders`: SSAMBA-tiny against SSAST-tiny (SDPA and plain attention), and factorized
+frequency-time attention against full attention.
+
+What is measured, and why this way:
+- Forward, batch 1, no grad, at growing token counts (512 = 10.24 s of audio at 16x16 patches, stride 16;
+  22,000 = about 7 minutes, where SSAMBA's paper claims its advantage). The input is the token embeddings on an
+  8-row patch grid (`encoder.encode`), so the front-end and the patch convolution, equal for both, stay out.
+- A training step (forward, backward, AdamW) at 8 x 512 tokens, as in pretraining.
+- Every point runs in a fresh Python process, so its peak memory (ru_maxrss) is its own; "+MB" is the rise over
+  that process's level after imports, model and inputs. Times are medians of `repeats` runs after a warm-up;
+  a point whose warm-up run already took longer than `slow_s` is timed once (said in the table).
+- The time exponent is the least-squares slope of log time over log tokens.
+- Factorized vs full attention on the 8 x 64 grid: attention FLOPs per layer from `attention_flops` and the
+  median wall time of one attention layer (qkv, attention, projection) of SSAST-tiny, batch 8.
+Inputs are seeded random tensors (speed does not depend on content), fp32, on the CPU threads torch was given.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+ENCODERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ssamba-tiny": ("ssamba-tiny", {}),
+    "ssast-tiny (sdpa)": ("ssast-tiny-patch", {"attention": "sdpa"}),
+    "ssast-tiny (plain)": ("ssast-tiny-patch", {"attention": "plain"}),
+}
+GRID_ROWS = 8  # frequency rows of 16x16 patches over 128 mel bins
+DEFAULT_TOKENS = (512, 2048, 8192, 22000)
+
+
+def _rss_mb() -> float:
+    """Current resident memory of this process in MB (VmRSS)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _timed(run: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def _median_time(run: Callable[[], object], repeats: int, slow_s: float) -> tuple[float, int]:
+    """(median seconds, runs timed): one warm-up, then `repeats` runs, unless the warm-up was already slow."""
+    first = _timed(run)
+    if first > slow_s:
+        return first, 1
+    return statistics.median(_timed(run) for _ in range(repeats)), repeats
+
+
+def measure_point(encoder: str, mode: str, tokens: int, batch: int, repeats: int, slow_s: float, threads: int) -> dict[str, Any]:
+    """One point, meant to run alone in a fresh process (see `run_point`)."""
+    from biomarker.models import create_model
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    name, overrides = ENCODERS[encoder]
+    model = create_model(name, **overrides)
+    embeddings = torch.randn(batch, tokens, model.embed_dim)
+    lengths = torch.full((batch,), tokens)
+    if mode == "forward":
+        model.eval()
+
+        def run() -> None:
+            with torch.no_grad():
+                model.encode(embeddings, lengths)
+
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def run() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            pooled = model.pool(model.encode(embeddings, lengths), lengths)
+            pooled.square().mean().backward()
+            optimizer.step()
+
+    baseline_mb = _rss_mb()
+    seconds, runs = _median_time(run, repeats, slow_s)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "encoder": encoder, "mode": mode, "tokens": tokens, "batch": batch, "seconds": seconds, "runs": runs,
+        "peak_mb": peak_mb, "rise_mb": peak_mb - baseline_mb,
+    }
+
+
+def run_point(timeout_s: float, **point: Any) -> dict[str, Any]:
+    """Run `measure_point(**point)` in a fresh interpreter; a timeout or crash is reported, not hidden."""
+    command = [sys.executable, "-m", "biomarker.bench.encoders", json.dumps(point)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {**point, "error": f"timed out after {timeout_s:.0f} s"}
+    if done.returncode != 0:
+        return {**point, "error": (done.stderr.strip().splitlines() or ["crashed"])[-1]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def plain_attention_gb(tokens: int, heads: int = 3) -> float:
+    """Memory of the logits and weights plain attention materializes ([heads, N, N] fp32, twice)."""
+    return 2 * heads * tokens * tokens * 4 / 1e9
+
+
+def fitted_exponent(points: list[dict[str, Any]]) -> float | None:
+    """Least-squares slope of log(seconds) over log(tokens); None with fewer than two points."""
+    good = [(math.log(p["tokens"]), math.log(p["seconds"])) for p in points if "seconds" in p]
+    if len(good) < 2:
+        return None
+    mean_x = sum(x for x, _ in good) / len(good)
+    mean_y = sum(y for _, y in good) / len(good)
+    return sum((x - mean_x) * (y - mean_y) for x, y in good) / sum((x - mean_x) ** 2 for x, _ in good)
+
+
+def attention_layer_comparison(grid: tuple[int, int], batch: int, repeats: int, threads: int) -> list[dict[str, Any]]:
+    """FLOPs and median wall time of one SSAST-tiny attention layer per mode on `grid` (in this process)."""
+    from biomarker.nn.attention import SelfAttention, attention_flops
+    from biomarker.nn.tokens import TokenLayout
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    dim, heads = 192, 3
+    rows, columns = grid
+    x = torch.randn(batch, 1 + rows * columns, dim)
+    layout = TokenLayout.build(torch.full((batch,), rows * columns), grid, num_prefix=1)
+    results = []
+    for mode in ("sdpa", "plain", "factorized"):
+        layer = SelfAttention(dim, heads, mode).eval()
+        with torch.no_grad():
+            seconds, _ = _median_time(lambda: layer(x, layout), repeats, slow_s=math.inf)
+        results.append({"mode": mode, "flops": attention_flops(grid, dim, mode, num_prefix=1), "seconds": seconds})
+    return results
+
+
+def _ratio(a: dict | None, b: dict | None, key: str) -> float | None:
+    if not a or not b or key not in a or key not in b:
+        return None
+    return a[key] / b[key]
+
+
+def summarize(points: list[dict[str, Any]], tokens: list[int]) -> dict[str, Any]:
+    """The ratios issue 3 sets goals for, from the measured points."""
+
+    def find(encoder: str, mode: str, n: int) -> dict | None:
+        return next((p for p in points if p["encoder"] == encoder and p["mode"] == mode and p["tokens"] == n), None)
+
+    small, large = min(tokens), max(tokens)
+    mamba, sdpa, plain = "ssamba-tiny", "ssast-tiny (sdpa)", "ssast-tiny (plain)"
+    train = find(sdpa, "train", small) or {"batch": "?"}
+    return {
+        f"forward_{small}_ssamba_over_sdpa": _ratio(find(mamba, "forward", small), find(sdpa, "forward", small), "seconds"),
+        f"train_{train['batch']}x{small}_ssamba_over_sdpa": _ratio(find(mamba, "train", small), find(sdpa, "train", small), "seconds"),
+        f"forward_{large}_ssamba_over_plain_time": _ratio(find(mamba, "forward", large), find(plain, "forward", large), "seconds"),
+        f"forward_{large}_ssamba_over_plain_rise_mb": _ratio(find(mamba, "forward", large), find(plain, "forward", large), "rise_mb"),
+        f"forward_{large}_ssamba_over_plain_peak_mb": _ratio(find(mamba, "forward", large), find(plain, "forward", large), "peak_mb"),
+        f"forward_{large}_ssamba_over_sdpa_time": _ratio(find(mamba, "forward", large), find(sdpa, "forward", large), "seconds"),
+        "time_exponent": {
+            name: fitted_exponent([p for p in points if p["encoder"] == name and p["mode"] == "forward"]) for name in ENCODERS
+        },
+    }
+
+
+def plot(points: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Time and peak-memory rise against tokens, log-log, one line per encoder."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name in ENCODERS:
+        mine = sorted((p for p in points if p["encoder"] == name and p["mode"] == "forward" and "seconds" in p), key=lambda p: p["tokens"])
+        if mine:
+            left.plot([p["tokens"] for p in mine], [p["seconds"] for p in mine], marker="o", label=name)
+            right.plot([p["tokens"] for p in mine], [p["rise_mb"] for p in mine], marker="o", label=name)
+    for axis, label in ((left, "forward time, s (median)"), (right, "peak memory rise, MB")):
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("tokens (batch 1)")
+        axis.set_ylabel(label)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend()
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(
+    tokens: list[int] = list(DEFAULT_TOKENS),
+    train_batch: int = 8,
+    repeats: int = 3,
+    slow_s: float = 20.0,
+    timeout_s: float = 1800.0,
+    max_plain_gb: float = 16.0,
+    threads: int | None = None,
+    plot_path: Path | None = Path("bench-encoders.png"),
+    as_json: bool = False,
+) -> dict[str, Any]:
+    """Measure every point, print a table (or JSON), write the plot; return the result dict."""
+    from biomarker.bench.features import cpu_name
+
+    threads = threads or torch.get_num_threads()
+    bad = [n for n in tokens if n % GRID_ROWS]
+    if bad:
+        raise ValueError(f"token counts must fill an {GRID_ROWS}-row patch grid (multiples of {GRID_ROWS}); got {bad}")
+    common = dict(repeats=repeats, slow_s=slow_s, threads=threads)
+    points: list[dict[str, Any]] = []
+    for n in tokens:
+        for encoder in ENCODERS:
+            if encoder.endswith("(plain)") and plain_attention_gb(n) > max_plain_gb:
+                points.append({"encoder": encoder, "mode": "forward", "tokens": n, "batch": 1,
+                               "error": f"skipped: plain attention needs ~{plain_attention_gb(n):.0f} GB > --max-plain-gb"})
+                continue
+            points.append(run_point(timeout_s, encoder=encoder, mode="forward", tokens=n, batch=1, **common))
+    for encoder in ENCODERS:
+        points.append(run_point(timeout_s, encoder=encoder, mode="train", tokens=min(tokens), batch=train_batch, **common))
+    attention = attention_layer_comparison((8, 64), batch=8, repeats=max(repeats, 5), threads=threads)
+    full = next(row for row in attention if row["mode"] == "sdpa")
+    for row in attention:
+        row["flops_vs_full"] = row["flops"] / full["flops"]
+        row["time_vs_sdpa"] = row["seconds"] / full["seconds"]
+    machine = {"cpu": cpu_name(), "torch_threads": threads, "torch": torch.__version__, "dtype": "float32"}
+    result = {"machine": machine, "points": points, "summary": summarize(points, tokens), "attention_8x64": attention}
+    title = f"SSAMBA-tiny vs SSAST-tiny, forward, batch 1, fp32; {machine['cpu']}, {threads} threads"
+    if plot_path is not None:
+        plot(points, plot_path, title)
+        result["plot"] = str(plot_path)
+    print(json.dumps(result, indent=2) if as_json else format_table(result))
+    return result
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Plain-text tables for the terminal and docs/models.md."""
+    machine = result["machine"]
+    lines = [f"machine: {machine['cpu']}, {machine['torch_threads']} torch threads, torch {machine['torch']}, fp32", ""]
+    lines.append(f"{'encoder':<20}{'mode':<9}{'tokens':>7}{'batch':>6}{'time s':>10}{'runs':>5}{'peak MB':>9}{'+MB':>8}")
+    for p in result["points"]:
+        head = f"{p['encoder']:<20}{p['mode']:<9}{p['tokens']:>7}{p['batch']:>6}"
+        if "error" in p:
+            lines.append(f"{head}  {p['error']}")
+        else:
+            lines.append(f"{head}{p['seconds']:>10.3f}{p['runs']:>5}{p['peak_mb']:>9.0f}{p['rise_mb']:>8.0f}")
+    lines.append("")
+    for key, value in result["summary"].items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} n/a" for k, v in value.items())
+        elif value is not None:
+            value = f"{value:.2f}"
+        lines.append(f"{key}: {value}")
+    lines.append("")
+    lines.append("attention layer, SSAST-tiny (d 192, 3 heads), 8 x 64 patch grid + cls, batch 8:")
+    for row in result["attention_8x64"]:
+        lines.append(f"  {row['mode']:<11} {row['flops'] / 1e6:9.1f} MFLOP/clip ({row['flops_vs_full']:.3f} of full)"
+                     f"  {row['seconds'] * 1e3:8.1f} ms ({row['time_vs_sdpa']:.2f}x sdpa)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # one benchmark point in a fresh process: python -m biomarker.bench.encoders '{json}'
+    print(json.dumps(measure_point(**json.loads(sys.argv[1]))))

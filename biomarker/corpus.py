@@ -109,7 +109,7 @@ REAL_SOURCES: tuple[RealSource, ...] = (
                _language_dir_speaker(1)),
     RealSource("ktuberling", "ktuberling-data", "/usr/share/ktuberling/sounds", "*/*.*", "~25 languages",
                "GPL-2+", _language_dir_speaker(0), exclude=r"\.soundtheme$"),
-    RealSource("gcin-voice", "gcin-voice", "/usr/share/gcin-voice/ogg", "*.ogg", "zh", "GPL-3/LGPL-3, CC-BY-3.0",
+    RealSource("gcin-voice", "gcin-voice", "/usr/share/gcin-voice/ogg", "*/*.ogg", "zh", "GPL-3/LGPL-3, CC-BY-3.0",
                lambda p: "gcin"),
 )
 

@@ -68,7 +68,8 @@ class TrainConfig:
 
     out_dir: str
     max_steps: int
-    max_epochs: int | None = None  # stop at whichever of max_steps / max_epochs comes first
+    max_epochs: int | None = None  # stop at whichever of max_steps / max_epochs / max_wall_time_s comes first
+    max_wall_time_s: float | None = None  # a budget for shared or rented machines; the run ends cleanly
     lr: float = 1e-4
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
@@ -100,6 +101,7 @@ class TrainConfig:
             "monitor_mode": self.monitor_mode in ("min", "max"),
             "grad_clip_norm": self.grad_clip_norm is None or self.grad_clip_norm > 0,
             "max_epochs": self.max_epochs is None or self.max_epochs >= 1,
+            "max_wall_time_s": self.max_wall_time_s is None or self.max_wall_time_s > 0,
             "patience": self.patience is None or self.patience >= 1,
         }
         for name, ok in checks.items():
@@ -118,7 +120,7 @@ class TrainResult:
     train_metrics: dict[str, float]
     eval_metrics: dict[str, float]
     best_metric: float | None
-    stop_reason: str  # "max_steps" | "max_epochs" | "early_stopping"
+    stop_reason: str  # "max_steps" | "max_epochs" | "max_wall_time" | "early_stopping"
     wall_time_s: float
     out_dir: Path
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -236,6 +238,15 @@ def _reduce_mean(values: dict[str, float], device: torch.device) -> dict[str, fl
     dist.all_reduce(tensor)
     tensor /= world_size()
     return dict(zip(keys, tensor.tolist()))
+
+
+def _any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank when it is True on any (ranks must agree on when to stop)."""
+    if not is_distributed():
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def batch_evaluator(loader: Iterable, *, seed: int = 1234) -> Callable[[nn.Module], dict[str, float]]:
@@ -539,6 +550,9 @@ def train(
                 break
         if step % config.checkpoint_every == 0:
             save_checkpoint()
+        if config.max_wall_time_s is not None and _any_rank(wall() >= config.max_wall_time_s, device):
+            stop_reason = "max_wall_time"
+            break
 
     if evaluate is not None and stop_reason != "early_stopping" and (
         not config.eval_every or step % config.eval_every != 0

@@ -171,3 +171,10 @@ def test_bad_settings_name_the_field(tmp_path, field, value):
 def test_patience_without_monitor_is_rejected(tmp_path):
     with pytest.raises(TrainConfigError, match="monitor"):
         _config(tmp_path, patience=3)
+
+
+def test_a_wall_time_budget_ends_the_run_cleanly(tmp_path):
+    result = train(Regression(), _loader(NoisyLinearData()), _config(tmp_path, max_steps=10_000, max_wall_time_s=1e-9))
+    assert result.stop_reason == "max_wall_time"
+    assert result.step == 1
+    assert torch.load(tmp_path / CHECKPOINT_NAME, weights_only=False)["step"] == 1

@@ -33,7 +33,8 @@ def register(app: typer.Typer) -> None:
         manifest: Path = typer.Option(None, help="Corpus manifest.csv (from `biomarker corpus build`)."),
         audio_dir: Path = typer.Option(None, help="Or: a folder of your own audio files (any format)."),
         held_out_dir: Path = typer.Option(None, help="With --audio-dir: a folder of held-out audio."),
-        steps: int = typer.Option(1000, help="Optimizer steps."),
+        steps: int = typer.Option(1000, help="Optimizer steps (the cosine schedule ends here)."),
+        max_minutes: float = typer.Option(0.0, help="Wall-time budget; the run stops cleanly when spent (0: none)."),
         batch_size: int = typer.Option(16, help="Clips per step per process."),
         crop_s: float = typer.Option(4.0, help="Random crop length, seconds."),
         lr: float = typer.Option(5e-4),
@@ -43,6 +44,7 @@ def register(app: typer.Typer) -> None:
         eval_every: int = typer.Option(250, help="Held-out evaluation period in steps (0: only at the end)."),
         checkpoint_every: int = typer.Option(50, help="Checkpoint period in steps (resume is exact)."),
         max_held_out_clips: int = typer.Option(192, help="Held-out clips evaluated per set."),
+        max_train_clips: int = typer.Option(0, help="Train on a fixed random subset of this many clips (0: all)."),
         workers: int = typer.Option(0, help="DataLoader worker processes."),
         precompute: bool = typer.Option(True, help="Compute features once and cache them (recommended on CPU)."),
         device: str = typer.Option("auto", help="auto|cpu|cuda."),
@@ -59,11 +61,12 @@ def register(app: typer.Typer) -> None:
             model=model, out_dir=str(out), manifest=str(manifest) if manifest else None,
             audio_dir=str(audio_dir) if audio_dir else None, held_out_dir=str(held_out_dir) if held_out_dir else None,
             crop_s=crop_s, batch_size=batch_size, workers=workers, precompute=precompute,
-            max_held_out_clips=max_held_out_clips, model_overrides=_parse_overrides(override),
+            max_held_out_clips=max_held_out_clips, max_train_clips=max_train_clips or None, model_overrides=_parse_overrides(override),
             objective=MaskedObjectiveConfig(mask_ratio=mask_ratio),
             train=TrainConfig(out_dir=str(out), max_steps=steps, lr=lr, weight_decay=weight_decay,
                               warmup_steps=warmup, eval_every=eval_every, checkpoint_every=checkpoint_every,
-                              device=device, seed=seed, progress=progress, betas=(0.95, 0.999)),
+                              device=device, seed=seed, progress=progress, betas=(0.95, 0.999),
+                              max_wall_time_s=max_minutes * 60 or None),
         )
         summary = run_pretraining(config, log=typer.echo)
         typer.echo(json.dumps({"steps": summary["steps"], "held_out": summary["held_out"]}, indent=2))

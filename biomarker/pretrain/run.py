@@ -65,6 +65,7 @@ class PretrainConfig:
     workers: int = 0
     precompute: bool = True
     max_held_out_clips: int = 192
+    max_train_clips: int | None = None  # a fixed random subset: bounds feature precomputation on small budgets
     model_overrides: dict[str, Any] = field(default_factory=dict)
     objective: MaskedObjectiveConfig = field(default_factory=MaskedObjectiveConfig)
     train: TrainConfig | None = None
@@ -97,8 +98,9 @@ def _split_paths(config: PretrainConfig) -> dict[str, list[str]]:
     return splits
 
 
-def _held_out_subset(paths: list[str], limit: int, seed: int) -> list[str]:
-    """A fixed random subset (the same in every run with this seed), so evaluation cost stays bounded."""
+def _fixed_subset(paths: list[str], limit: int, seed: int) -> list[str]:
+    """A fixed random subset (the same in every run with this seed), so evaluation (or, with
+    `max_train_clips`, feature precomputation) cost stays bounded."""
     if len(paths) <= limit:
         return paths
     return sorted(random.Random(seed).sample(paths, limit))
@@ -157,8 +159,10 @@ def run_pretraining(config: PretrainConfig, log: Callable[[str], None] = print) 
         min_frames = max(int(config.min_clip_s * extractor.frames_per_second), encoder.patch_embed.patch[1] * 2)
         crop_frames = int(round(config.crop_s * extractor.frames_per_second))
         splits = _split_paths(config)
-        held_out = {name: _held_out_subset(paths, config.max_held_out_clips, train_config.seed)
+        held_out = {name: _fixed_subset(paths, config.max_held_out_clips, train_config.seed)
                     for name, paths in splits.items() if name != "train" and paths}
+        if config.max_train_clips is not None:
+            splits["train"] = _fixed_subset(splits["train"], config.max_train_clips, train_config.seed)
 
         if config.precompute:
             cache = out_dir / "feature_cache"
@@ -212,6 +216,7 @@ def run_pretraining(config: PretrainConfig, log: Callable[[str], None] = print) 
             "world_size": world_size(),
             "train_hours": hours,
             "train_clips": len(train_set),
+            "train_clips_available": len(_split_paths(config)["train"]),
             "held_out_clips": {name: len(data) for name, data in held_sets.items()},
             "crop_s": config.crop_s,
             "batch_size_per_rank": config.batch_size,

@@ -198,7 +198,7 @@ def test_bundle_saves_and_loads_as_one_directory(tmp_path):
     loaded = from_pretrained(tmp_path / "bundle")
     assert isinstance(loaded, ScreeningModel)
     assert (loaded.name, loaded.version, loaded.parent, loaded.default_cohort) == ("ri-test", "1", "ssamba-tiny@test", "clinic-a")
-    assert loaded.cohorts == bundle.cohorts
+    assert loaded.cohorts == bundle.cohorts and loaded.trained_on_synthetic
     x, lengths = batch()
     with torch.no_grad():
         for cohort in ("clinic-a", "phone"):

@@ -44,7 +44,9 @@ class ScreeningModel(nn.Module):
 
     kind: ClassVar[str] = "screening"
 
-    def __init__(self, encoder: Encoder, *, name: str, version: str = "1", parent: str | None = None):
+    def __init__(
+        self, encoder: Encoder, *, name: str, version: str = "1", parent: str | None = None, trained_on_synthetic: bool = True
+    ):
         super().__init__()
         self.encoder = encoder
         self.heads = nn.ModuleDict()
@@ -53,6 +55,9 @@ class ScreeningModel(nn.Module):
         self.name = name
         self.version = version
         self.parent = parent  # the encoder (or earlier bundle version) this one was built from
+        # True until a bundle has seen real patients; the app and every report then show the synthetic-data
+        # disclaimer. Defaulting to True is the honest side.
+        self.trained_on_synthetic = trained_on_synthetic
 
     @property
     def feature_config(self) -> dict[str, Any]:
@@ -144,6 +149,7 @@ class ScreeningModel(nn.Module):
             "name": self.name,
             "version": self.version,
             "parent": self.parent,
+            "trained_on_synthetic": self.trained_on_synthetic,
             "default_cohort": self.default_cohort,
             "cohorts": {name: dataclasses.asdict(spec) for name, spec in self.cohorts.items()},
             "features": self.feature_config,
@@ -156,7 +162,13 @@ class ScreeningModel(nn.Module):
 
         encoder_description = description["encoder"]
         encoder = class_for_kind(encoder_description["kind"]).from_description(encoder_description)
-        bundle = cls(encoder, name=description["name"], version=description["version"], parent=description.get("parent"))
+        bundle = cls(
+            encoder,
+            name=description["name"],
+            version=description["version"],
+            parent=description.get("parent"),
+            trained_on_synthetic=description.get("trained_on_synthetic", True),
+        )
         reference = encoder.mask_embedding
         for name, spec in description["cohorts"].items():
             bundle.heads[name] = LogitHead(encoder.embed_dim).to(reference.device, reference.dtype)

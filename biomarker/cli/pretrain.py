@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -69,7 +70,8 @@ def register(app: typer.Typer) -> None:
                               max_wall_time_s=max_minutes * 60 or None),
         )
         summary = run_pretraining(config, log=typer.echo)
-        typer.echo(json.dumps({"steps": summary["steps"], "held_out": summary["held_out"]}, indent=2))
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, one report
+            typer.echo(json.dumps({"steps": summary["steps"], "held_out": summary["held_out"]}, indent=2))
 
     @pretrain_app.command("export")
     def export(

@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -146,8 +147,6 @@ def test_a_crash_mid_write_leaves_no_partial_rows(store, monkeypatch):
 @pytest.mark.parametrize("field, value", [("probability", float("nan")), ("probability", 1.5),
                                           ("decision", "maybe"), ("latency_ms", -1.0), ("model_version", "")])
 def test_invalid_scores_are_refused_with_the_field_named(store, field, value):
-    from dataclasses import replace
-
     path = store.save_audio(b"x")
     with pytest.raises(InvalidResultError, match=field):
         store.record_result(replace(make_score(), **{field: value}), actor=ADMIN, audio_path=path, duration_s=1.0,

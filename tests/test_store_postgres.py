@@ -1,6 +1,9 @@
-"""PostgreSQL-only behaviour: the server goes down and comes back, with results spooled in between."""
+"""PostgreSQL-only behaviour: the server goes down and comes back; app processes start together."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 from store_helpers import ADMIN, make_settings, record
@@ -49,3 +52,17 @@ def test_a_process_started_while_postgres_is_down_spools_then_migrates_and_flush
     assert store.flush_spool().written == 1
     [row] = store.history(viewer=ADMIN)
     assert row.created_by == ADMIN.username and store.verify_chain().ok
+
+
+def test_app_processes_starting_together_on_a_fresh_database_migrate_once(postgres_url, tmp_path):
+    """Three processes upgrade one empty database at the same moment (the advisory lock in migrations/env.py)."""
+    code = ("import sys; from pathlib import Path; from biomarker.settings import Settings; "
+            "from biomarker.store import Store; "
+            "Store(Settings(home=Path(sys.argv[1]), database_url=sys.argv[2], secret=b'x' * 16)).close()")
+    starts = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), postgres_url], stderr=subprocess.PIPE,
+                               text=True) for _ in range(3)]
+    failures = [process.stderr.read()[-2000:] for process in starts if process.wait() != 0]
+    assert failures == []
+    store = Store(make_settings(tmp_path, postgres_url))
+    assert record(store, ADMIN).stored and store.verify_chain().ok
+    store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -9,6 +10,9 @@ from alembic.config import Config
 from sqlalchemy import Engine
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# Alembic keeps the running migration in module globals (`alembic.context`), so two threads of one process must
+# not migrate at once; processes are kept apart by the database lock taken in migrations/env.py.
+_ALEMBIC_GLOBALS = threading.Lock()
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -20,4 +24,5 @@ def alembic_config(engine: Engine) -> Config:
 
 def upgrade_to_head(engine: Engine) -> None:
     """Bring the database at `engine` to the newest schema; a no-op when it is there already."""
-    command.upgrade(alembic_config(engine), "head")
+    with _ALEMBIC_GLOBALS:
+        command.upgrade(alembic_config(engine), "head")

@@ -35,11 +35,32 @@
 #define NAME(base) base##_f64
 #else
 #define REAL float
-#define EXP expf
+#define EXP fast_expf
 #define EXPM1 expm1f
 #define LOG1P log1pf
 #define NAME(base) base##_f32
 #endif
+/* exp for the decays exp(dt·a) ≤ 1, inlined so the state stays in registers: a call to libmvec's vector expf
+ * clobbers every vector register, which forces the state through memory at each step. Cody-Waite reduction
+ * to |r| ≤ ln2/2 and a degree-6 Taylor polynomial: relative error ≤ 2e-7 (about 1 ulp), far inside the
+ * 1e-5 agreement the tests demand. Inputs below -87 are clamped (exp ≈ 1.6e-38 instead of 0). */
+static inline float fast_expf(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    const float k = __builtin_rintf(x * 1.44269504088896341f);
+    const float r = (x - k * 0.693359375f) + k * 2.12194440e-4f;
+    float p = 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const int32_t bits = ((int32_t)k + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
 #define SEGMENT 64
 #define MAX_STATE 256
 #define SOFTPLUS_LINEAR 20 /* softplus(x) = x above this, as in torch and mamba-ssm */

@@ -211,8 +211,9 @@ def decode(path: Path, sample_rate_hz: int = SAMPLE_RATE_HZ) -> tuple[np.ndarray
 def synthesize(text: str, voice: str, *, rate_wpm: int, pitch: int, sample_rate_hz: int = SAMPLE_RATE_HZ
                ) -> np.ndarray:
     """espeak-ng → 16 kHz mono float32 (sox does the resampling)."""
-    speak = subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate_wpm), "-p", str(pitch), "--stdout", text],
-                           capture_output=True)
+    # text on stdin: a sentence starting with "-" (dialogue) must not be read as an option
+    speak = subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate_wpm), "-p", str(pitch), "--stdout", "--stdin"],
+                           input=text.encode("utf-8"), capture_output=True)
     if speak.returncode != 0 or not speak.stdout:
         raise CorpusError(f"espeak-ng -v {voice} failed on {text[:40]!r}: {speak.stderr.decode().strip()}")
     result = subprocess.run(

@@ -1,9 +1,109 @@
-"""CLI commands: cohort (filled in by the issue that owns them)."""
+"""CLI commands: `biomarker cohort synth|noise|real|import` — build and import labelled cohorts.
+
+Bodies import the library lazily so `biomarker --help` never loads torch or scipy.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+cohort_app = typer.Typer(help="Build (synthetic, real-speech) and import (SPIRA) labelled cohorts.", no_args_is_help=True)
+
+
+@cohort_app.command("synth")
+def synth(
+    out: Path = typer.Argument(..., help="Folder for clips, manifest.csv, DATASHEET.md."),
+    n: int = typer.Option(400, "--n", help="Number of clips (2 per synthetic speaker)."),
+    seed: int = typer.Option(0, "--seed"),
+    pool: str = typer.Option("train", "--pool", help="'train' or 'heldout' voices and sentences (disjoint)."),
+    noise_bank: Path = typer.Option(None, "--noise-bank", help="Existing noise bank folder (default: make one in OUT)."),
+    noisy_copy: bool = typer.Option(True, "--noisy-copy/--no-noisy-copy", help="Also write a ward-noise copy of every clip."),
+    card: Path = typer.Option(None, "--card", help="Also write the datasheet here (e.g. data_cards/synthetic-ri-train.md)."),
+) -> None:
+    """Synthesize a SYNTHETIC respiratory-insufficiency cohort with espeak-ng (patients get RI markers)."""
+    from biomarker.cohorts.datasheet import synthetic_datasheet, write_datasheet
+    from biomarker.cohorts.synth import SynthConfig, summarise, synthesize_cohort, _config_json
+    import json
+
+    config = SynthConfig(n=n, seed=seed, pool=pool, noisy_copy=noisy_copy)
+    items = synthesize_cohort(out, config, noise_bank)
+    summary = summarise(items)
+    text = synthetic_datasheet(f"synthetic-ri-{pool} (seed {seed})", summary, json.loads(_config_json(config)))
+    write_datasheet(text, out / "DATASHEET.md", *([card] if card else []))
+    typer.echo(f"wrote {len(items)} SYNTHETIC clips of {summary['speakers']} speakers to {out / 'manifest.csv'}")
+
+
+@cohort_app.command("noise")
+def noise(
+    out: Path = typer.Argument(..., help="Folder for the noise bank."),
+    per_kind: int = typer.Option(4, "--per-kind"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Generate the ward-noise bank (beeps, ventilation, hum/fans, clatter, distant voices) + noise_data.csv."""
+    from biomarker.cohorts.noise import generate_noise_bank
+
+    paths = generate_noise_bank(out, per_kind=per_kind, seed=seed)
+    typer.echo(f"wrote {len(paths)} noise clips to {out}")
+
+
+@cohort_app.command("real")
+def real(
+    root: Path = typer.Argument(..., help="Root where the Debian speech packages were extracted (or /)."),
+    out: Path = typer.Argument(...),
+    voices: str = typer.Option("train", "--voices", help="'train' or 'heldout' real voices (disjoint)."),
+    clips_per_voice: int = typer.Option(30, "--clips-per-voice"),
+    marked_fraction: float = typer.Option(0.5, "--marked-fraction", help="Share of clips given synthetic RI markers."),
+    raw_controls: bool = typer.Option(False, "--raw-controls", help="Leave healthy clips unprocessed (held-out check)."),
+    noise_bank: Path = typer.Option(None, "--noise-bank", help="Add ward noise to half the clips of both classes."),
+    split: str = typer.Option(None, "--split", help="Split written for every row (e.g. 'train' or 'test')."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Clips of REAL voices, healthy or with SYNTHETIC RI markers applied (each clip is its own subject)."""
+    from biomarker.cohorts.noise import load_noise_bank
+    from biomarker.cohorts.real import HELDOUT_VOICES, TRAIN_VOICES, RealCohortConfig, build_real_cohort, find_voices
+
+    table = {"train": TRAIN_VOICES, "heldout": HELDOUT_VOICES}
+    if voices not in table:
+        raise typer.BadParameter(f"--voices must be 'train' or 'heldout', got {voices!r}")
+    config = RealCohortConfig(clips_per_voice=clips_per_voice, marked_fraction=marked_fraction, processed_controls=not raw_controls, seed=seed)
+    bank = load_noise_bank(noise_bank) if noise_bank else ()
+    items = build_real_cohort(find_voices(root, table[voices]), out, f"real-{voices}", config, split=split, noise_bank=bank)
+    typer.echo(f"wrote {len(items)} real-speech clips ({sum(i.label for i in items)} with synthetic markers) to {out / 'manifest.csv'}")
+
+
+@cohort_app.command("import")
+def import_spira(
+    csv_path: Path = typer.Argument(..., help="A SPIRA CSV (file_path,class | file_path,insuficiencia_respiratoria | arquivo,oxigenacao)."),
+    out: Path = typer.Argument(..., help="Manifest CSV to write."),
+    cohort: str = typer.Option("spira", "--cohort"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the speaker-disjoint stratified split."),
+) -> None:
+    """Import a SPIRA CSV into a validated manifest with a speaker-disjoint, stratified train/val/test split."""
+    from biomarker.cohorts.manifest import write_manifest
+    from biomarker.cohorts.spira import read_spira_csv
+    from biomarker.cohorts.splits import SplitConfig, speaker_disjoint_split
+
+    items = speaker_disjoint_split(read_spira_csv(csv_path, cohort=cohort), SplitConfig(seed=seed))
+    write_manifest(items, out)
+    typer.echo(f"wrote {len(items)} rows ({sum(i.label for i in items)} RI) to {out}")
+
+
+@cohort_app.command("merge")
+def merge(
+    out: Path = typer.Argument(..., help="Manifest CSV to write."),
+    manifests: list[Path] = typer.Argument(..., help="Manifests to merge (rows keep their cohort and split)."),
+) -> None:
+    """Merge validated manifests into one (paths rewritten relative to OUT)."""
+    from biomarker.cohorts.manifest import check_speaker_labels, read_manifest, write_manifest
+
+    items = [item for manifest in manifests for item in read_manifest(manifest)]
+    check_speaker_labels(items, out)
+    write_manifest(items, out)
+    typer.echo(f"wrote {len(items)} rows from {len(manifests)} manifests to {out}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.add_typer(cohort_app, name="cohort")

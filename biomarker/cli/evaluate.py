@@ -1,9 +1,69 @@
-"""CLI commands: evaluate (filled in by the issue that owns them)."""
+"""CLI command: `biomarker evaluate --manifest M.csv [--model NAME_OR_DIR] [--out DIR]`.
+
+Scores every row through the screener (the one inference path, quality gate included), then writes
+metrics.json (auroc, auroc_ci, sensitivity, specificity, threshold, ece, n, ...), plots and report.md.
+With a bundle, each manifest cohort is scored with the bundle cohort of the same name when it has one.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
+def evaluate(
+    manifest: Path = typer.Option(..., "--manifest", help="Cohort manifest CSV (path,label,speaker_id,cohort[,split])."),
+    model: str = typer.Option("ri-screener", "--model", help="Shipped model name or bundle directory."),
+    out: Path = typer.Option(Path("runs/evaluate"), "--out", help="Folder for metrics.json, report.md and PNGs."),
+    split: str = typer.Option("test", "--split", help="Evaluate rows of this split ('all' for every row)."),
+    cohort: str = typer.Option(None, "--cohort", help="Bundle cohort to use for every row (default: matched by name)."),
+    prevalence: float = typer.Option(0.10, "--prevalence", help="Prevalence at which PPV/NPV are stated."),
+    synthetic: bool = typer.Option(True, "--synthetic/--real-labels", help="Label plots and report as SYNTHETIC data."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+) -> None:
+    """Measure a screening model on a labelled manifest (subject-level metrics with bootstrap CIs)."""
+    from biomarker.cohorts.manifest import read_manifest
+    from biomarker.evaluate.manifest import evaluate_scored
+    from biomarker.evaluate.report import ReportConfig
+    from biomarker.records import AudioError
+    from biomarker.screener import Screener
+
+    items = read_manifest(manifest)
+    if split != "all" and any(item.split for item in items):
+        items = [item for item in items if item.split == split]
+        if not items:
+            raise typer.BadParameter(f"{manifest} has no rows in split {split!r}")
+    screener = Screener.load(model, device=device)
+    known = set(screener.model.cohorts)
+    probabilities: list[float | None] = [None] * len(items)
+    problems: list[str | None] = [None] * len(items)
+    thresholds: dict[str, float] = {}
+    for manifest_cohort in sorted({item.cohort for item in items}):
+        chosen = cohort or (manifest_cohort if manifest_cohort in known else None)
+        rows = [k for k, item in enumerate(items) if item.cohort == manifest_cohort]
+        thresholds[manifest_cohort] = float(screener.model.cohort_spec(chosen).threshold)
+        results = screener.score_many([items[k].path for k in rows], cohort=chosen)
+        for k, result in zip(rows, results):
+            if isinstance(result, AudioError):
+                problems[k] = result.problem
+            else:
+                probabilities[k] = result.probability
+    report = evaluate_scored(
+        items, probabilities, problems, thresholds, out,
+        title=f"{screener.model_label} on {manifest.name} ({split})",
+        config=ReportConfig(prevalence=prevalence, synthetic=synthetic),
+        model_label=screener.model_label,
+    )
+    for name, metrics in report["sets"].items():
+        low, high = metrics["auroc_ci"]
+        typer.echo(f"{name}: AUROC {metrics['auroc']:.3f} [{low:.3f}, {high:.3f}] n={metrics['n']} "
+                   f"sens {metrics['sensitivity']:.3f} spec {metrics['specificity']:.3f}")
+    for name, rate in report["flag_rates"].items():
+        typer.echo(f"{name}: {rate['flagged']:.1%} of {rate['n']} flagged (label {rate['label']})")
+    typer.echo(f"{report['n_rejected']} row(s) rejected; wrote {out / 'metrics.json'}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.command("evaluate")(evaluate)

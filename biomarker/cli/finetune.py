@@ -1,9 +1,49 @@
-"""CLI commands: finetune (filled in by the issue that owns them)."""
+"""CLI command: `biomarker finetune` — train a screening cohort (full | linear | adapter | conv-adapter)."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import typer
 
 
+def finetune(
+    manifest: Path = typer.Option(..., "--manifest", help="Cohort manifest with train/val/test splits."),
+    out: Path = typer.Option(Path("runs/finetune"), "--out", help="Run folder: bundle/, report/, summary.json."),
+    method: str = typer.Option("adapter", "--method", "--mode", help="full | linear | adapter | conv-adapter."),
+    encoder: str = typer.Option("ssast-tiny-patch", "--encoder", help="Registry name (from scratch) or pretrained encoder dir."),
+    depth: int = typer.Option(None, "--depth", help="Override the encoder depth (scratch only; tiny CPU runs)."),
+    cohort: str = typer.Option("synthetic-ri", "--cohort", help="Cohort name inside the bundle (the task id)."),
+    bundle: str = typer.Option(None, "--bundle", help="Add the cohort to this existing bundle (continual learning)."),
+    name: str = typer.Option("ri-screener", "--name"),
+    steps: int = typer.Option(600, "--steps"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    batch_size: int = typer.Option(16, "--batch-size"),
+    labels: int = typer.Option(None, "--labels", help="Use at most this many labelled training recordings."),
+    extra_eval: list[Path] = typer.Option([], "--eval", help="Extra manifest measured as separate sets (repeatable)."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+) -> None:
+    """Fine-tune a ScreeningModel cohort; prints the summary (test metrics are on SYNTHETIC data)."""
+    if bundle is not None:
+        from biomarker.finetune.continual import add_cohort
+
+        added = add_cohort(bundle, cohort, manifest, method=method, encoder=encoder, steps=steps, lr=lr,
+                           batch_size=batch_size, seed=seed, device=device, out_dir=out)
+        typer.echo(str(added))
+        return
+    from biomarker.finetune.run import FinetuneConfig, run_finetune
+
+    config = FinetuneConfig(
+        manifest=str(manifest), out_dir=str(out), method=method, encoder=encoder,
+        encoder_overrides={"depth": depth} if depth else {}, cohort=cohort, name=name, steps=steps, lr=lr,
+        batch_size=batch_size, max_train_recordings=labels, extra_eval=[str(p) for p in extra_eval], seed=seed, device=device,
+    )
+    summary = run_finetune(config)
+    typer.echo(json.dumps({k: v for k, v in summary.items() if k != "sets"}, indent=2))
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.command("finetune")(finetune)

@@ -139,14 +139,16 @@ def mark_real_speech(samples: np.ndarray, severity: float, rng: np.random.Genera
     """Apply the RI markers to a real recording (used to train and test beyond espeak-ng's robotic voice).
 
     A fraction 0.35 + 0.5 * severity of the natural gaps become breath pauses, at least one; each segment is
-    slowed by `stretch` (pitch kept); then the voice is degraded.
+    slowed by `stretch` (pitch kept; controls get a rate change of ±10 %); then the voice is degraded.
     """
     cut = split_at_gaps(samples)
     junctions = len(cut.segments) - 1
     breath_at = [bool(rng.random() < 0.35 + 0.5 * severity) for _ in range(junctions)]
     if junctions and severity > 0 and not any(breath_at):
         breath_at[int(rng.integers(junctions))] = True
-    slowed = Segmented([stretch(s, 1.0 + 0.3 * severity) for s in cut.segments], cut.gaps_s)
+    # controls are stretched too (natural rate variation), so the stretch's own sound is no cue
+    factor = 1.0 + 0.3 * severity * rng.uniform(0.8, 1.2) if severity > 0 else rng.uniform(0.92, 1.1)
+    slowed = Segmented([stretch(s, factor) for s in cut.segments], cut.gaps_s)
     return degrade_voice(assemble(slowed, breath_at, severity, rng), severity, rng)
 
 

@@ -1,0 +1,84 @@
+"""Evaluate scored manifest rows: pooled and per-cohort metrics at the model's frozen operating point.
+
+Rows the screener refused (quality gate, unreadable audio) are listed with their reasons in metrics.json and
+the report; they are never dropped silently, and the metrics say how many rows they cover.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from biomarker.cohorts.manifest import CohortItem
+from biomarker.evaluate.metrics import MetricError
+from biomarker.evaluate.report import ReportConfig, flag_rate, measure, plot_set, write_report
+
+
+def evaluate_scored(
+    items: Sequence[CohortItem],
+    probabilities: Sequence[float | None],
+    problems: Sequence[str | None],
+    thresholds: dict[str, float],
+    out_dir: str | Path,
+    *,
+    title: str,
+    config: ReportConfig = ReportConfig(),
+    model_label: str = "",
+) -> dict:
+    """`thresholds[cohort]` is the operating threshold used for that manifest cohort's rows. The first set is
+    every scored row pooled ("all"), then one set per manifest cohort."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rejected = [{"path": str(i.path), "problem": p} for i, p in zip(items, problems) if p is not None]
+    groups: dict[str, list[int]] = {"all": [k for k, p in enumerate(probabilities) if p is not None]}
+    if not groups["all"]:
+        raise MetricError(f"none of the {len(items)} rows could be scored; first problems: {rejected[:3]}")
+    for index, item in enumerate(items):
+        if probabilities[index] is not None:
+            groups.setdefault(item.cohort, []).append(index)
+    if len(groups) == 2:  # one cohort: it is the same set as "all"
+        groups.pop(next(k for k in groups if k != "all"))
+    sets, flagged = {}, {}
+    for name, rows in groups.items():
+        if not rows:
+            continue
+        threshold = float(np.mean([thresholds[items[k].cohort] for k in rows]))
+        p = np.array([probabilities[k] for k in rows], dtype=float)
+        y = np.array([items[k].label for k in rows])
+        subjects = [f"{items[k].cohort}/{items[k].speaker_id}" for k in rows]
+        if len(set(y.tolist())) == 2:
+            sets[name] = measure(p, y, subjects, threshold, config)
+            plot_set(name, p, y, subjects, sets[name], out_dir, config.synthetic)
+        else:
+            flagged[name] = {**flag_rate(p, subjects, threshold), "label": int(y[0])}
+    notes = [f"{len(rejected)} of {len(items)} rows could not be scored (listed in metrics.json 'rejected')"]
+    notes += [f"{n}: {v['flagged']:.1%} of {v['n']} subjects flagged positive (all label {v['label']})" for n, v in flagged.items()]
+    extra = {"model": model_label, "rejected": rejected, "n_rejected": len(rejected), "flag_rates": flagged}
+    if sets:
+        write_report(out_dir, sets, title=title, config=config, extra=extra, notes=notes)
+    else:
+        _write_single_class(out_dir, flagged, extra, title, notes)
+    return {"sets": sets, **extra}
+
+
+def _write_single_class(out_dir: Path, flagged: dict, extra: dict, title: str, notes: Sequence[str]) -> None:
+    """Only one class (e.g. healthy speakers only): no AUROC exists; the flag rate is the measurement, and
+    the contract keys are present with sensitivity or specificity taken from it."""
+    import json
+
+    overall = flagged["all"]
+    label = overall["label"]
+    payload = {
+        "auroc": None,
+        "auroc_ci": None,
+        "sensitivity": overall["flagged"] if label == 1 else None,
+        "specificity": 1.0 - overall["flagged"] if label == 0 else None,
+        "threshold": overall["threshold"],
+        "ece": None,
+        "n": overall["n"],
+        **extra,
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(payload, indent=2))
+    (out_dir / "report.md").write_text(f"# {title}\n\nOne class only: no AUROC.\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")

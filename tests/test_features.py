@@ -169,8 +169,8 @@ def test_config_round_trips_through_json_and_rebuilds_the_same_front_end(name, s
 @pytest.mark.parametrize("name", list_extractors())
 def test_padded_clips_give_the_frames_of_unpadded_ones(name, speech):
     extractor = get_extractor(name)
-    lengths = torch.tensor([16000, 9000, 4001, 200])
-    batch = torch.full((4, 20000), 0.7)  # padding is deliberately not zero: it must not leak into frames
+    lengths = torch.tensor([len(speech), 30000, 4001, 200])  # enough frames to go through in CPU chunks
+    batch = torch.full((4, 60000), 0.7)  # padding is deliberately not zero: it must not leak into frames
     clips = [torch.from_numpy(speech[i * 5000 : i * 5000 + n].astype(np.float32)) for i, n in enumerate(lengths.tolist())]
     for row, clip in enumerate(clips):
         batch[row, : len(clip)] = clip
@@ -181,6 +181,22 @@ def test_padded_clips_give_the_frames_of_unpadded_ones(name, speech):
         assert int(frames[row]) == int(alone_frames[0]) == alone.shape[1]
         torch.testing.assert_close(features[row, : frames[row]], alone[0], rtol=1e-5, atol=1e-4)
         assert not features[row, frames[row] :].any()
+
+
+def test_chunked_cpu_path_is_the_same_with_one_or_two_threads_and_carries_gradients(speech):
+    extractor = get_extractor("mfcc")
+    batch = torch.from_numpy(np.stack([speech, speech[::-1].copy()]).astype(np.float32))  # 2 x 329 frames
+    batch = torch.cat([batch] * 2)  # 1316 frames: more than one chunk
+    torch.set_num_threads(1)
+    single, _ = extractor(batch)
+    torch.set_num_threads(2)
+    with torch.inference_mode():
+        threaded, _ = extractor(batch)
+    torch.testing.assert_close(threaded, single, rtol=0, atol=0)
+    waveform = batch.clone().requires_grad_(True)
+    features, _ = extractor(waveform)
+    features.square().mean().backward()
+    assert waveform.grad is not None and torch.isfinite(waveform.grad).all() and waveform.grad.abs().sum() > 0
 
 
 def test_extractor_refuses_badly_shaped_batches():

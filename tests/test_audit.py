@@ -130,6 +130,7 @@ def test_cli_verify_passes_then_names_the_edited_row(cli_env):
     runner = CliRunner()
     ok = runner.invoke(app, ["audit", "verify"], env=env)
     assert ok.exit_code == 0 and "intact: 4 rows" in ok.output
+    assert store.verify_chain().head_hash in ok.output and len(store.verify_chain().head_hash) == 64
     with store.engine.begin() as connection:
         connection.execute(update(AuditEvent).where(AuditEvent.seq == 3).values(payload="{}"))
     broken = runner.invoke(app, ["audit", "verify"], env=env)

@@ -64,7 +64,7 @@ def verify() -> None:
     if not result.ok:
         typer.echo(f"audit chain BROKEN at row {result.first_bad_id} of {result.table}: {result.reason}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"audit chain intact: {result.checked} rows")
+    typer.echo(f"audit chain intact: {result.checked} rows, head {result.head_hash}")
 
 
 def register(app: typer.Typer) -> None:

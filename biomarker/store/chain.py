@@ -60,6 +60,7 @@ class VerifyResult:
     first_bad_id: int | None = None
     reason: str = ""
     table: str = "audit_events"
+    head_hash: str = ""  # the last link's hash when ok: note it outside the database to anchor the chain
 
 
 def verify_links(rows: Iterable[tuple[Link, str]], head: tuple[int, str] | None) -> VerifyResult:
@@ -89,4 +90,4 @@ def verify_links(rows: Iterable[tuple[Link, str]], head: tuple[int, str] | None)
         return VerifyResult(False, checked, head_seq + 1 if head_seq < last_seq else last_seq,
                             f"the chain head names row {head_seq} ({head_hash[:12]}...) but the last row is {last_seq} "
                             f"({expected_prev[:12]}...): rows appended outside the store, or the head edited")
-    return VerifyResult(True, checked)
+    return VerifyResult(True, checked, head_hash=expected_prev)

@@ -135,7 +135,7 @@ class Store:
     """Repository over one database and one data folder (see `biomarker.settings.Settings`).
 
     Construction migrates the database to the newest schema unless `migrate=False` (which lets a process start,
-    and spool, while the database is down; call `init_db()` once it is up).
+    and spool, while the database is down); `record_result` and `flush_spool` then migrate on first contact.
     """
 
     def __init__(self, settings: Settings, *, migrate: bool = True):
@@ -143,12 +143,19 @@ class Store:
         self.engine = make_engine(settings.database_url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.spool = Spool(settings.spool_dir)
+        self._schema_ready = False
         if migrate:
             self.init_db()
 
     def init_db(self) -> None:
         """Upgrade the schema to head (idempotent)."""
         upgrade_to_head(self.engine)
+        self._schema_ready = True
+
+    def _ensure_schema(self) -> None:
+        """Migrate now if construction skipped it (the database was down then); raises if it still is."""
+        if not self._schema_ready:
+            self.init_db()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -233,6 +240,7 @@ class Store:
         pending = self._pending_result(score, actor, audio_path, duration_s, sample_rate_hz, patient_id, site,
                                        quality if quality is not None else score.quality)
         try:
+            self._ensure_schema()
             recording_id, score_id = self._write_result(pending, spooled=False)
         except UNREACHABLE_ERRORS as error:
             path = self.spool.write(pending)
@@ -250,6 +258,11 @@ class Store:
         written = already = 0
         unreadable: list[str] = []
         paths = self.spool.pending()
+        if paths:
+            try:
+                self._ensure_schema()
+            except UNREACHABLE_ERRORS:
+                return FlushReport(0, 0, len(paths))
         for index, path in enumerate(paths):
             try:
                 pending = self.spool.read(path)

@@ -77,3 +77,18 @@ def encoders(
         plot_path=Path(plot) if plot else None,
         as_json=as_json,
     )
+
+
+@bench_app.command("scoring")
+def scoring(
+    model: str = typer.Option(None, "--model", help="Model name or dir (default: the shipped ri-screener, else an "
+                              "untrained SSAST-tiny bundle)."),
+    device: str = typer.Option("cpu", "--device", help="auto|cpu|cuda."),
+    repeats: int = typer.Option(10, help="Timed runs per point after a warm-up; the median is reported."),
+    clips: int = typer.Option(64, help="Clips (6-14 s each) in the throughput batch."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """10 s clip end to end (bytes -> stored row) vs the encoder forward alone; batch throughput in x real time."""
+    from biomarker.bench.scoring import main
+
+    main(model=model, device=device, repeats=repeats, clips=clips, as_json=as_json)

@@ -25,6 +25,7 @@ from biomarker.audio import AudioConfig, QualityConfig, load, require_quality
 from biomarker.device import describe, pick_device
 from biomarker.features import extractor_from_config, get_extractor
 from biomarker.models import from_pretrained
+from biomarker.models.catalog import Catalog, CatalogError
 from biomarker.records import (
     DECISION_NEGATIVE,
     DECISION_POSITIVE,
@@ -43,18 +44,18 @@ PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 
 
 def resolve_model_dir(model: str | Path) -> Path:
-    """A directory is used as is; a bare name means `pretrained/<name>`. Missing means a clear error, not a
-    traceback from deep inside safetensors."""
+    """A directory is used as is; a name (`ri-screener`, or `ri-screener@3` for one exact version) goes through
+    the model catalog (shipped `pretrained/` plus `$BIOMARKER_HOME/models`, honouring `promote`). Missing means
+    a clear error, not a traceback from deep inside safetensors."""
     candidate = Path(model)
     if candidate.is_dir():
         return candidate
-    shipped = PRETRAINED_DIR / str(model)
-    if shipped.is_dir():
-        return shipped
-    raise ModelNotFoundError(
-        f"model {str(model)!r}: neither a directory nor a shipped model in {PRETRAINED_DIR} "
-        f"(pass --model DIR with a ScreeningModel saved by `biomarker finetune`)"
-    )
+    try:
+        return Catalog(shipped_root=PRETRAINED_DIR).resolve(str(model))
+    except (ModelNotFoundError, CatalogError) as error:
+        raise ModelNotFoundError(
+            f"model {str(model)!r}: {error}; pass --model DIR with a ScreeningModel saved by `biomarker finetune`"
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -202,6 +202,12 @@ def test_signed_out_sees_nothing_clinician_cannot_export_auditor_cannot_score(st
     assert _count(store, ScoreRow) == 1
 
 
+def test_a_clinician_without_a_site_sees_nothing_rather_than_everything(store):
+    record(store, ADMIN)
+    with pytest.raises(AccessDeniedError, match="no site"):
+        store.history(viewer=UserInfo("dr-x", "clinician"))
+
+
 def test_access_table():
     assert not any(can(None, action) for action in ("score", "history", "export", "audit", "manage_users"))
     assert can("clinician", "score") and not can("clinician", "export")
@@ -247,6 +253,21 @@ def test_passwords_are_hashed_with_the_recommended_argon2id_profile(monkeypatch)
     assert extract_parameters(stored) == RFC_9106_LOW_MEMORY
     assert auth.verify_password(stored, "correct horse battery")
     assert not auth.verify_password(stored, "correct horse batter") and not auth.verify_password("junk", "x")
+
+
+def test_a_sign_in_upgrades_a_hash_made_with_weaker_parameters(store, monkeypatch):
+    from argon2 import PasswordHasher, extract_parameters
+
+    from biomarker.store import auth
+
+    store.add_user("dr-a", "correct horse battery", "auditor", actor=ADMIN)
+    stronger = PasswordHasher(time_cost=2, memory_cost=16, parallelism=1)
+    monkeypatch.setattr(auth, "_HASHER", stronger)  # as after an argon2-cffi upgrade with new defaults
+    store.authenticate("dr-a", "correct horse battery")
+    with store.engine.connect() as connection:
+        stored = connection.scalar(text("SELECT password_hash FROM users WHERE username = 'dr-a'"))
+    assert extract_parameters(stored).time_cost == 2
+    assert store.authenticate("dr-a", "correct horse battery").username == "dr-a"
 
 
 def test_first_admin_is_created_once_with_a_one_time_password(store):

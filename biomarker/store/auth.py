@@ -7,6 +7,7 @@ inside each operation, so a page that forgets a check still cannot leak or write
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -71,6 +72,12 @@ def verify_password(password_hash: str, password: str) -> bool:
         return _HASHER.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+@lru_cache(maxsize=1)
+def dummy_hash() -> str:
+    """A hash of no one's password, checked when a sign-in names an unknown user (equal timing either way)."""
+    return hash_password("no account has this password")
 
 
 def needs_rehash(password_hash: str) -> bool:

@@ -178,10 +178,11 @@ class Store:
         """Create an account (argon2-hashed password). Clinicians need a site: their history is limited to it."""
         auth.require(actor.role, auth.MANAGE_USERS)
         _check_new_user(username, password, auth.check_role(role), site)
+        password_hash = auth.hash_password(password)  # slow on purpose: outside the transaction and its lock
         try:
             with self._transaction() as session:
-                user = User(username=username, password_hash=auth.hash_password(password), role=role, site=site,
-                            active=True, created_at=utc_now())
+                user = User(username=username, password_hash=password_hash, role=role, site=site, active=True,
+                            created_at=utc_now())
                 session.add(user)
                 session.flush()
                 self._append_event(session, actor.username, "user_created", "user", str(user.id),
@@ -209,20 +210,33 @@ class Store:
             return [_user_info(user) for user in session.scalars(select(User).order_by(User.username))]
 
     def authenticate(self, username: str, password: str) -> UserInfo:
-        """Check a sign-in; log it either way. Raises `AuthenticationError` with one message for every failure."""
-        with self._transaction() as session:
+        """Check a sign-in; log it either way. Raises `AuthenticationError` with one message for every failure.
+
+        The password is checked outside any transaction (argon2 is slow on purpose and must not hold the
+        database lock), and an unknown name costs the same hash check, so timing does not reveal which
+        accounts exist.
+        """
+        with self._sessions() as session:
             user = session.scalar(select(User).where(User.username == username))
-            if user is None or not user.active or not auth.verify_password(user.password_hash, password):
-                reason = "unknown user" if user is None else ("inactive" if not user.active else "wrong password")
+        if user is None:
+            auth.verify_password(auth.dummy_hash(), password)
+            reason = "unknown user"
+        elif not auth.verify_password(user.password_hash, password):
+            reason = "wrong password"
+        elif not user.active:
+            reason = "inactive"
+        else:
+            reason = None
+        new_hash = auth.hash_password(password) if reason is None and auth.needs_rehash(user.password_hash) else None
+        with self._transaction() as session:
+            if reason is not None:
                 self._append_event(session, username[:64], "login_failed", "user",
                                    None if user is None else str(user.id), {"reason": reason})
-                failed = True
             else:
-                if auth.needs_rehash(user.password_hash):
-                    user.password_hash = auth.hash_password(password)
+                if new_hash is not None:
+                    session.get(User, user.id).password_hash = new_hash
                 self._append_event(session, user.username, "login", "user", str(user.id), {"role": user.role})
-                failed = False
-        if failed:
+        if reason is not None:
             raise AuthenticationError("wrong user name or password")
         return _user_info(user)
 
@@ -290,6 +304,7 @@ class Store:
         filters = filters or HistoryFilter()
         site = filters.site
         if viewer.role == auth.CLINICIAN:
+            _require_site(viewer)
             if site is not None and site != viewer.site:
                 raise AccessDeniedError(f"clinician {viewer.username!r} may only see site {viewer.site!r}, not {site!r}")
             site = viewer.site
@@ -393,6 +408,7 @@ class Store:
         _check_positive("duration_s", duration_s)
         _check_positive("sample_rate_hz", sample_rate_hz)
         if actor.role == auth.CLINICIAN:
+            _require_site(actor)
             if site is not None and site != actor.site:
                 raise AccessDeniedError(f"clinician {actor.username!r} records at site {actor.site!r}, not {site!r}")
             site = actor.site
@@ -517,6 +533,12 @@ def _quality_dict(quality: QualityReport) -> dict:
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="microseconds")
+
+
+def _require_site(clinician: UserInfo) -> None:
+    """A clinician without a site would otherwise see every site's results."""
+    if not clinician.site:
+        raise AccessDeniedError(f"clinician {clinician.username!r} has no site; an admin must set one")
 
 
 def _check_new_user(username: str, password: str, role: str, site: str | None) -> None:

@@ -7,7 +7,8 @@ failed and why. Nothing is dropped or repaired silently: values beyond full scal
 (they were clipped by the recorder anyway, and the gate measures clipping), everything else is refused.
 
 Decoding: soundfile (libsndfile: WAV incl. the browser's 16-bit PCM, FLAC, OGG/Vorbis, MP3, WAV-GSM, ...),
-then sox for what libsndfile cannot read (headerless GSM 06.10 telephone audio, AMR, SPHERE, ...).
+then sox for what libsndfile cannot read (headerless GSM 06.10 telephone audio; other formats sox knows by
+the file extension).
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ def load(
     data = _read_bytes(source, label, config)
     if not data:
         raise EmptyAudioError(label, "the input is empty (0 bytes)")
-    samples, sample_rate = _decode(data, label, config)  # [frames, channels]
+    suffix = Path(source if isinstance(source, (str, os.PathLike)) else label).suffix.lower()
+    samples, sample_rate = _decode(data, label, suffix, config)  # [frames, channels]
     if not np.isfinite(samples).all():
         bad = int(np.count_nonzero(~np.isfinite(samples)))
         raise NonFiniteAudioError(label, f"{bad} of {samples.size} samples are NaN or infinite")
@@ -147,14 +149,14 @@ def _read_bytes(source: AudioSource, label: str, config: AudioConfig) -> bytes:
     return data
 
 
-def _decode(data: bytes, label: str, config: AudioConfig) -> tuple[np.ndarray, int]:
+def _decode(data: bytes, label: str, suffix: str, config: AudioConfig) -> tuple[np.ndarray, int]:
     """bytes -> ([frames, channels] float32, sample rate), with header limits checked before the samples
-    are decoded."""
+    are decoded. `suffix` (the file's extension, if any) tells sox the format."""
     data = _checked_wav(data, label)
     try:
         info = soundfile.info(io.BytesIO(data))
     except soundfile.LibsndfileError as error:
-        decoded = _decode_with_sox(data, label, config)
+        decoded = _decode_with_sox(data, label, suffix, config)
         if decoded is not None:
             return decoded
         raise _classify_libsndfile_error(data, label, error) from None
@@ -211,11 +213,10 @@ def _looks_like_raw_gsm(data: bytes) -> bool:
     return len(data) % GSM_FRAME_BYTES == 0 and all(byte >> 4 == 0xD for byte in data[::GSM_FRAME_BYTES])
 
 
-def _decode_with_sox(data: bytes, label: str, config: AudioConfig) -> tuple[np.ndarray, int] | None:
+def _decode_with_sox(data: bytes, label: str, suffix: str, config: AudioConfig) -> tuple[np.ndarray, int] | None:
     """sox for containers libsndfile lacks. sox needs a type: the name's extension, or raw GSM recognised by
     its frame signature. None when sox is off, missing, or cannot read it either."""
     sox = shutil.which("sox")
-    suffix = Path(label).suffix.lower() if Path(label).suffix else ""
     if _looks_like_raw_gsm(data):
         suffix = ".gsm"
     if not (config.use_sox and sox and suffix):

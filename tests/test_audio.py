@@ -213,6 +213,19 @@ def test_raw_gsm_telephone_audio_is_read_through_sox(tmp_path, speech):
         audio.load(data, name="voicemail", config=AudioConfig(use_sox=False))
 
 
+def test_headerless_telephone_mulaw_is_read_through_sox_by_its_extension(tmp_path, speech):
+    source = tmp_path / "speech.wav"
+    sf.write(source, speech, 16000)
+    mulaw = tmp_path / "call.ul"  # raw 8 kHz mu-law, as telephone systems store it
+    subprocess.run(["sox", str(source), "-r", "8000", "-c", "1", str(mulaw)], check=True)
+    recording = audio.load(mulaw, name="ward-phone")  # the path's extension still tells sox the format
+    assert_decoded(recording)
+    assert recording.source == "ward-phone" and recording.original_sample_rate_hz == 8000
+    assert audio.require_quality(recording).passed
+    with pytest.raises(NotAudioError, match="^no-extension: "):
+        audio.load(mulaw.read_bytes(), name="no-extension")
+
+
 def test_gsm610_inside_wav_loads(speech):
     data = encode(resample(speech, 16000, 8000), 8000, subtype="GSM610")
     recording = audio.load(data, name="gsm.wav")

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 import streamlit as st
 
+from biomarker.records import ModelNotFoundError
 from biomarker.screener import DEFAULT_MODEL, Screener
 from biomarker.settings import Settings
 from biomarker.store import Store, UserInfo
@@ -25,9 +26,18 @@ USER_KEY = "signed_in"
 
 
 @st.cache_resource(show_spinner="Loading the screening model ...")
-def screener(model: str | None = None, device: str | None = None) -> Screener:
-    """The process-wide screener (loaded once per model and device)."""
-    return Screener.load(model or os.environ.get(MODEL_ENV, DEFAULT_MODEL), device=device or os.environ.get(DEVICE_ENV, "auto"))
+def _screener_for(model: str, device: str) -> Screener:
+    return Screener.load(model, device=device)
+
+
+def screener() -> Screener:
+    """The process-wide screener (loaded once per model and device). A missing model stops the page with the
+    reason instead of a traceback."""
+    try:
+        return _screener_for(os.environ.get(MODEL_ENV, DEFAULT_MODEL), os.environ.get(DEVICE_ENV, "auto"))
+    except ModelNotFoundError as error:
+        st.error(f"The screening model cannot be loaded: {error}")
+        st.stop()
 
 
 @st.cache_resource

@@ -90,3 +90,18 @@ def test_manifest_without_path_column_is_named(model_dir, tmp_path):
     manifest.write_text("file,label\nx.wav,1\n", encoding="utf-8")
     result, _ = run([str(manifest), "--model", str(model_dir)])
     assert result.exit_code == 2 and "bad.csv" in result.stderr and "'path'" in result.stderr
+
+
+def test_serve_creates_the_first_admin_once_and_starts_the_app(model_dir, tmp_path, monkeypatch):
+    started = []
+    monkeypatch.setattr("os.execvpe", lambda file, args, env: started.append((args, env)))
+    env = {"BIOMARKER_HOME": str(tmp_path)}
+    first = CliRunner().invoke(app, ["serve", "--model", str(model_dir), "--port", "8765"], env=env)
+    assert first.exit_code == 0, first.output
+    password = first.stdout.split("One-time password: ")[1].split()[0]
+    assert Store(Settings.from_env(env)).authenticate("admin", password).role == "admin"
+    args, child_env = started[0]
+    assert args[1:4] == ["-m", "streamlit", "run"] and args[4].endswith("Home.py") and "--server.port=8765" in args
+    assert child_env["BIOMARKER_MODEL"] == str(model_dir)
+    again = CliRunner().invoke(app, ["serve", "--model", str(model_dir)], env=env)
+    assert again.exit_code == 0 and "One-time password" not in again.stdout

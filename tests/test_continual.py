@@ -51,3 +51,132 @@ def test_plot_writes_a_png(tmp_path, forgetful: ForgettingReport):
     steady = ForgettingReport(method="adapter", stages=[_stage("a", {"a": 0.9}), _stage("b", {"a": 0.9, "b": 0.9})])
     png = plot_forgetting([steady, forgetful], tmp_path / "forgetting.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------------------ adapter-incremental learning
+import numpy as np
+import soundfile
+import torch
+
+from biomarker.cohorts.manifest import CohortItem, write_manifest
+from biomarker.finetune.continual import (
+    ClipSet,
+    ContinualError,
+    StageConfig,
+    add_cohort,
+    cohort_logits,
+    evaluate_bundle,
+    require_unchanged,
+    train_stage,
+)
+from biomarker.models import ScreeningModel, create_model, from_pretrained
+from biomarker.models.catalog import Catalog
+
+TINY = dict(embed_dim=16, depth=1, num_heads=2)
+FAST = dict(steps=6, eval_every=6, batch_size=8, bootstrap_resamples=20)
+
+
+def _clips(rng: np.random.Generator, n: int, shift: float, speakers_prefix: str) -> ClipSet:
+    """Random 'features' whose patients have a raised lower band: a learnable signal, made here."""
+    labels = torch.tensor([i % 2 for i in range(n)])
+    features = []
+    for label in labels.tolist():
+        clip = torch.from_numpy(rng.normal(size=(int(rng.integers(40, 60)), 128)).astype(np.float32))
+        clip[:, :32] += shift * label
+        features.append(clip)
+    return ClipSet(features, labels, [f"{speakers_prefix}{i}" for i in range(n)])
+
+
+def _cohort(seed: int, shift: float) -> dict[str, ClipSet]:
+    rng = np.random.default_rng(seed)
+    return {split: _clips(rng, 8, shift, f"{seed}-{split}-") for split in ("train", "val", "test")}
+
+
+def _bundle() -> ScreeningModel:
+    torch.manual_seed(0)
+    return ScreeningModel(create_model("ssast-tiny-patch", **TINY), name="tiny-bundle")
+
+
+def test_new_adapter_cohort_leaves_earlier_cohort_bit_identical(tmp_path):
+    model, a, b = _bundle(), _cohort(1, 1.0), _cohort(2, -1.0)
+    train_stage(model, "a", a, StageConfig(**FAST), tmp_path)
+    before = cohort_logits(model, "a", a["test"])
+    fit = train_stage(model, "b", b, StageConfig(**FAST), tmp_path)
+    assert torch.equal(cohort_logits(model, "a", a["test"]), before)
+    assert not torch.equal(cohort_logits(model, "b", a["test"]), before)  # b really has its own path
+    adapters = sum(p.numel() for p in model.encoder.adapter_parameters("b"))
+    head = sum(p.numel() for p in model.heads["b"].parameters())
+    assert fit.trainable_params == adapters + head
+    assert fit.total_params == model.encoder.backbone_parameter_count() + adapters + head
+
+
+def test_full_fine_tuning_baseline_changes_earlier_cohort(tmp_path):
+    model, a, b = _bundle(), _cohort(1, 1.0), _cohort(2, -1.0)
+    train_stage(model, "a", a, StageConfig(method="full", **FAST), tmp_path)
+    before = {"a": cohort_logits(model, "a", a["val"])}
+    fit = train_stage(model, "b", b, StageConfig(method="full", **FAST), tmp_path)
+    assert fit.trainable_params == fit.total_params
+    with pytest.raises(ContinualError, match="cohort 'a' changed"):
+        require_unchanged(before, model, a["val"])
+
+
+def test_conv_adapter_cohort_is_calibrated_and_small(tmp_path):
+    model = _bundle()
+    fit = train_stage(model, "a", _cohort(3, 1.0), StageConfig(method="conv-adapter", adapter_options={"hidden": 4}, **FAST), tmp_path)
+    spec = model.cohort_spec("a")
+    assert (spec.threshold, spec.temperature) == (fit.threshold, fit.temperature)
+    assert 0 < fit.trainable_params < fit.total_params
+    assert not any(p.requires_grad for p in model.parameters())  # nothing is left trainable by accident
+
+
+@pytest.mark.parametrize("bad", [dict(method="lora"), dict(steps=0), dict(lr=0.0)])
+def test_stage_config_names_the_bad_setting(bad):
+    with pytest.raises(ContinualError, match=next(iter(bad))):
+        StageConfig(**bad)
+
+
+def _tone_manifest(directory, cohort: str, seed: int) -> str:
+    """Short WAVs: patients' clips carry a 300 Hz hum that controls lack; splits by speaker."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    items = []
+    for index, split in enumerate(["train"] * 8 + ["val"] * 4 + ["test"] * 4):
+        label = index % 2
+        t = np.arange(8000) / 16000
+        samples = 0.1 * rng.normal(size=t.size) + label * 0.3 * np.sin(2 * np.pi * 300 * t)
+        path = directory / f"{cohort}-{index}.wav"
+        soundfile.write(path, samples.astype(np.float32), 16000)
+        items.append(CohortItem(path, label, f"{cohort}-spk{index}", cohort, split=split, extras={"synthetic": "yes"}))
+    return str(write_manifest(items, directory / f"{cohort}.csv"))
+
+
+def test_add_cohort_publishes_versions_whose_earlier_outputs_match_bit_for_bit(tmp_path):
+    catalog = Catalog(user_root=tmp_path / "models", shipped_root=None)
+    torch.manual_seed(0)
+    create_model("ssast-tiny-patch", **TINY).save_pretrained(tmp_path / "encoder")
+    manifests = {"a": _tone_manifest(tmp_path / "a", "a", 1), "b": _tone_manifest(tmp_path / "b", "b", 2)}
+    first = add_cohort("demo", "a", manifests["a"], encoder=tmp_path / "encoder", config=StageConfig(**FAST),
+                       catalog=catalog, work_dir=tmp_path)
+    second = add_cohort("demo", "b", manifests["b"], config=StageConfig(**FAST), catalog=catalog, work_dir=tmp_path)
+    assert (first.ref, second.ref) == ("demo@1", "demo@2")
+    v1, v2 = from_pretrained(first.path), from_pretrained(second.path)
+    assert (v1.version, v2.version) == ("1", "2")  # the weights' own version agrees with the catalog
+    probe = torch.randn(3, 70, 128)
+    assert torch.equal(v1.logits(probe, cohort="a"), v2.logits(probe, cohort="a"))
+    assert v2.cohort_spec("a") == v1.cohort_spec("a")
+    entry = catalog.get("demo@2")
+    assert entry.parent == "demo@1" and entry.cohorts == ("a", "b")
+    assert entry.metrics["added_cohort"] == "b" and "SYNTHETIC" in entry.card_path.read_text()
+
+    report = evaluate_bundle("demo@2", manifests, tmp_path / "report", catalog=catalog, config=StageConfig(**FAST))
+    assert [stage.version for stage in report.stages] == ["demo@1", "demo@2"]
+    assert report.stages[1].scores["a"] == report.stages[0].scores["a"]  # same outputs, same AUROC and CI
+    assert report.backward_transfer() == 0.0
+    assert (tmp_path / "report" / "forgetting.png").is_file()
+    with pytest.raises(ContinualError, match=r"no test manifest for cohort\(s\) \['b'\]"):
+        evaluate_bundle("demo@2", {"a": manifests["a"]}, tmp_path / "r2", catalog=catalog)
+
+
+def test_add_cohort_refuses_full_fine_tuning(tmp_path):
+    with pytest.raises(ContinualError, match="forgetting baseline"):
+        add_cohort("demo", "a", "unused.csv", config=StageConfig(method="full"), catalog=Catalog(tmp_path, None))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -39,8 +39,8 @@ class Settings:
     """Resolved configuration of one process. Build it with `Settings.from_env()` (or directly in tests)."""
 
     home: Path
-    database_url: str
-    secret: bytes
+    database_url: str = field(repr=False)  # may carry the database password
+    secret: bytes = field(repr=False)  # never in a log line or a traceback
     session_timeout_s: int = DEFAULT_SESSION_TIMEOUT_S
 
     @property
@@ -58,7 +58,7 @@ class Settings:
         """Read the environment (or `env`), create the home folder, and load or create the secret."""
         env = os.environ if env is None else env
         home = Path(env.get("BIOMARKER_HOME") or Path.home() / ".biomarker").expanduser().resolve()
-        home.mkdir(parents=True, exist_ok=True)
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)  # recordings are health data: owner only
         database_url = env.get("DATABASE_URL") or f"sqlite:///{home / SQLITE_FILE_NAME}"
         given_secret = env.get("BIOMARKER_SECRET")
         if given_secret:  # empty counts as unset (what `${BIOMARKER_SECRET:-}` gives in docker-compose)

@@ -58,6 +58,8 @@ def test_settings_default_to_sqlite_in_home_and_keep_a_private_secret(tmp_path):
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
     assert Settings.from_env({"BIOMARKER_HOME": str(tmp_path / "home")}).secret == settings.secret
     assert settings.audio_dir == tmp_path / "home" / "audio"
+    assert stat.S_IMODE((tmp_path / "home").stat().st_mode) == 0o700
+    assert settings.secret.decode() not in repr(settings)
 
 
 def test_settings_take_database_url_and_secret_from_the_environment(tmp_path):

@@ -105,3 +105,8 @@ def test_serve_creates_the_first_admin_once_and_starts_the_app(model_dir, tmp_pa
     assert child_env["BIOMARKER_MODEL"] == str(model_dir)
     again = CliRunner().invoke(app, ["serve", "--model", str(model_dir)], env=env)
     assert again.exit_code == 0 and "One-time password" not in again.stdout
+
+
+def test_unknown_cohort_is_named_before_scoring(model_dir, inputs):
+    result, _ = run([str(inputs / "clips" / "a.wav"), "--model", str(model_dir), "--cohort", "mars"])
+    assert result.exit_code == 2 and "mars" in result.stderr

@@ -106,7 +106,8 @@ def register(app: typer.Typer) -> None:
         try:
             paths = expand_inputs(inputs)
             screener = Screener.load(model, device=device)
-        except BiomarkerError as error:
+            screener.model.resolve_cohort(cohort)  # an unknown cohort is named before any scoring
+        except (BiomarkerError, RuntimeError) as error:  # RuntimeError: --device cuda without a GPU
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(2)
         store = None

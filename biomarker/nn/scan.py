@@ -11,8 +11,10 @@ Backends:
 - `torch`: chunked pure-PyTorch scan with a recomputing custom backward (`scan_torch`), CPU and GPU,
   bounded memory at any L;
 - `native`: a fused C kernel compiled at first use (`scan_native`), CPU tensors only, the fastest CPU path;
+- `triton`: one Triton kernel per scan, time-parallel in chunks (`scan_triton`), CUDA tensors only; Triton
+  comes with PyTorch's CUDA builds, so this is the GPU path when mamba-ssm is not installed;
 - `cuda`: mamba-ssm's kernel (the `[gpu]` extra), CUDA tensors only;
-- `auto`: on CUDA the mamba-ssm kernel when it imports, else `torch`; on CPU `native` when it builds,
+- `auto`: on CUDA the mamba-ssm kernel when it imports, else `triton`, else `torch`; on CPU `native` when it builds,
   else `torch` (the portable fallback).
 
 The state math always runs in fp32 (float64 when the inputs are float64), also under autocast: low-precision
@@ -31,11 +33,14 @@ from biomarker.records import BiomarkerError
 from .scan_native import MAX_STATE, native_kernel_available, selective_scan_native
 from .scan_reference import scan_core_reference
 from .scan_torch import scan_core_chunked
+from .scan_triton import scan_core_triton, triton_available
 
-BACKENDS = ("auto", "reference", "torch", "native", "cuda")
+BACKENDS = ("auto", "reference", "torch", "native", "triton", "cuda")
 
 # scan cores (y = Σ_n C·h from u and the final dt); the native backend fuses everything and is called whole
-_CORES: dict[str, Callable[..., torch.Tensor]] = {"reference": scan_core_reference, "torch": scan_core_chunked}
+_CORES: dict[str, Callable[..., torch.Tensor]] = {
+    "reference": scan_core_reference, "torch": scan_core_chunked, "triton": scan_core_triton,
+}
 
 
 class ScanInputError(BiomarkerError, ValueError):
@@ -97,8 +102,15 @@ def resolve_backend(backend: str, u: torch.Tensor, state_size: int = 16) -> str:
     native_ok = u.device.type == "cpu" and state_size <= MAX_STATE and native_kernel_available(_compute_dtype(u))
     if backend == "auto":
         if u.is_cuda:
-            return "cuda" if mamba_kernel_available() else "torch"
+            if mamba_kernel_available():
+                return "cuda"
+            return "triton" if triton_available() else "torch"
         return "native" if native_ok else "torch"
+    if backend == "triton" and not (u.is_cuda and triton_available()):
+        raise ScanBackendUnavailableError(
+            f"backend='triton' needs CUDA tensors (got {u.device.type}) and Triton (bundled with PyTorch's CUDA "
+            "builds); use backend='torch'"
+        )
     if backend == "native" and not native_ok:
         raise ScanBackendUnavailableError(
             f"backend='native' needs CPU tensors (got {u.device.type}), a state size <= {MAX_STATE} (got "

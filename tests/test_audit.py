@@ -171,3 +171,11 @@ def test_cli_users_add_reads_the_password_from_stdin(cli_env):
     assert refused.exit_code == 2 and "nurse" in refused.output
     listed = CliRunner().invoke(app, ["users", "list"], env=env)
     assert "dr-b\tclinician\tward-2" in listed.output
+
+
+def test_cli_users_add_prompts_twice_for_the_password(cli_env):
+    env, store = cli_env
+    result = CliRunner().invoke(app, ["users", "add", "aud", "--role", "auditor"],
+                                input="a long password\na long password\n", env=env)
+    assert result.exit_code == 0, result.output
+    assert store.authenticate("aud", "a long password").role == "auditor"

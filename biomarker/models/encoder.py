@@ -114,7 +114,8 @@ class Encoder(nn.Module):
             raise ModelConfigError(f"adapter set {name!r} already exists; sets are never overwritten")
         reference = self.mask_embedding
         for block in self.blocks:
-            adapters = make_adapters(kind, self.embed_dim, **options).to(reference.device, reference.dtype)
+            adapters = make_adapters(kind, self.embed_dim, has_mlp=block.has_mlp, **options)
+            adapters = adapters.to(reference.device, reference.dtype)
             block.adapters[name] = adapters.train(self.training)  # a set added to a model in eval stays in eval
         self.adapter_sets[name] = {"kind": kind, **options}
 

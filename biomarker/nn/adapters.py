@@ -5,8 +5,10 @@ until it is trained:
 - `aat` (Liang et al., ICASSP 2024): bottleneck d -> d/4 -> d; one in sequence after the attention (with its
   own residual), one in parallel to the MLP (no inner residual). About 7% of a base model.
 - `conv` (ConvPass, as in AI-CL, Selvaraj et al. 2023): d -> r, GELU, 3x3 convolution over the token grid,
-  GELU, r -> d; one in parallel to the attention, one in parallel to the MLP. r = 64 gives < 4% of base.
-Blocks call `around_mixer(normed, mixed, layout)` and `beside_mlp(normed, layout)` on the active set.
+  GELU, r -> d; one in parallel to the attention, one in parallel to the MLP. r defaults to d/12 (64 for base
+  as in AI-CL, 16 for tiny): under 4% of a transformer's parameters at any size.
+Blocks call `around_mixer(normed, mixed, layout)` and `beside_mlp(normed, layout)` on the active set. A Mamba
+block has no MLP (24 Mamba blocks stand where 12 attention + MLP pairs stood), so it gets the mixer adapter only.
 """
 
 from __future__ import annotations
@@ -67,11 +69,11 @@ class ConvPass(nn.Module):
 class AATAdapters(nn.Module):
     """The AAT pair for one block: sequential after attention, parallel to the MLP."""
 
-    def __init__(self, dim: int, ratio: float = 0.25):
+    def __init__(self, dim: int, ratio: float = 0.25, *, has_mlp: bool = True):
         super().__init__()
         hidden = max(1, round(dim * ratio))
         self.after_attention = Bottleneck(dim, hidden)
-        self.beside = Bottleneck(dim, hidden)
+        self.beside = Bottleneck(dim, hidden) if has_mlp else None
 
     def around_mixer(self, normed: torch.Tensor, mixed: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         return mixed + self.after_attention(mixed)
@@ -83,10 +85,11 @@ class AATAdapters(nn.Module):
 class ConvAdapters(nn.Module):
     """The ConvPass pair for one block: parallel to attention, parallel to the MLP."""
 
-    def __init__(self, dim: int, hidden: int = 64, dropout: float = 0.1):
+    def __init__(self, dim: int, hidden: int | None = None, dropout: float = 0.1, *, has_mlp: bool = True):
         super().__init__()
+        hidden = hidden or max(8, dim // 12)
         self.beside_attention = ConvPass(dim, hidden, dropout)
-        self.beside = ConvPass(dim, hidden, dropout)
+        self.beside = ConvPass(dim, hidden, dropout) if has_mlp else None
 
     def around_mixer(self, normed: torch.Tensor, mixed: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         return mixed + self.beside_attention(normed, layout)
@@ -95,19 +98,22 @@ class ConvAdapters(nn.Module):
         return self.beside(normed, layout)
 
 
-def make_adapters(kind: str, dim: int, **options) -> nn.Module:
-    """One block's adapters of `kind` ('aat' takes ratio=, 'conv' takes hidden= and dropout=)."""
+def make_adapters(kind: str, dim: int, *, has_mlp: bool = True, **options) -> nn.Module:
+    """One block's adapters of `kind` ('aat' takes ratio=, 'conv' takes hidden= and dropout=); `has_mlp` False
+    leaves out the adapter beside the MLP (Mamba blocks)."""
     builders = {"aat": AATAdapters, "conv": ConvAdapters}
     if kind not in builders:
         raise ModelConfigError(f"adapter kind {kind!r} is not one of {', '.join(ADAPTER_KINDS)}")
     try:
-        return builders[kind](dim, **options)
+        return builders[kind](dim, has_mlp=has_mlp, **options)
     except TypeError as error:
         raise ModelConfigError(f"adapter kind {kind!r} got an unknown option: {error}") from error
 
 
 class AdaptableBlock(nn.Module):
     """Base of every encoder block: holds named adapter sets and routes through the active one (or none)."""
+
+    has_mlp: bool = True  # whether adapters get a slot beside an MLP
 
     def __init__(self):
         super().__init__()

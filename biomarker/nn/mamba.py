@@ -91,8 +91,9 @@ class BiMambaMixer(nn.Module):
 
 
 class MambaBlock(AdaptableBlock):
-    """x + Mixer(LN x). Adapters: 'around_mixer' wraps the mixer output; 'beside_mlp' (there is no MLP in a
-    Mamba block) runs in parallel to the mixer, so an AAT set still has its two adapters per block."""
+    """x + Mixer(LN x). The active adapter set wraps the mixer (there is no MLP to sit beside)."""
+
+    has_mlp = False
 
     def __init__(self, dim: int, d_state: int = 16, d_conv: int = 4, expand: int = 2, dt_min: float = 1e-3, dt_max: float = 1e-1):
         super().__init__()
@@ -105,5 +106,5 @@ class MambaBlock(AdaptableBlock):
         normed = self.norm(x)
         mixed = self.mixer(normed, layout)
         if adapter is not None:
-            mixed = adapter.around_mixer(normed, mixed, layout) + adapter.beside_mlp(normed, layout)
+            mixed = adapter.around_mixer(normed, mixed, layout)
         return x + mixed

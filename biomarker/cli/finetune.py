@@ -14,6 +14,7 @@ def finetune(
     method: str = typer.Option("adapter", "--method", "--mode", help="full | linear | adapter | conv-adapter."),
     encoder: str = typer.Option("ssast-tiny-patch", "--encoder", help="Registry name (from scratch) or pretrained encoder dir."),
     depth: int = typer.Option(None, "--depth", help="Override the encoder depth (scratch only; tiny CPU runs)."),
+    settings: list[str] = typer.Option([], "--set", help="Encoder config override KEY=JSON (scratch only), e.g. --set embed_dim=96 --set 'patch=[16,32]'."),
     cohort: str = typer.Option("synthetic-ri", "--cohort", help="Cohort name inside the bundle (the task id)."),
     bundle: str = typer.Option(None, "--bundle", help="Add the cohort to this existing bundle (continual learning)."),
     name: str = typer.Option("ri-screener", "--name"),
@@ -35,9 +36,17 @@ def finetune(
         return
     from biomarker.finetune.run import FinetuneConfig, run_finetune
 
+    overrides = {"depth": depth} if depth else {}
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise typer.BadParameter(f"--set {setting!r}: the value must be JSON (e.g. 96 or [16,32])") from None
+
     config = FinetuneConfig(
         manifest=str(manifest), out_dir=str(out), method=method, encoder=encoder,
-        encoder_overrides={"depth": depth} if depth else {}, cohort=cohort, name=name, steps=steps, lr=lr,
+        encoder_overrides=overrides, cohort=cohort, name=name, steps=steps, lr=lr,
         batch_size=batch_size, max_train_recordings=labels, extra_eval=[str(p) for p in extra_eval], seed=seed, device=device,
     )
     summary = run_finetune(config)

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from biomarker.cohorts.manifest import CohortItem
+from biomarker.cohorts.manifest import CohortItem, read_manifest
 from biomarker.evaluate.metrics import MetricError
 from biomarker.evaluate.report import ReportConfig, flag_rate, measure, plot_set, write_report
 
@@ -82,3 +82,17 @@ def _write_single_class(out_dir: Path, flagged: dict, extra: dict, title: str, n
     }
     (out_dir / "metrics.json").write_text(json.dumps(payload, indent=2))
     (out_dir / "report.md").write_text(f"# {title}\n\nOne class only: no AUROC.\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
+
+
+def evaluation_sets(test_items: Sequence[CohortItem], extra_manifests: Sequence[str]) -> dict[str, list[CohortItem]]:
+    """Test rows grouped by cohort (clean and noisy apart), then every extra manifest grouped by cohort."""
+    sets: dict[str, list[CohortItem]] = {}
+    for item in test_items:
+        sets.setdefault(f"{item.cohort} test", []).append(item)
+    for manifest in extra_manifests:
+        for item in read_manifest(manifest):
+            sets.setdefault(f"{item.cohort} (all rows)", []).append(item)
+            if item.extras.get("real_speech") == "yes":
+                kind = "marked" if item.label else "healthy"
+                sets.setdefault(f"{item.cohort} {kind}", []).append(item)
+    return sets

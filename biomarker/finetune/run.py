@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from biomarker.cohorts.manifest import CohortItem, read_manifest, select_split
 from biomarker.evaluate.calibration import calibrated
+from biomarker.evaluate.manifest import evaluation_sets
 from biomarker.evaluate.metrics import auroc, to_subjects
 from biomarker.evaluate.report import OperatingPoint, ReportConfig, fit_operating_point, flag_rate, measure, plot_set, write_report
 from biomarker.finetune.data import CropDataset, LabelledFeatures, collate, load_features
@@ -228,20 +229,6 @@ def run_finetune(config: FinetuneConfig, log: Callable[[str], None] = print) -> 
     )
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def evaluation_sets(test_items: Sequence[CohortItem], extra_manifests: Sequence[str]) -> dict[str, list[CohortItem]]:
-    """Test rows grouped by cohort (clean and noisy apart), then every extra manifest grouped by cohort."""
-    sets: dict[str, list[CohortItem]] = {}
-    for item in test_items:
-        sets.setdefault(f"{item.cohort} test", []).append(item)
-    for manifest in extra_manifests:
-        for item in read_manifest(manifest):
-            sets.setdefault(f"{item.cohort} (all rows)", []).append(item)
-            if item.extras.get("real_speech") == "yes":
-                kind = "marked" if item.label else "healthy"
-                sets.setdefault(f"{item.cohort} {kind}", []).append(item)
-    return sets
 
 
 def measure_sets(

@@ -1,0 +1,117 @@
+"""Ship a fine-tuning run as `pretrained/<name>/`: fp16 weights, config, calibration, card with measured table.
+
+WHY a generated card: every number in it comes from the run's summary.json files, so the card cannot drift from
+what was measured; the statements of what the model must not be used for are part of the template, not optional.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Mapping
+
+CLEAN, NOISY = "synthetic-train test", "synthetic-train-noisy test"
+HELDOUT_CLEAN, HELDOUT_NOISY = "synthetic-heldout (all rows)", "synthetic-heldout-noisy (all rows)"
+REAL_HEALTHY, REAL_MARKED = "real-heldout healthy", "real-heldout marked"
+
+
+def _auroc(summary: Mapping, name: str) -> str:
+    metrics = summary.get("sets", {}).get(name)
+    if not metrics:
+        return "–"
+    low, high = metrics["auroc_ci"]
+    return f"{metrics['auroc']:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _flagged(summary: Mapping, name: str) -> str:
+    rate = summary.get("flag_rates", {}).get(name)
+    return "–" if not rate else f"{rate['flagged']:.0%} of {rate['n']}"
+
+
+def comparison_table(runs: Mapping[str, Mapping]) -> str:
+    """Markdown: one row per run (label -> summary.json), same test sets, subject-level AUROC [bootstrap 95% CI]."""
+    header = (
+        "| model | trainable % | train recs | clean test AUROC | noisy test AUROC | held-out synth (clean / noisy) | "
+        "real healthy flagged | real + markers detected |\n|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for label, s in runs.items():
+        share = s.get("trainable_percent")
+        held = f"{_auroc(s, HELDOUT_CLEAN)} / {_auroc(s, HELDOUT_NOISY)}"
+        rows.append(
+            f"| {label} | {'–' if share is None else f'{share:.1f}'} | {s.get('train_recordings', '–')} | {_auroc(s, CLEAN)} | "
+            f"{_auroc(s, NOISY)} | {held} | {_flagged(s, REAL_HEALTHY)} | {_flagged(s, REAL_MARKED)} |"
+        )
+    return header + "\n".join(rows) + "\n"
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def ship(run_dir: str | Path, destination: str | Path, runs: Mapping[str, Mapping], *, notes: str = "") -> Path:
+    """Copy the run's bundle to `destination` with calibration.json and a card holding the measured tables."""
+    run_dir, destination = Path(run_dir), Path(destination)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in ("model.safetensors", "config.json"):
+        shutil.copyfile(run_dir / "bundle" / name, destination / name)
+    calibration = {
+        **summary["operating_point"],
+        "scoring": summary["scoring"],
+        "fitted_on": "validation split of the SYNTHETIC training cohort (speaker-disjoint from test)",
+        "note": "threshold applies to the temperature-scaled probability; the same values are in config.json cohorts",
+    }
+    (destination / "calibration.json").write_text(json.dumps(calibration, indent=2))
+    report = (run_dir / "report" / "report.md").read_text()
+    card = render_card(summary, sha256_of(destination / "model.safetensors"), comparison_table(runs), report, notes)
+    (destination / "card.md").write_text(card)
+    return destination
+
+
+def render_card(summary: Mapping, sha256: str, comparison: str, report: str, notes: str) -> str:
+    point = summary["operating_point"]
+    flags = summary.get("flag_rates", {})
+    flag_lines = "\n".join(f"- {name}: {v['flagged']:.1%} of {v['n']} subjects flagged positive (label {v['label']})" for name, v in flags.items())
+    detailed = report.split("\n", 1)[1] if "\n" in report else report
+    return f"""# ri-screener — respiratory-insufficiency screening model (trained on SYNTHETIC data)
+
+**Not clinically validated.** This model was trained and tested only on SYNTHETIC speech (espeak-ng voices, and
+real voices with synthetic breathing markers). It screens: a positive result means "refer for an SpO2 check
+(pulse oximetry; RI is operationally SpO2 < 92 %)". It never estimates SpO2 and must not be used to diagnose,
+to rule out respiratory insufficiency, or to make any treatment decision.
+
+- weights: `model.safetensors` (fp16), sha256 `{sha256}`
+- encoder: {summary['encoder']} {summary.get('encoder_overrides') or ''}; method `{summary['method']}`
+  ({summary['trainable_percent']:.1f} % of the inference path trained, {summary['trainable_params']:,} parameters)
+- recording score: `{summary['scoring']}` (chosen on validation: {json.dumps(summary['validation_auroc'])})
+- calibration: temperature {point['temperature']:.3f}; operating threshold {point['threshold']:.3f} on the
+  calibrated probability, chosen on validation subjects for sensitivity >= {point['target_sensitivity']:.2f}
+- trained: {summary['train_recordings']} recordings, {summary['steps']} steps ({summary['stop_reason']}),
+  early stopping on validation subject AUROC; class-balanced BCE.
+
+## Training data (all SYNTHETIC; see data_cards/)
+- `synthetic-ri-train`: espeak-ng speakers (pt-BR and 3 other languages, training voice variants and sentences),
+  patients with RI markers of severity 0.15-1 (mild included), ward noise on both classes (clean + noisy copies).
+- `real-train`: REAL voices (asterisk en-US Allison, fillets-ng Czech actors, klettres de/it/nl/ru) cut into
+  3-6 s clips; half with the same RI markers applied, the other half through the same processing at severity 0;
+  half of all clips with ward noise. Added so the model learns the breathing markers rather than "espeak voice".
+
+## Measured (subject level, bootstrap 95 % CI; SYNTHETIC test sets)
+{detailed}
+
+Single-class checks (share flagged at the operating threshold):
+{flag_lines or '- none'}
+
+## Comparison (same test sets)
+{comparison}
+{notes}
+
+## Must not be used for
+- any clinical decision, diagnosis, triage without pulse oximetry, or SpO2 estimation;
+- real patients' speech without a clinical validation study (real RI speech differs from these rules:
+  cough, hoarseness, comorbidities, microphones, real wards);
+- languages, ages or recording set-ups that were never evaluated.
+"""

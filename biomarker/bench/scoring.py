@@ -19,6 +19,7 @@ import os
 import statistics
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -55,14 +56,24 @@ def wav_bytes(samples: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def median_ms(run: Callable[[], object], repeats: int) -> float:
+@dataclass(frozen=True)
+class Timing:
+    """Median wall-clock and process CPU time of one operation, in ms. On a shared machine the wall time
+    swings with other people's jobs; the CPU time (all threads of this process) is what the work itself costs."""
+
+    wall_ms: float
+    cpu_ms: float
+
+
+def measure(run: Callable[[], object], repeats: int) -> Timing:
     run()  # warm-up: lazy initialisation and allocator growth are not what a clinician waits for
-    times = []
+    walls, cpus = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         run()
-        times.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(times)
+        walls.append((time.perf_counter() - wall) * 1000.0)
+        cpus.append((time.process_time() - cpu) * 1000.0)
+    return Timing(statistics.median(walls), statistics.median(cpus))
 
 
 def bench_model(model: str | None, directory: Path) -> Path:
@@ -88,74 +99,76 @@ def main(model: str | None = None, device: str = "cpu", repeats: int = 10, clips
         actor = UserInfo("bench", "admin", site="bench")
         data = wav_bytes(speechlike(10.0, seed=0))
         counter = iter(range(10**9))
-        end_to_end = median_ms(lambda: screen_and_record(screener, store, data, name="bench.wav", actor=actor,
-                                                         patient_id=f"bench-{next(counter)}"), repeats)
+        end_to_end = measure(lambda: screen_and_record(screener, store, data, name="bench.wav", actor=actor,
+                                                       patient_id=f"bench-{next(counter)}"), repeats)
         recording = screener.load_audio(data)
         waveform = torch.from_numpy(recording.samples)[None].to(screener.device)  # [1, S]
         lengths = torch.tensor([waveform.shape[1]], device=screener.device)
         with torch.inference_mode():
             features, frames = screener.extractor(waveform, lengths)
-            front_end = median_ms(lambda: screener.extractor(waveform, lengths), repeats)
-            forward = median_ms(lambda: screener.model.encoder(features, frames), repeats)
-            model_call = median_ms(lambda: screener.model.probability(features, frames), repeats)
-        decode = median_ms(lambda: screener.load_audio(data), repeats)
-        gate = median_ms(lambda: require_quality(recording, screener.config.quality), repeats)
+            parts = {
+                "front_end": measure(lambda: screener.extractor(waveform, lengths), repeats),
+                "model_call": measure(lambda: screener.model.probability(features, frames), repeats),
+            }
+            forward = measure(lambda: screener.model.encoder(features, frames), repeats)
+        parts["decode"] = measure(lambda: screener.load_audio(data), repeats)
+        parts["quality_gate"] = measure(lambda: require_quality(recording, screener.config.quality), repeats)
 
         rng = np.random.default_rng(1)
         waves = [speechlike(float(rng.uniform(6, 14)), seed=i) for i in range(clips)]
         audio_s = sum(len(wave) for wave in waves) / SAMPLE_RATE_HZ
         batch = [wav_bytes(wave) for wave in waves]
         screener.score_many(batch[:2])
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         results = screener.score_many(batch)
-        batch_s = time.perf_counter() - start
+        batch_wall_s, batch_cpu_s = time.perf_counter() - wall, time.process_time() - cpu
         store.close()
 
-    failed = [r for r in results if not hasattr(r, "probability")]
+    threads = torch.get_num_threads()
     report = {
         "model": screener.model_label,
         "device": screener.device_name,
         "cpu": cpu_name(),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": threads,
         "load_average_1min": round(os.getloadavg()[0], 2),
         "clip_s": 10.0,
-        "end_to_end_ms": round(end_to_end, 1),
-        "encoder_forward_ms": round(forward, 1),
-        "model_call_ms": round(model_call, 1),
-        "front_end_ms": round(front_end, 1),
-        "decode_ms": round(decode, 1),
-        "quality_gate_ms": round(gate, 1),
-        "ratio_end_to_end_over_forward": round(end_to_end / forward, 2),
+        "end_to_end": _rounded(end_to_end),
+        "encoder_forward": _rounded(forward),
+        "parts": {name: _rounded(timing) for name, timing in parts.items()},
+        "ratio_wall": round(end_to_end.wall_ms / forward.wall_ms, 2),
+        "ratio_cpu": round(end_to_end.cpu_ms / forward.cpu_ms, 2),
         "batch_clips": clips,
         "batch_audio_s": round(audio_s, 1),
-        "batch_wall_s": round(batch_s, 2),
-        "throughput_x_realtime": round(audio_s / batch_s, 1),
-        "batch_rejected": len(failed),
+        "batch_wall_s": round(batch_wall_s, 2),
+        "batch_cpu_s": round(batch_cpu_s, 2),
+        "throughput_x_realtime_wall": round(audio_s / batch_wall_s, 1),
+        # If the process had the cores to itself: CPU seconds spread over `threads` cores.
+        "throughput_x_realtime_cpu": round(audio_s / (batch_cpu_s / threads), 1),
+        "batch_rejected": sum(not hasattr(result, "probability") for result in results),
         "goals": {"ratio_le": GOAL_RATIO, "end_to_end_ms_le": GOAL_E2E_MS, "throughput_x_ge": GOAL_THROUGHPUT_X},
-    }
-    report["meets"] = {
-        "ratio": report["ratio_end_to_end_over_forward"] <= GOAL_RATIO,
-        "end_to_end_ms": end_to_end <= GOAL_E2E_MS,
-        "throughput": report["throughput_x_realtime"] >= GOAL_THROUGHPUT_X,
     }
     print(json.dumps(report, indent=1) if as_json else _table(report))
     return report
 
 
+def _rounded(timing: Timing) -> dict:
+    return {key: round(value, 1) for key, value in asdict(timing).items()}
+
+
 def _table(report: dict) -> str:
-    meets = report["meets"]
+    e2e, forward = report["end_to_end"], report["encoder_forward"]
     lines = [
         f"scoring benchmark: {report['model']} on {report['device']} ({report['cpu']}, "
         f"{report['torch_threads']} threads, load average {report['load_average_1min']})",
-        f"  10 s clip, bytes -> stored row   {report['end_to_end_ms']:>8.1f} ms   goal <= {GOAL_E2E_MS:.0f} ms: "
-        f"{'yes' if meets['end_to_end_ms'] else 'no'}",
-        f"  encoder forward alone            {report['encoder_forward_ms']:>8.1f} ms",
-        f"  ratio end to end / forward       {report['ratio_end_to_end_over_forward']:>8.2f} x    goal <= "
-        f"{GOAL_RATIO}: {'yes' if meets['ratio'] else 'no'}",
-        f"    parts: decode {report['decode_ms']} ms, quality gate {report['quality_gate_ms']} ms, front-end "
-        f"{report['front_end_ms']} ms, model call (encoder + head) {report['model_call_ms']} ms",
-        f"  batch: {report['batch_clips']} clips, {report['batch_audio_s']} s of audio in {report['batch_wall_s']} s"
-        f" = {report['throughput_x_realtime']} x real time   goal >= {GOAL_THROUGHPUT_X:.0f}x: "
-        f"{'yes' if meets['throughput'] else 'no'}",
+        "                                     wall ms      CPU ms",
+        f"  10 s clip, bytes -> stored row  {e2e['wall_ms']:>9.1f}   {e2e['cpu_ms']:>9.1f}   goal <= {GOAL_E2E_MS:.0f} ms",
+        f"  encoder forward alone           {forward['wall_ms']:>9.1f}   {forward['cpu_ms']:>9.1f}",
+        f"  ratio end to end / forward      {report['ratio_wall']:>9.2f}   {report['ratio_cpu']:>9.2f}   goal <= {GOAL_RATIO}",
     ]
+    lines += [f"    {name:<28}{t['wall_ms']:>9.1f}   {t['cpu_ms']:>9.1f}" for name, t in report["parts"].items()]
+    lines.append(
+        f"  batch: {report['batch_clips']} clips, {report['batch_audio_s']} s of audio: {report['batch_wall_s']} s wall"
+        f" = {report['throughput_x_realtime_wall']}x real time; {report['batch_cpu_s']} CPU s = "
+        f"{report['throughput_x_realtime_cpu']}x on {report['torch_threads']} free cores   goal >= {GOAL_THROUGHPUT_X:.0f}x"
+    )
     return "\n".join(lines)

@@ -71,6 +71,9 @@ from biomarker.finetune.continual import (
 )
 from biomarker.models import ScreeningModel, create_model, from_pretrained
 from biomarker.models.catalog import Catalog
+from typer.testing import CliRunner
+
+from biomarker.cli import app
 
 TINY = dict(embed_dim=16, depth=1, num_heads=2)
 FAST = dict(steps=6, eval_every=6, batch_size=8, bootstrap_resamples=20)
@@ -155,9 +158,10 @@ def test_add_cohort_publishes_versions_whose_earlier_outputs_match_bit_for_bit(t
     torch.manual_seed(0)
     create_model("ssast-tiny-patch", **TINY).save_pretrained(tmp_path / "encoder")
     manifests = {"a": _tone_manifest(tmp_path / "a", "a", 1), "b": _tone_manifest(tmp_path / "b", "b", 2)}
-    first = add_cohort("demo", "a", manifests["a"], encoder=tmp_path / "encoder", config=StageConfig(**FAST),
-                       catalog=catalog, work_dir=tmp_path)
-    second = add_cohort("demo", "b", manifests["b"], config=StageConfig(**FAST), catalog=catalog, work_dir=tmp_path)
+    tiny_run = dict(steps=6, batch_size=8, device="cpu", catalog=catalog)
+    first = add_cohort("demo", "a", manifests["a"], encoder=tmp_path / "encoder", out_dir=tmp_path / "run-a", **tiny_run)
+    second = add_cohort("demo", "b", manifests["b"], **tiny_run)
+    assert (tmp_path / "run-a" / "a-adapter" / "log.csv").is_file()
     assert (first.ref, second.ref) == ("demo@1", "demo@2")
     v1, v2 = from_pretrained(first.path), from_pretrained(second.path)
     assert (v1.version, v2.version) == ("1", "2")  # the weights' own version agrees with the catalog
@@ -173,10 +177,11 @@ def test_add_cohort_publishes_versions_whose_earlier_outputs_match_bit_for_bit(t
     assert report.stages[1].scores["a"] == report.stages[0].scores["a"]  # same outputs, same AUROC and CI
     assert report.backward_transfer() == 0.0
     assert (tmp_path / "report" / "forgetting.png").is_file()
-    with pytest.raises(ContinualError, match=r"no test manifest for cohort\(s\) \['b'\]"):
-        evaluate_bundle("demo@2", {"a": manifests["a"]}, tmp_path / "r2", catalog=catalog)
+    roots = ["--user-root", str(catalog.user_root), "--shipped-root", str(tmp_path / "none")]
+    missing = CliRunner().invoke(app, ["models", "forgetting", "demo@2", "--cohort", f"a={manifests['a']}", *roots])
+    assert missing.exit_code == 1 and "no test manifest for cohort(s) ['b']" in missing.output
 
 
 def test_add_cohort_refuses_full_fine_tuning(tmp_path):
     with pytest.raises(ContinualError, match="forgetting baseline"):
-        add_cohort("demo", "a", "unused.csv", config=StageConfig(method="full"), catalog=Catalog(tmp_path, None))
+        add_cohort("demo", "a", "unused.csv", method="full", catalog=Catalog(tmp_path, None))

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 models_app = typer.Typer(
-    help="Model versions: list them, show one (card, metrics, sha256), promote one to be its name's default.",
+    help="Model versions: list, show (card, metrics, sha256), promote a default, replay a bundle's forgetting table.",
     no_args_is_help=True,
 )
 
@@ -101,6 +101,34 @@ def promote(
     except BiomarkerError as error:
         _fail(error)
     typer.echo(f"{version.ref} is now the default for {version.name} (sha256 {version.sha256})")
+
+
+@models_app.command("forgetting")
+def forgetting(
+    ref: str = typer.Argument(..., help="Bundle version NAME@VERSION (or NAME: its default) whose history to replay."),
+    cohort_manifests: list[str] = typer.Option(
+        ..., "--cohort", help="NAME=MANIFEST for every cohort of the bundle (its test rows are scored); repeatable."
+    ),
+    out: Path = typer.Option(Path("runs/forgetting"), "--out", help="Folder for forgetting.md, .json and .png."),
+    user_root: Optional[Path] = _USER_ROOT,
+    shipped_root: Optional[Path] = _SHIPPED_ROOT,
+) -> None:
+    """After each version in a bundle's history: AUROC per cohort with CIs, backward transfer, trainable %."""
+    from biomarker.finetune.continual import evaluate_bundle
+    from biomarker.records import BiomarkerError
+
+    manifests = {}
+    for entry in cohort_manifests:
+        name, sep, manifest = entry.partition("=")
+        if not sep or not name or not manifest:
+            raise typer.BadParameter(f"--cohort {entry!r}: expected NAME=MANIFEST")
+        manifests[name] = manifest
+    try:
+        report = evaluate_bundle(ref, manifests, out, catalog=_catalog(user_root, shipped_root))
+    except BiomarkerError as error:
+        _fail(error)
+    typer.echo(report.to_markdown())
+    typer.echo(f"written: {out / 'forgetting.md'}, {out / 'forgetting.json'}, {out / 'forgetting.png'}")
 
 
 def register(app: typer.Typer) -> None:

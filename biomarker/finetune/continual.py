@@ -302,27 +302,12 @@ def _require_split(data: dict[str, ClipSet], split: str, cohort: str) -> ClipSet
 
 
 # ---------------------------------------------------------------------------------------------- training
-class CohortObjective(torch.nn.Module):
-    """Class-balanced binary cross-entropy of one cohort's logits (what the one trainer minimises)."""
-
-    def __init__(self, model: torch.nn.Module, cohort: str, positive_weight: float):
-        super().__init__()
-        self.model = model
-        self.cohort = cohort
-        self.register_buffer("positive_weight", torch.tensor(positive_weight), persistent=False)
-
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """features: [B, T, F], lengths: [B], labels: [B] -> {'loss': scalar}."""
-        logits = self.model.logits(features, lengths, cohort=self.cohort)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, pos_weight=self.positive_weight)
-        return {"loss": loss}
-
-
 def cohort_logits(model: torch.nn.Module, cohort: str, clips: ClipSet, batch_size: int = 16) -> torch.Tensor:
     """Uncalibrated logits [N] of `cohort`'s path for every clip, in order, with a fixed batching."""
     model.eval()
+    device = next(model.parameters()).device
     with torch.inference_mode():
-        return torch.cat([model.logits(f, n, cohort=cohort) for f, n in clips.batches(batch_size)])
+        return torch.cat([model.logits(f.to(device), n.to(device), cohort=cohort).cpu() for f, n in clips.batches(batch_size)])
 
 
 def _subject_auroc(logits: torch.Tensor, clips: ClipSet) -> float:
@@ -353,6 +338,7 @@ def train_stage(model: torch.nn.Module, cohort: str, data: dict[str, ClipSet], c
     The best validation-AUROC weights are kept; temperature and threshold are fitted on validation subjects.
     """
     from biomarker.evaluate.report import fit_operating_point
+    from biomarker.finetune.run import BalancedBCE
     from biomarker.train import BEST_NAME, TrainConfig, train
 
     train_set, val_set = _require_split(data, "train", cohort), _require_split(data, "val", cohort)
@@ -363,7 +349,9 @@ def train_stage(model: torch.nn.Module, cohort: str, data: dict[str, ClipSet], c
         model.add_cohort(cohort, kind, **config.adapter_options)
     trainable, on_path = model.train_only(cohort, encoder=config.method == "full")
     positives = float(train_set.labels.sum())
-    objective = CohortObjective(model, cohort, (len(train_set) - positives) / max(positives, 1.0))
+    if positives in (0, len(train_set)):
+        raise ContinualError(f"training rows of cohort {cohort!r} hold only one class ({int(positives)} of {len(train_set)} RI)")
+    objective = BalancedBCE(model, cohort, (len(train_set) - positives) / positives)
     loader = DataLoader(
         train_set.cropped(config.crop_frames),
         batch_size=config.batch_size,
@@ -389,6 +377,7 @@ def train_stage(model: torch.nn.Module, cohort: str, data: dict[str, ClipSet], c
     evaluate = lambda objective: {"auroc": _subject_auroc(cohort_logits(model, cohort, val_set), val_set)}  # noqa: E731
     train(objective, loader, train_config, evaluate=evaluate, resume=False, plot_title=f"{cohort} ({config.method})")
     objective.load_state_dict(torch.load(run_dir / BEST_NAME, map_location="cpu", weights_only=False)["model"])
+    model.cpu()  # calibration, checks and saving run on CPU whatever trained, so comparisons are like for like
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     logits = cohort_logits(model, cohort, val_set)
@@ -529,11 +518,17 @@ def add_cohort(
     cohort: str,
     manifest: str | Path,
     *,
-    config: StageConfig = StageConfig(),
+    method: str = "adapter",
     encoder: str | Path | None = None,
     name: str | None = None,
+    steps: int = 200,
+    lr: float = 1e-3,
+    batch_size: int = 16,
+    seed: int = 0,
+    device: str = "auto",
+    out_dir: str | Path | None = None,
+    adapter_options: dict[str, Any] | None = None,
     catalog: Catalog | None = None,
-    work_dir: str | Path | None = None,
 ) -> CohortAdded:
     """Add `cohort` (train/val rows of `manifest`) to `bundle` and publish the result as a new version.
 
@@ -542,18 +537,23 @@ def add_cohort(
     starts a new bundle called `name`. Only the new cohort's adapter set (`config.method` 'adapter' or
     'conv-adapter') and head train. Before publishing, every earlier cohort's logits on the new cohort's
     validation clips are compared bit for bit with the parent's; any difference refuses the version.
+    `out_dir` keeps the run's training log and loss curve (default: a temporary folder). This is what
+    `biomarker finetune --bundle NAME --cohort NAME --method adapter|conv-adapter` calls.
     """
-    from biomarker.models.catalog import Catalog as _Catalog
-
+    config = StageConfig(method=method, steps=steps, lr=lr, batch_size=batch_size, seed=seed, device=device,
+                         adapter_options=dict(adapter_options or {}))
     if config.method == "full":
         raise ContinualError("add_cohort keeps earlier cohorts intact; 'full' is only the forgetting baseline")
-    catalog = catalog or _Catalog()
+    catalog = catalog or Catalog()
     model, parent = _open_bundle(bundle, catalog, encoder, name)
     data = load_cohort(manifest, model.feature_config, split_seed=config.seed)
     probe = _require_split(data, "val", cohort)
     before = {existing: cohort_logits(model, existing, probe) for existing in model.cohorts}
-    with tempfile.TemporaryDirectory(dir=work_dir) as scratch:
-        fit = train_stage(model, cohort, data, config, Path(scratch))
+    if out_dir is not None:
+        fit = train_stage(model, cohort, data, config, Path(out_dir))
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            fit = train_stage(model, cohort, data, config, Path(scratch))
     require_unchanged(before, model, probe)
     ref = publish_stage(model, fit, manifest, parent, catalog)
     return CohortAdded(ref, catalog.get(ref).path, fit)
@@ -730,7 +730,7 @@ def demo_cohort_card(cohort: DemoCohort, config: Any, summary: dict[str, Any]) -
 
 **Synthetic.** Made by `biomarker.cohorts.synth` (espeak-ng voices reading sentences; patients carry simulated
 respiratory-insufficiency markers: shorter breath groups, mid-phrase inspiratory pauses with audible inhalation,
-slower rate, breathy, less steady voice; see `data_cards/` of the synthetic cohort for the literature). No real
+slower rate, breathy, less steady voice; the literature is cited in `data_cards/synthetic-ri-train.md`). No real
 person is recorded; numbers measured on it say nothing about real patients.
 
 ## Why it exists

@@ -117,6 +117,8 @@ def register(app: typer.Typer) -> None:
 
             store = Store(Settings.from_env())
         rows = score_rows(screener, paths, cohort=cohort, store=store)
+        if out:
+            out.parent.mkdir(parents=True, exist_ok=True)
         handle = out.open("w", newline="", encoding="utf-8") if out else sys.stdout
         try:
             writer = csv.DictWriter(handle, fieldnames=SCORE_COLUMNS, lineterminator="\n")

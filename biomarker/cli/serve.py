@@ -53,6 +53,6 @@ def register(app: typer.Typer) -> None:
         command = [
             sys.executable, "-m", "streamlit", "run", str(APP_MAIN),
             f"--server.port={port}", f"--server.address={address}", "--server.headless=true",
-            "--browser.gatherUsageStats=false", "--server.fileWatcherType=none",
+            "--browser.gatherUsageStats=false", "--server.fileWatcherType=none", "--client.toolbarMode=viewer",
         ]
         os.execvpe(command[0], command, env)

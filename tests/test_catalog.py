@@ -118,6 +118,14 @@ def test_new_version_is_not_default_until_promoted(catalog: Catalog):
     assert [v.is_default for v in catalog.versions("ri-screener")] == [False, True]
 
 
+def test_user_only_name_keeps_its_first_version_as_default_until_promoted(catalog: Catalog):
+    for payload in (b"one", b"two", b"three"):
+        catalog.publish(FakeModel("m", payload), card="# m")
+    assert catalog.get("m").version == "1"
+    catalog.promote("m@3")
+    assert catalog.get("m").version == "3"
+
+
 def test_unknown_names_and_versions_raise_model_not_found(catalog: Catalog):
     catalog.publish(FakeModel("m", b"one"), card="# one")
     with pytest.raises(ModelNotFoundError, match="no model named 'nope'"):

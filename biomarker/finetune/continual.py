@@ -783,9 +783,9 @@ def run_demonstration(
     if encoder is None:
         torch.manual_seed(0)
         create_model("ssast-tiny-patch", **DEMO_ENCODER).save_pretrained(encoder_dir)
-        encoder_note = f"Frozen encoder: `ssast-tiny-patch` with {DEMO_ENCODER}, random init (not pretrained)."
+        encoder_note = f"Encoder: `ssast-tiny-patch` with {DEMO_ENCODER}, random init (not pretrained)"
     else:
-        encoder_dir, encoder_note = Path(encoder), f"Frozen encoder: `{encoder}` (pretrained)."
+        encoder_dir, encoder_note = Path(encoder), f"Encoder: `{encoder}` (pretrained)"
     from biomarker.models import from_pretrained
 
     feature_config = from_pretrained(encoder_dir).feature_config
@@ -805,7 +805,8 @@ def run_demonstration(
         )
         report = run_sequence(encoder_dir, manifests, config, data=data, name=f"demo-{method}",
                               catalog=catalog, work_dir=out_dir / "runs")
-        report.notes.append(encoder_note)
+        role = "trained with every cohort" if method == "full" else "frozen and shared by every cohort"
+        report.notes.append(f"{encoder_note}, {role}; {steps} steps per stage.")
         reports.append(report)
     write_forgetting_report(reports, out_dir)
     return {r.method: {"backward_transfer": r.backward_transfer(), "versions": [st.version for st in r.stages]} for r in reports}

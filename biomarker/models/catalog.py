@@ -260,12 +260,14 @@ class Catalog:
         return [_with_default(v, defaults[v.name] == v.version) for v in ordered]
 
     def _default_version(self, name: str, versions: list[ModelVersion]) -> str:
-        """Promoted version, else the shipped one (newest shipped), else the newest version."""
+        """Promoted version, else the newest shipped one, else the first version.
+
+        Never "the newest": a retrain must not change what scoring by name uses until someone promotes it."""
         promoted = self._defaults().get(name)
         if promoted is not None and any(v.version == promoted for v in versions):
             return promoted
         shipped = [v for v in versions if v.source == SOURCE_SHIPPED]
-        return (shipped or versions)[-1].version
+        return shipped[-1].version if shipped else versions[0].version
 
     def names(self) -> list[str]:
         return sorted({v.name for v in self.versions()})

@@ -44,12 +44,11 @@ def show_assessment(assessment: Assessment, screener: Screener, label: str) -> N
     words = DECISION_WORDS[score.decision]
     (st.error if score.refer else st.info)(f"**{words}**")
     columns = st.columns(4)
-    columns[0].metric("Probability of RI", f"{score.probability:.2f}", help=f"operating threshold {score.threshold:.2f}")
-    columns[1].metric("Model", f"{score.model_name}", help=f"version {score.model_version}")
+    columns[0].metric("Probability of RI", f"{score.probability:.2f}", help="calibrated; refer at or above the threshold")
+    columns[1].metric("Threshold", f"{score.threshold:.2f}", help="the model's operating point")
     columns[2].metric("Device", score.device)
     columns[3].metric("Latency", f"{score.latency_ms:.0f} ms")
-    st.caption(f"Model {score.model_name} version {score.model_version}, cohort {score.cohort}, "
-               f"threshold {score.threshold:.3f}.")
+    st.caption(f"Model **{score.model_name}** version **{score.model_version}**, cohort {score.cohort}.")
     recording = assessment.recording
     figures = (
         waveform_figure(recording.samples, recording.sample_rate_hz, f"Waveform: {label}"),

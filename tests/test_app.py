@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from biomarker.screener import Screener, screen_and_record
 from biomarker.settings import Settings
 from biomarker.store import HistoryFilter, Store, UserInfo
-from screening_helpers import TEST_MODEL_NAME, espeak_wav, save_tiny_screening_model, wav_bytes
+from screening_helpers import TEST_MODEL_NAME, TEST_MODEL_VERSION, espeak_wav, save_tiny_screening_model, wav_bytes
 
 HOME_SCRIPT = str(Path(__file__).resolve().parent.parent / "app" / "Home.py")
 ALL_PAGES = ("views/screen.py", "views/samples.py", "views/history.py", "views/audit.py", "views/users.py")
@@ -173,8 +173,8 @@ def test_first_visit_creates_the_admin_and_its_one_time_password_signs_in(env):
 def test_clinician_screens_a_recording_and_finds_it_in_history(store, speech):
     at = screen(app_as("cleo"), speech, patient="P-042")
     assert any(text.startswith("Good recording") for text in texts(at, "success"))
-    assert {metric.label for metric in at.metric} == {"Probability of RI", "Model", "Device", "Latency"}
-    assert TEST_MODEL_NAME in [metric.value for metric in at.metric]
+    assert {metric.label for metric in at.metric} == {"Probability of RI", "Threshold", "Device", "Latency"}
+    assert any(TEST_MODEL_NAME in text and TEST_MODEL_VERSION in text for text in texts(at, "caption"))
     decision = [t for t in texts(at, "error") + texts(at, "info") if t.startswith("**")]
     assert decision in (["**Refer for SpO2 check**"], ["**No sign of respiratory insufficiency**"])
     assert any("SYNTHETIC" in text for text in texts(at, "warning"))  # the model's disclaimer
@@ -253,7 +253,7 @@ def test_try_a_sample_shows_the_whole_flow_without_storing(store):
         at.button(key="score_sample").click().run()
         assert not at.exception, at.exception
         assert option.startswith("Synthetic") and any("SYNTHETIC" in t for t in texts(at, "info"))
-        assert {metric.label for metric in at.metric} == {"Probability of RI", "Model", "Device", "Latency"}
+        assert {metric.label for metric in at.metric} == {"Probability of RI", "Threshold", "Device", "Latency"}
         assert len(at.get("image")) == 2
     assert store.history(viewer=UserInfo("x", "auditor")) == []
 

@@ -21,9 +21,13 @@ def finetune(
     steps: int = typer.Option(600, "--steps"),
     lr: float = typer.Option(1e-3, "--lr"),
     batch_size: int = typer.Option(16, "--batch-size"),
+    crop_s: float = typer.Option(6.0, "--crop-s", help="Training crop length in seconds."),
+    eval_every: int = typer.Option(50, "--eval-every", help="Validation AUROC every N steps (early stopping)."),
+    patience: int = typer.Option(4, "--patience", help="Evaluations without improvement before stopping."),
     labels: int = typer.Option(None, "--labels", help="Use at most this many labelled training recordings."),
     extra_eval: list[Path] = typer.Option([], "--eval", help="Extra manifest measured as separate sets (repeatable)."),
     seed: int = typer.Option(0, "--seed"),
+    from_best: bool = typer.Option(False, "--from-best", help="Finish an interrupted run in --out from its best.pt."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
 ) -> None:
     """Fine-tune a ScreeningModel cohort; prints the summary (test metrics are on SYNTHETIC data)."""
@@ -47,7 +51,8 @@ def finetune(
     config = FinetuneConfig(
         manifest=str(manifest), out_dir=str(out), method=method, encoder=encoder,
         encoder_overrides=overrides, cohort=cohort, name=name, steps=steps, lr=lr,
-        batch_size=batch_size, max_train_recordings=labels, extra_eval=[str(p) for p in extra_eval], seed=seed, device=device,
+        batch_size=batch_size, crop_s=crop_s, eval_every=eval_every, patience=patience, max_train_recordings=labels, extra_eval=[str(p) for p in extra_eval], seed=seed, device=device,
+        from_best=from_best,
     )
     summary = run_finetune(config)
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "sets"}, indent=2))

@@ -84,15 +84,28 @@ def _write_single_class(out_dir: Path, flagged: dict, extra: dict, title: str, n
     (out_dir / "report.md").write_text(f"# {title}\n\nOne class only: no AUROC.\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
 
 
+MILD_SEVERITY_MAX = 0.4  # the hardest slice: patients with severity <= this, against every control
+
+
 def evaluation_sets(test_items: Sequence[CohortItem], extra_manifests: Sequence[str]) -> dict[str, list[CohortItem]]:
-    """Test rows grouped by cohort (clean and noisy apart), then every extra manifest grouped by cohort."""
+    """Test rows grouped by cohort (clean and noisy apart), then every extra manifest grouped by cohort.
+
+    Cohorts whose rows record a marker `severity` also get a "mild" set (controls + patients with severity <=
+    MILD_SEVERITY_MAX), because an easy cohort saturates AUROC and hides differences between models.
+    """
     sets: dict[str, list[CohortItem]] = {}
+
+    def add(name: str, item: CohortItem) -> None:
+        sets.setdefault(name, []).append(item)
+        severity = item.extras.get("severity", "")
+        if severity and (item.label == 0 or float(severity) <= MILD_SEVERITY_MAX):
+            sets.setdefault(f"{name}, mild only", []).append(item)
+
     for item in test_items:
-        sets.setdefault(f"{item.cohort} test", []).append(item)
+        add(f"{item.cohort} test", item)
     for manifest in extra_manifests:
         for item in read_manifest(manifest):
-            sets.setdefault(f"{item.cohort} (all rows)", []).append(item)
             if item.extras.get("real_speech") == "yes":
-                kind = "marked" if item.label else "healthy"
-                sets.setdefault(f"{item.cohort} {kind}", []).append(item)
+                sets.setdefault(f"{item.cohort} {'marked' if item.label else 'healthy'}", []).append(item)
+            add(f"{item.cohort} (all rows)", item)
     return sets

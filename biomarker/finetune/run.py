@@ -55,6 +55,7 @@ class FinetuneConfig:
     seed: int = 0
     device: str = "auto"
     cache_dir: str = "runs/cache"
+    from_best: bool = False  # skip training; finish an interrupted run from its best.pt (calibrate, save, measure)
     report: ReportConfig = field(default_factory=ReportConfig)
 
 
@@ -177,8 +178,13 @@ def fit_cohort(
         progress=False,
         log_every=10,
     )
-    result = train(objective, loader, train_config, evaluate=evaluate, resume=False, plot_title=f"fine-tuning {method} (SYNTHETIC data)")
+    if settings.from_best:
+        steps, stop_reason = None, "interrupted; finished from best.pt"
+    else:
+        result = train(objective, loader, train_config, evaluate=evaluate, resume=False, plot_title=f"fine-tuning {method} (SYNTHETIC data)")
+        steps, stop_reason = result.step, result.stop_reason
     best = torch.load(out_dir / "train" / BEST_NAME, map_location=next(objective.parameters()).device, weights_only=False)
+    steps = best["step"] if steps is None else steps
     objective.load_state_dict(best["model"])
     bundle.eval()
     val_logits = {
@@ -190,7 +196,7 @@ def fit_cohort(
     scoring = "whole" if val_auroc["whole"] >= val_auroc["window-mean"] else "window-mean"
     point = fit_operating_point(val_logits[scoring], val_data.labels.numpy().astype(int), val_data.subjects, settings.report)
     bundle.set_calibration(cohort, threshold=point.threshold, temperature=point.temperature)
-    return FitResult(trainable, scoring, val_auroc, point, result.step, result.stop_reason, result.best_metric)
+    return FitResult(trainable, scoring, val_auroc, point, steps, stop_reason, best.get("auroc"))
 
 
 def run_finetune(config: FinetuneConfig, log: Callable[[str], None] = print) -> dict:
@@ -226,6 +232,7 @@ def run_finetune(config: FinetuneConfig, log: Callable[[str], None] = print) -> 
         stop_reason=fit.stop_reason,
         operating_point=asdict(fit.operating_point),
         synthetic=True,
+        config={k: v for k, v in asdict(config).items() if k != "report"},
     )
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -260,3 +267,20 @@ def measure_sets(
         notes=notes,
     )
     return {"sets": measured, "flag_rates": flagged}
+
+
+def remeasure(run_dir: str | Path, manifest: str, extra_eval: Sequence[str], cache_dir: str = "runs/cache", report: ReportConfig = ReportConfig()) -> dict:
+    """Measure a finished run's saved bundle again (e.g. after new evaluation sets were added), at the operating
+    point it shipped with; rewrites `report/` and the measurements in `summary.json`."""
+    run_dir = Path(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    bundle = from_pretrained(run_dir / "bundle").to(torch.float32).eval()
+    cohort = bundle.resolve_cohort(None)
+    point = OperatingPoint(**summary["operating_point"])
+    fit = FitResult(None, summary["scoring"], summary["validation_auroc"], point, summary["steps"], summary["stop_reason"], None)
+    config = FinetuneConfig(manifest=manifest, out_dir=str(run_dir), method=summary["method"], cache_dir=cache_dir, report=report)
+    extractor = extractor_for(bundle.feature_config)
+    sets = evaluation_sets(select_split(read_manifest(manifest), "test"), extra_eval)
+    summary.update(measure_sets(bundle, cohort, sets, extractor, fit, config, run_dir / "report"))
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

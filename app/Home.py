@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 import context
-from biomarker.store.auth import AUDIT, HISTORY, MANAGE_USERS, SCORE
+from biomarker.store.auth import EXPORT, HISTORY, MANAGE_USERS, SCORE
 
 st.set_page_config(page_title="biomarker: respiratory-insufficiency speech screener", layout="wide")
 
@@ -18,7 +18,7 @@ PAGES = (
     ("views/screen.py", "Screen", SCORE),
     ("views/samples.py", "Try a sample", SCORE),
     ("views/history.py", "History", HISTORY),
-    ("views/audit.py", "Audit", AUDIT),
+    ("views/audit.py", "Audit / export", EXPORT),
     ("views/users.py", "Users", MANAGE_USERS),
 )
 

@@ -23,7 +23,7 @@ HOME_SCRIPT = str(Path(__file__).resolve().parent.parent / "app" / "Home.py")
 ALL_PAGES = ("views/screen.py", "views/samples.py", "views/history.py", "views/audit.py", "views/users.py")
 PAGES_BY_ROLE = {
     "clinician": {"views/screen.py", "views/samples.py", "views/history.py"},
-    "researcher": {"views/history.py"},
+    "researcher": {"views/history.py", "views/audit.py"},
     "auditor": {"views/history.py", "views/audit.py"},
     "admin": set(ALL_PAGES),
 }
@@ -283,6 +283,16 @@ def test_auditor_sees_chain_check_and_exports_results_and_events(store, speech):
     at.radio(key="audit_format").set_value("json")
     at.button(key="audit_export").click().run()
     assert '"score_stored"' in at.code[0].value and '"chain"' in at.code[0].value
+
+
+def test_researcher_exports_results_but_sees_no_audit_trail(store, speech):
+    screen(app_as("cleo"), speech, patient="P-8")
+    at = app_as("rita")
+    at.switch_page("views/audit.py").run()
+    assert at.title[0].value == "Export" and not texts(at, "success")  # no chain check shown
+    assert at.selectbox(key="audit_table").options == ["results"]
+    at.button(key="audit_export").click().run()
+    assert store.pseudonymise("P-8") in at.code[0].value
 
 
 def test_admin_adds_a_clinician_who_can_then_sign_in(store):

@@ -114,7 +114,7 @@ def test_record_score_store_history_and_export_in_a_real_browser(server):
 
         page.get_by_role("button", name="Sign out").click()
         sign_in("aldo")
-        page.get_by_role("link", name="Audit").click()
+        page.get_by_role("link", name="Audit / export").click()
         expect(page.get_by_text("Audit chain intact")).to_be_visible()
         page.get_by_role("button", name="Prepare export").click()
         expect(page.get_by_text(store.pseudonymise(PATIENT)).first).to_be_visible()

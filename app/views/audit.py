@@ -1,4 +1,5 @@
-"""Auditors: the hash chain's check and exports of results and audit events for a period (CSV or JSON)."""
+"""Exports for a period (CSV or JSON): results for researchers; auditors also get the audit events and the hash
+chain's check."""
 
 from __future__ import annotations
 
@@ -7,25 +8,27 @@ from datetime import datetime, time, timedelta
 import streamlit as st
 
 import context
-from biomarker.store.auth import AUDIT
+from biomarker.store.auth import AUDIT, EXPORT, can
 
 PREVIEW_CHARS = 200_000
 
-user = context.require(AUDIT)
+user = context.require(EXPORT)
 store = context.store()
-st.title("Audit")
+auditor = can(user.role, AUDIT)
+st.title("Audit" if auditor else "Export")
 
-check = store.verify_chain()
-if check.ok:
-    st.success("Audit chain intact: every event links to the one before it, none edited, deleted or reordered.")
-else:
-    st.error(f"Audit chain BROKEN at event {check.first_bad_id}: {check.reason}")
+if auditor:
+    check = store.verify_chain()
+    if check.ok:
+        st.success("Audit chain intact: every event links to the one before it, none edited, deleted or reordered.")
+    else:
+        st.error(f"Audit chain BROKEN at event {check.first_bad_id}: {check.reason}")
 
 today = context.now().date()
 columns = st.columns(4)
 since = columns[0].date_input("From (UTC)", value=today - timedelta(days=30), key="audit_since")
 until = columns[1].date_input("Until (inclusive)", value=today, key="audit_until")
-table = columns[2].selectbox("What", ["results", "audit_events"], key="audit_table")
+table = columns[2].selectbox("What", ["results", "audit_events"] if auditor else ["results"], key="audit_table")
 fmt = columns[3].radio("Format", ["csv", "json"], horizontal=True, key="audit_format")
 if st.button("Prepare export", key="audit_export"):
     text = store.export(datetime.combine(since, time.min), datetime.combine(until + timedelta(days=1), time.min), fmt,

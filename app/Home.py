@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 import context
-from biomarker.store.auth import EXPORT, HISTORY, MANAGE_USERS, SCORE
+from biomarker.store.auth import EXPORT, HISTORY, MANAGE_USERS, SCORE, can
 
 st.set_page_config(page_title="biomarker: respiratory-insufficiency speech screener", layout="wide")
 
@@ -26,8 +26,6 @@ user = context.current_user()
 if user is None:
     pages = [st.Page("views/sign_in.py", title="Sign in")]
 else:
-    from biomarker.store.auth import can
-
     pages = [st.Page(path, title=title) for path, title, action in PAGES if can(user.role, action)]
     with st.sidebar:
         st.write(f"Signed in as **{user.username}** ({user.role}{', site ' + user.site if user.site else ''})")

@@ -33,8 +33,9 @@ def features(
 @bench_app.command("scan")
 def scan(
     lengths: str = typer.Option("512,1024,2048,4096", help="Comma-separated sequence lengths timed at batch 1."),
+    batch_points: str = typer.Option("8x512", help="Comma-separated BATCHxL points timed too ('' for none)."),
     memory_lengths: str = typer.Option("4096,22000", help="Comma-separated lengths whose peak memory is measured."),
-    repeats: int = typer.Option(5, help="Timed runs per point; the median is reported."),
+    repeats: int = typer.Option(5, help="Timed runs per point; the median is reported (once if a run takes >10 s)."),
     threads: int = typer.Option(2, help="torch / kernel threads."),
     device: str = typer.Option("auto", "--device", help="auto|cpu|cuda."),
     out: Path = typer.Option(Path("runs/bench/scan"), help="Folder for scan.md, scan.json and scan.png."),
@@ -46,8 +47,9 @@ def scan(
     def ints(text: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.split(",") if part.strip())
 
-    config = ScanBenchConfig(lengths=ints(lengths), memory_lengths=ints(memory_lengths), repeats=repeats,
-                             device=device, threads=threads)
+    points = tuple(tuple(int(v) for v in part.split("x")) for part in batch_points.split(",") if part.strip())
+    config = ScanBenchConfig(lengths=ints(lengths), batch_points=points, memory_lengths=ints(memory_lengths),
+                             repeats=repeats, device=device, threads=threads)
     main(config, out=out, as_json=as_json)
 
 

@@ -38,7 +38,7 @@ def test_sdpa_matches_plain_attention_with_padding():
 def test_factorized_attention_equals_full_attention_restricted_to_row_and_column(prefix):
     rows, columns = 3, 5
     layout = _layout([15, 9], (rows, columns), prefix)  # clip 1 has 3 real time columns
-    q, k, v = _qkv(2, prefix + rows * columns)
+    q, k, v = (z.requires_grad_() for z in _qkv(2, prefix + rows * columns))
     # The definition, written the slow way: a full attention with a row-or-column (or prefix) mask.
     t = torch.arange(rows * columns) // rows
     f = torch.arange(rows * columns) % rows
@@ -51,6 +51,12 @@ def test_factorized_attention_equals_full_attention_restricted_to_row_and_column
     got = factorized_attention(q, k, v, layout)
     real = layout.valid[:, None, :, None].expand_as(got)
     torch.testing.assert_close(got[real], expected[real])
+    # Gradients too (the factorized path works in place on its logits).
+    weights = torch.randn_like(got) * real
+    expected_grads = torch.autograd.grad((expected.masked_fill(~real, 0) * weights).sum(), (q, k, v))
+    got_grads = torch.autograd.grad((got * weights).sum(), (q, k, v))
+    for mine, reference in zip(got_grads, expected_grads):
+        torch.testing.assert_close(mine, reference)
 
 
 def test_factorized_attention_needs_at_least_five_times_fewer_flops_on_the_pretraining_grid():

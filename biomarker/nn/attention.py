@@ -54,21 +54,21 @@ def factorized_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layo
     row = q_f @ k_f.transpose(-1, -2)  # [B, H, F, T, T]: same frequency row, every time
     column = q_t @ k_t.transpose(-1, -2)  # [B, H, T, F, F]: same time column, every frequency
     # The token itself is in its row already; count it once.
-    column.masked_fill_(torch.eye(rows, dtype=torch.bool, device=q.device), float("-inf"))
+    column = column.masked_fill(torch.eye(rows, dtype=torch.bool, device=q.device), float("-inf"))
     if layout.has_padding:
         time_valid = layout.grid_valid[:, 0, :]  # [B, T]: padding is whole time columns
-        row.masked_fill_(~time_valid[:, None, None, None, :], float("-inf"))
+        row = row.masked_fill(~time_valid[:, None, None, None, :], float("-inf"))
     parts = [row.amax(-1).transpose(2, 3), column.amax(-1)]  # each [B, H, T, F]
     if prefix:
         to_prefix = q_t @ k[:, :, None, :prefix].transpose(-1, -2)  # [B, H, T, F, P]
         parts.append(to_prefix.amax(-1))
     peak = torch.stack(parts).amax(0)  # [B, H, T, F], finite: every row holds the token's own column 0
-    row = row.sub_(peak.transpose(2, 3)[..., None]).exp_()
-    column = column.sub_(peak[..., None]).exp_()
+    row = (row - peak.transpose(2, 3)[..., None]).exp()
+    column = (column - peak[..., None]).exp()
     total = row.sum(-1).transpose(2, 3) + column.sum(-1)
     out = (row @ v_f).transpose(2, 3) + column @ v_t  # [B, H, T, F, d]
     if prefix:
-        to_prefix = to_prefix.sub_(peak[..., None]).exp_()
+        to_prefix = (to_prefix - peak[..., None]).exp()
         total = total + to_prefix.sum(-1)
         out = out + to_prefix @ v[:, :, None, :prefix]
     out = (out / total[..., None]).flatten(2, 3)  # [B, H, N, d], time-major again

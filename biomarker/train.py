@@ -23,6 +23,8 @@ What it guarantees:
   bad gradient touches the weights (SpeechBrain's `check_loss_isfinite`).
 - Distributed: when `torch.distributed` is initialised (e.g. under `torchrun`) the objective is wrapped in
   DistributedDataParallel, metrics are averaged over ranks, and only rank 0 writes files or shows progress.
+- `touch out_dir/STOP` ends a run cleanly at the next step (final evaluation, checkpoint), e.g. on a shared
+  machine when the budget changes; delete the file before resuming.
 - Files under `out_dir`: `checkpoint.pt` (latest, for resume), `best.pt` (weights at the best monitored
   value), `log.csv` (long format: step, split, metric, value), `loss_curves.png`.
 """
@@ -49,6 +51,7 @@ from biomarker.device import autocast, pick_device, precision_for
 from biomarker.records import BiomarkerError
 
 CHECKPOINT_NAME = "checkpoint.pt"
+STOP_NAME = "STOP"  # `touch OUT_DIR/STOP` ends a run cleanly (evaluate, checkpoint) at the next step
 BEST_NAME = "best.pt"
 LOG_NAME = "log.csv"
 PLOT_NAME = "loss_curves.png"
@@ -120,7 +123,7 @@ class TrainResult:
     train_metrics: dict[str, float]
     eval_metrics: dict[str, float]
     best_metric: float | None
-    stop_reason: str  # "max_steps" | "max_epochs" | "max_wall_time" | "early_stopping"
+    stop_reason: str  # "max_steps" | "max_epochs" | "max_wall_time" | "stop_file" | "early_stopping"
     wall_time_s: float
     out_dir: Path
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -550,8 +553,12 @@ def train(
                 break
         if step % config.checkpoint_every == 0:
             save_checkpoint()
-        if config.max_wall_time_s is not None and _any_rank(wall() >= config.max_wall_time_s, device):
+        over_budget = config.max_wall_time_s is not None and wall() >= config.max_wall_time_s
+        if _any_rank(over_budget, device):
             stop_reason = "max_wall_time"
+            break
+        if _any_rank(is_main and (out_dir / STOP_NAME).exists(), device):
+            stop_reason = "stop_file"
             break
 
     if evaluate is not None and stop_reason != "early_stopping" and (

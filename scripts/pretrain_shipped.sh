@@ -77,7 +77,7 @@ echo "$PLAN" | while read -r NAME MODEL STEPS BATCH CROP MASK CLIPS MINUTES HELD
   "${LAUNCH[@]}" pretrain run "$MODEL" --out "$RUNS/$NAME" --manifest "$CORPUS/manifest.csv" \
     --steps "$STEPS" --batch-size "$BATCH" --crop-s "$CROP" --mask-ratio "$MASK" --warmup "$WARMUP" \
     --lr 5e-4 --eval-every 0 --checkpoint-every 10 --max-train-clips "$CLIPS" --max-minutes "$MINUTES" \
-    --max-held-out-clips "$HELD" --device "$DEVICE" --no-progress
+    --max-held-out-clips "$HELD" --device "$DEVICE" --no-progress --feature-cache "$RUNS/feature_cache"
   "$PY" -m biomarker pretrain export "$RUNS/$NAME" "pretrained/$NAME" --corpus-summary "$CORPUS/summary.json"
 done
 echo "done: pretrained/*/card.md hold the measured numbers"

@@ -14,6 +14,7 @@ from biomarker.train import (
     CHECKPOINT_NAME,
     LOG_NAME,
     PLOT_NAME,
+    STOP_NAME,
     NonFiniteLossError,
     ResumableSampler,
     TrainConfig,
@@ -178,3 +179,10 @@ def test_a_wall_time_budget_ends_the_run_cleanly(tmp_path):
     assert result.stop_reason == "max_wall_time"
     assert result.step == 1
     assert torch.load(tmp_path / CHECKPOINT_NAME, weights_only=False)["step"] == 1
+
+
+def test_a_stop_file_ends_the_run_cleanly(tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / STOP_NAME).touch()
+    result = train(Regression(), _loader(NoisyLinearData()), _config(tmp_path, max_steps=10_000))
+    assert result.stop_reason == "stop_file" and result.step == 1

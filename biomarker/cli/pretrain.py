@@ -48,6 +48,8 @@ def register(app: typer.Typer) -> None:
         max_train_clips: int = typer.Option(0, help="Train on a fixed random subset of this many clips (0: all)."),
         workers: int = typer.Option(0, help="DataLoader worker processes."),
         precompute: bool = typer.Option(True, help="Compute features once and cache them (recommended on CPU)."),
+        feature_cache: Path = typer.Option(None, help="Feature cache folder (default OUT/feature_cache); "
+                                           "runs sharing a corpus and front-end can share one."),
         device: str = typer.Option("auto", help="auto|cpu|cuda."),
         seed: int = typer.Option(0),
         override: list[str] = typer.Option([], help="Model setting key=value (repeatable), e.g. depth=4."),
@@ -62,6 +64,7 @@ def register(app: typer.Typer) -> None:
             model=model, out_dir=str(out), manifest=str(manifest) if manifest else None,
             audio_dir=str(audio_dir) if audio_dir else None, held_out_dir=str(held_out_dir) if held_out_dir else None,
             crop_s=crop_s, batch_size=batch_size, workers=workers, precompute=precompute,
+            feature_cache=str(feature_cache) if feature_cache else None,
             max_held_out_clips=max_held_out_clips, max_train_clips=max_train_clips or None, model_overrides=_parse_overrides(override),
             objective=MaskedObjectiveConfig(mask_ratio=mask_ratio),
             train=TrainConfig(out_dir=str(out), max_steps=steps, lr=lr, weight_decay=weight_decay,

@@ -65,6 +65,7 @@ class PretrainConfig:
     workers: int = 0
     precompute: bool = True
     max_held_out_clips: int = 192
+    feature_cache: str | None = None  # default out_dir/feature_cache; share one across runs of the same corpus
     max_train_clips: int | None = None  # a fixed random subset: bounds feature precomputation on small budgets
     model_overrides: dict[str, Any] = field(default_factory=dict)
     objective: MaskedObjectiveConfig = field(default_factory=MaskedObjectiveConfig)
@@ -165,7 +166,7 @@ def run_pretraining(config: PretrainConfig, log: Callable[[str], None] = print) 
             splits["train"] = _fixed_subset(splits["train"], config.max_train_clips, train_config.seed)
 
         if config.precompute:
-            cache = out_dir / "feature_cache"
+            cache = Path(config.feature_cache) if config.feature_cache else out_dir / "feature_cache"
             train_bank = _bank(splits["train"], extractor, min_frames, cache, log)
             held_banks = {name: _bank(paths, extractor, min_frames, cache, log) for name, paths in held_out.items()}
             if extractor.config.norm_mean is None:

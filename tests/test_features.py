@@ -3,6 +3,8 @@ configs, lengths through padded batches, normalisation statistics and the comman
 
 from __future__ import annotations
 
+import copy
+
 import json
 from pathlib import Path
 
@@ -212,12 +214,18 @@ def test_extractor_refuses_badly_shaped_batches():
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", list_extractors())
 def test_gpu_features_match_cpu(name):
-    """Synthetic input: the GPU machine has no Debian speech packages."""
+    """The GPU is as accurate as the CPU in float32: both are compared with a float64 reference, because some
+    inputs (a chirp into nearly empty mel bands) are ill-conditioned for float32 on any device (measured on an
+    H100: |gpu - cpu| up to 0.7 on MFCC-gram values up to 265, as large as |cpu32 - cpu64|).
+    Synthetic input: the GPU machine has no Debian speech packages."""
     extractor = get_extractor(name)
     wave = torch.from_numpy(np.concatenate(list(synthetic_signals(16000).values())).astype(np.float32))[None]
     on_cpu, _ = extractor(wave)
+    reference, _ = copy.deepcopy(extractor).double()(wave.double())
     on_gpu, _ = extractor.to("cuda")(wave.cuda())
-    torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=1e-4, atol=1e-3)
+    cpu_error = (on_cpu.double() - reference).abs().max().item()
+    gpu_error = (on_gpu.cpu().double() - reference).abs().max().item()
+    assert gpu_error <= 2 * cpu_error + 1e-3 * reference.abs().max().item()
 
 
 # ------------------------------------------------------------------------------------------- normalisation

@@ -4,7 +4,6 @@ configs, lengths through padded batches, normalisation statistics and the comman
 from __future__ import annotations
 
 import copy
-
 import json
 from pathlib import Path
 

@@ -76,8 +76,12 @@ def scan_agreement(device: torch.device, sizes: CheckSizes) -> list[dict[str, An
     """Max |backend - reference| / max |reference| for outputs and input gradients, per backend and length."""
     from biomarker.device import mamba_kernel_available
     from biomarker.nn.scan import selective_scan
+    from biomarker.nn.scan_triton import triton_available
 
-    backends = ["torch"] + (["cuda"] if device.type == "cuda" and mamba_kernel_available() else [])
+    backends = ["torch"]
+    if device.type == "cuda":
+        backends += ["triton"] if triton_available() else []
+        backends += ["cuda"] if mamba_kernel_available() else []
     rows = []
     generator = torch.Generator().manual_seed(0)
     d, n = sizes.scan_channels, 16

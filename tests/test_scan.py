@@ -228,3 +228,28 @@ def test_bench_scan_writes_table_json_and_plot(tmp_path):
     assert "| 16 | fwd+bwd |" in (tmp_path / "scan.md").read_text()
     # peak memory comes from a fresh process; ru_maxrss never falls, so the rise is a finite non-negative number
     assert peak_memory_mb(ScanShape(1, 4, 4, 8), "torch", True, torch.device("cpu"), 1) >= 0
+
+
+def _native_scan_sum(queue) -> None:
+    torch.set_num_threads(2)
+    inputs = {k: v.detach() for k, v in make_inputs(1, 8, 4, 64, torch.float32).items()}
+    queue.put(selective_scan(**{k: inputs[k] for k in NAMES}, backend="native").sum().item())
+
+
+@pytest.mark.skipif(not scan_native.native_kernel_available(), reason="no C compiler for the native kernel")
+def test_native_kernel_works_in_a_forked_child_after_the_parent_used_its_threads():
+    """A DataLoader-style fork must not inherit a thread pool whose threads do not exist (a hang)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    torch.set_num_threads(2)
+    _native_scan_sum(queue)
+    expected = queue.get(timeout=60)
+    child = context.Process(target=_native_scan_sum, args=(queue,))
+    child.start()
+    child.join(timeout=120)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the native scan hung in a forked child")
+    assert queue.get(timeout=10) == expected

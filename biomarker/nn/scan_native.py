@@ -97,6 +97,10 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="scan")
 
 
+# A forked child (e.g. a DataLoader worker) inherits the pool object but not its threads: start a new one there.
+os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
 def _channel_ranges(channels: int) -> list[tuple[int, int]]:
     workers = max(1, min(torch.get_num_threads(), MAX_WORKERS, channels))
     bounds = [channels * i // workers for i in range(workers + 1)]
@@ -108,8 +112,12 @@ def _run(function, ranges: list[tuple[int, int]], *args) -> None:
 
     A callable in `args` is called with the worker index to give that worker its own buffer.
     """
-    futures = [_pool().submit(function, c0, c1, *(a(i) if callable(a) else a for a in args)) for i, (c0, c1) in enumerate(ranges)]
-    if any(future.result() != 0 for future in futures):
+    calls = [(c0, c1, *(a(i) if callable(a) else a for a in args)) for i, (c0, c1) in enumerate(ranges)]
+    if len(calls) == 1:  # one thread: no hand-off to the pool
+        statuses = [function(*calls[0])]
+    else:
+        statuses = [future.result() for future in [_pool().submit(function, *call) for call in calls]]
+    if any(status != 0 for status in statuses):
         raise MemoryError("the selective-scan kernel could not allocate its per-channel scratch rows")
 
 

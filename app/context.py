@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import streamlit as st
 
 from biomarker.records import ModelNotFoundError
-from biomarker.screener import DEFAULT_MODEL, Screener
+from biomarker.screener import DEFAULT_MODEL, Screener, ScreenerConfig
 from biomarker.settings import Settings
 from biomarker.store import Store, UserInfo
 from biomarker.store.auth import can, session_expired
@@ -22,19 +22,22 @@ from biomarker.store.repository import UNREACHABLE_ERRORS
 # Which model and device the app serves; `biomarker serve` sets these, tests point them at a tiny model.
 MODEL_ENV = "BIOMARKER_MODEL"
 DEVICE_ENV = "BIOMARKER_DEVICE"
+THREADS_ENV = "BIOMARKER_CPU_THREADS"
 USER_KEY = "signed_in"
 
 
 @st.cache_resource(show_spinner="Loading the screening model ...")
-def _screener_for(model: str, device: str) -> Screener:
-    return Screener.load(model, device=device)
+def _screener_for(model: str, device: str, cpu_threads: int | None) -> Screener:
+    return Screener.load(model, device=device, config=ScreenerConfig(cpu_threads=cpu_threads))
 
 
 def screener() -> Screener:
     """The process-wide screener (loaded once per model and device). A missing model stops the page with the
     reason instead of a traceback."""
     try:
-        return _screener_for(os.environ.get(MODEL_ENV, DEFAULT_MODEL), os.environ.get(DEVICE_ENV, "auto"))
+        threads = os.environ.get(THREADS_ENV)
+        return _screener_for(os.environ.get(MODEL_ENV, DEFAULT_MODEL), os.environ.get(DEVICE_ENV, "auto"),
+                             int(threads) if threads else None)
     except ModelNotFoundError as error:
         st.error(f"The screening model cannot be loaded: {error}")
         st.stop()

@@ -61,11 +61,16 @@ def resolve_model_dir(model: str | Path) -> Path:
 @dataclass(frozen=True)
 class ScreenerConfig:
     """Knobs of the inference path. `batch_size` bounds memory in `score_many`; the audio and quality
-    configs are the same dataclasses `biomarker.audio` uses, so the app and the CLI gate recordings alike."""
+    configs are the same dataclasses `biomarker.audio` uses, so the app and the CLI gate recordings alike.
+
+    `cpu_threads` sets torch's (process-wide) thread count when scoring on the CPU; None leaves it alone.
+    `biomarker bench scoring` measured why it matters: on a busy 2-core machine one thread scored a 10 s clip
+    end to end in 72 ms and two threads in 1312 ms (OpenMP workers stall waiting for each other)."""
 
     audio: AudioConfig = field(default_factory=AudioConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     batch_size: int = 16
+    cpu_threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,8 @@ class Screener:
     """A loaded screening model plus its own feature front-end on one device."""
 
     def __init__(self, model: torch.nn.Module, device: torch.device, config: ScreenerConfig = ScreenerConfig()):
+        if device.type == "cpu" and config.cpu_threads is not None:
+            torch.set_num_threads(config.cpu_threads)
         self.model = model.to(device).eval()
         self.extractor = front_end(model.feature_config).to(device).eval()
         # The clinician's plot is always an MFCC-gram, whatever front-end the model uses; it stays on the CPU.

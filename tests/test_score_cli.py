@@ -102,7 +102,7 @@ def test_serve_creates_the_first_admin_once_and_starts_the_app(model_dir, tmp_pa
     assert Store(Settings.from_env(env)).authenticate("admin", password).role == "admin"
     args, child_env = started[0]
     assert args[1:4] == ["-m", "streamlit", "run"] and args[4].endswith("Home.py") and "--server.port=8765" in args
-    assert child_env["BIOMARKER_MODEL"] == str(model_dir)
+    assert child_env["BIOMARKER_MODEL"] == str(model_dir) and child_env["BIOMARKER_CPU_THREADS"] == "1"
     again = CliRunner().invoke(app, ["serve", "--model", str(model_dir)], env=env)
     assert again.exit_code == 0 and "One-time password" not in again.stdout
 

@@ -88,9 +88,11 @@ def scoring(
     device: str = typer.Option("cpu", "--device", help="auto|cpu|cuda."),
     repeats: int = typer.Option(10, help="Timed runs per point after a warm-up; the median is reported."),
     clips: int = typer.Option(64, help="Clips (6-14 s each) in the throughput batch."),
+    threads: str = typer.Option("1,2", help="Comma-separated torch thread counts, each measured in turn."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """10 s clip end to end (bytes -> stored row) vs the encoder forward alone; batch throughput in x real time."""
     from biomarker.bench.scoring import main
 
-    main(model=model, device=device, repeats=repeats, clips=clips, as_json=as_json)
+    counts = tuple(int(part) for part in threads.split(",") if part.strip())
+    main(model=model, device=device, repeats=repeats, clips=clips, threads=counts, as_json=as_json)

@@ -95,17 +95,19 @@ def register(app: typer.Typer) -> None:
         log: bool = typer.Option(False, "--log", help="Also record every score in the configured database."),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
         cohort: Optional[str] = typer.Option(None, "--cohort", help="Cohort head to use (default: the model's)."),
+        threads: int = typer.Option(1, "--threads", min=1, help="torch threads on CPU (1 was fastest on a busy "
+                                    "machine; see docs/app.md)."),
     ) -> None:
         """Score recordings for respiratory insufficiency (screening: refer for an SpO2 check)."""
         import csv
         import sys
 
         from biomarker.records import BiomarkerError
-        from biomarker.screener import Screener
+        from biomarker.screener import Screener, ScreenerConfig
 
         try:
             paths = expand_inputs(inputs)
-            screener = Screener.load(model, device=device)
+            screener = Screener.load(model, device=device, config=ScreenerConfig(cpu_threads=threads))
             screener.model.resolve_cohort(cohort)  # an unknown cohort is named before any scoring
         except (BiomarkerError, RuntimeError) as error:  # RuntimeError: --device cuda without a GPU
             typer.echo(f"error: {error}", err=True)

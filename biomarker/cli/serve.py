@@ -23,6 +23,8 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
         port: int = typer.Option(8501, "--port", help="HTTP port of the app."),
         address: str = typer.Option("localhost", "--address", help="Interface to listen on (0.0.0.0 in a container)."),
+        threads: int = typer.Option(1, "--threads", min=1, help="torch threads for scoring on CPU (1 was fastest "
+                                    "on a busy machine; see docs/app.md)."),
     ) -> None:
         """Start the Streamlit screening app (SQLite by default; DATABASE_URL for PostgreSQL)."""
         import os
@@ -49,7 +51,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"Created the first account. User: admin  One-time password: {password}")
             typer.echo("Write it down now (it is not shown again); add clinicians on the app's Users page.")
         typer.echo(f"Data folder: {settings.home}   Model: {model_dir}")
-        env = {**os.environ, "BIOMARKER_MODEL": str(model_dir), "BIOMARKER_DEVICE": device}
+        env = {**os.environ, "BIOMARKER_MODEL": str(model_dir), "BIOMARKER_DEVICE": device,
+               "BIOMARKER_CPU_THREADS": str(threads)}
         command = [
             sys.executable, "-m", "streamlit", "run", str(APP_MAIN),
             f"--server.port={port}", f"--server.address={address}", "--server.headless=true",

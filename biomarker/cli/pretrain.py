@@ -82,11 +82,13 @@ def register(app: typer.Typer) -> None:
         destination: Path = typer.Argument(..., help="e.g. pretrained/ssamba-tiny"),
         name: str = typer.Option(None, help="Name in the card (default: the destination folder's name)."),
         corpus_summary: Path = typer.Option(None, help="The corpus summary.json, quoted in the card."),
+        conditions: str = typer.Option("", help="What the machine was doing, in words, for the card."),
     ) -> None:
         """Copy the fp16 encoder and write card.md (measured numbers, sha256) into DESTINATION."""
         from biomarker.pretrain.run import export_pretrained
 
-        path = export_pretrained(run_dir, destination, name=name or destination.name, corpus_summary=corpus_summary)
+        path = export_pretrained(run_dir, destination, name=name or destination.name, corpus_summary=corpus_summary,
+                                 conditions=conditions)
         typer.echo(f"exported → {path}")
 
     app.add_typer(pretrain_app, name="pretrain")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import random
 import shutil
 import time
@@ -214,6 +215,7 @@ def run_pretraining(config: PretrainConfig, log: Callable[[str], None] = print) 
             "stop_reason": result.stop_reason,
             "wall_time_s": round(result.wall_time_s, 1),
             "device": _describe(device),
+            "host": f"{os.cpu_count()} CPU cores visible, {torch.get_num_threads()} torch threads per process",
             "world_size": world_size(),
             "train_hours": hours,
             "train_clips": len(train_set),
@@ -253,22 +255,25 @@ def sha256_of(path: Path) -> str:
 
 
 def export_pretrained(run_dir: str | Path, destination: str | Path, *, name: str,
-                      corpus_summary: str | Path | None = None) -> Path:
-    """Copy a run's fp16 encoder into `destination` and write its card from the run's measured summary."""
+                      corpus_summary: str | Path | None = None, conditions: str = "") -> Path:
+    """Copy a run's fp16 encoder and loss curves into `destination` and write its card from the run's measured
+    summary; `conditions` says in words what the machine was doing (shared, throttled...)."""
     run_dir, destination = Path(run_dir), Path(destination)
     summary = json.loads((run_dir / SUMMARY_NAME).read_text())
     destination.mkdir(parents=True, exist_ok=True)
     for item in (run_dir / ENCODER_DIR).iterdir():
         shutil.copy2(item, destination / item.name)
+    if (run_dir / "loss_curves.png").exists():
+        shutil.copy2(run_dir / "loss_curves.png", destination / "loss_curves.png")
     corpus = json.loads(Path(corpus_summary).read_text()) if corpus_summary else None
     weights = destination / "model.safetensors"
     (destination / "card.md").write_text(render_model_card(name, summary, sha256_of(weights),
-                                                           weights.stat().st_size, corpus))
+                                                           weights.stat().st_size, corpus, conditions))
     return destination
 
 
 def render_model_card(name: str, summary: dict[str, Any], sha256: str, size_bytes: int,
-                      corpus: dict[str, Any] | None) -> str:
+                      corpus: dict[str, Any] | None, conditions: str = "") -> str:
     held = summary.get("held_out", {})
     train_metrics = summary.get("final_train", {})
 
@@ -277,8 +282,9 @@ def render_model_card(name: str, summary: dict[str, Any], sha256: str, size_byte
         return "n/a" if value is None else f"{value:.{digits}f}"
 
     evidence = []
-    for split, label in (("held_out_real", "real speech, held-out speakers (asterisk es-CO, fr-FR Armelle, "
-                                           "it-IT Menardi)"),
+    real_label = ("real speech, held-out speakers (asterisk es-CO, fr-FR Armelle, it-IT Menardi)" if corpus
+                  else "held-out audio")
+    for split, label in (("held_out_real", real_label),
                          ("held_out_synthetic", "synthetic espeak-ng pt-BR, held-out voices")):
         if f"{split}/mse" not in held:
             continue
@@ -304,8 +310,9 @@ def render_model_card(name: str, summary: dict[str, Any], sha256: str, size_byte
         f"- Trained on {corpus_line}. Training features: {summary.get('train_hours') or 'n/a'} h in "
         f"{summary['train_clips']} clips, random {summary['crop_s']} s crops.",
         f"- Steps: {summary['steps']} (batch {summary['batch_size_per_rank']} × {summary['world_size']} process(es), "
-        f"{summary['epochs']} epoch(s), stopped by {summary['stop_reason']}); wall time {minutes:.0f} min on "
-        f"{summary['device']} (2 shared CPU cores unless stated otherwise).",
+        f"{summary['epochs']} epoch(s), stopped by {summary['stop_reason']}); training wall time {minutes:.0f} min "
+        f"on {summary['device']} ({summary.get('host', 'host not recorded')}), feature precomputation excluded."
+        + (f" Conditions: {conditions}." if conditions else ""),
         f"- Final training losses (mean of the last logging window): loss {train_metrics.get('loss', float('nan')):.3f}, "
         f"InfoNCE {train_metrics.get('nce', float('nan')):.3f}, MSE {train_metrics.get('mse', float('nan')):.4f}, "
         f"accuracy {train_metrics.get('acc', float('nan')):.3f}.",
@@ -338,11 +345,12 @@ def render_model_card(name: str, summary: dict[str, Any], sha256: str, size_byte
         "- Tiny data by SSL standards (hours, not thousands of hours; a few dozen real speakers, much of it 8 kHz "
         "telephone prompts, acted game dialogue and robotic synthetic speech), and a short CPU budget: "
         "expect much weaker representations than the published SSAST/SSAMBA checkpoints.",
-        "- Held-out figures are from a subset of held-out clips and one crop each; they show the objective "
-        "generalises to unseen speakers, not that downstream screening improves (see the fine-tuning reports).",
+        "- Held-out figures are from a subset of held-out clips and one centred crop each; they measure the "
+        "pretraining objective on unseen speakers, not whether downstream screening improves (see the "
+        "fine-tuning reports).",
         "",
-        f"Reproduce: `bash scripts/pretrain_shipped.sh` (see docs/pretraining.md). Training log: `log.csv` and "
-        f"`loss_curves.png` in the run folder.",
+        "Reproduce: `bash scripts/pretrain_shipped.sh` (see docs/pretraining.md). Loss curves: "
+        "`loss_curves.png` beside this card (the full `log.csv` stays in the run folder).",
         "",
     ]
     return "\n".join(lines)

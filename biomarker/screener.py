@@ -24,7 +24,7 @@ import torch
 from biomarker.audio import AudioConfig, QualityConfig, load, require_quality
 from biomarker.device import describe, pick_device
 from biomarker.features import extractor_from_config, get_extractor
-from biomarker.models import from_pretrained
+from biomarker.models import ScreeningModel, from_pretrained
 from biomarker.models.catalog import Catalog, CatalogError
 from biomarker.records import (
     DECISION_NEGATIVE,
@@ -102,7 +102,13 @@ class Screener:
         cls, model: str | Path = DEFAULT_MODEL, device: str = "auto", config: ScreenerConfig = ScreenerConfig()
     ) -> "Screener":
         """Load a shipped model by name or a bundle directory saved with `save_pretrained`."""
-        bundle = from_pretrained(resolve_model_dir(model))
+        directory = resolve_model_dir(model)
+        bundle = from_pretrained(directory)
+        if not isinstance(bundle, ScreeningModel):
+            raise ModelNotFoundError(
+                f"model {str(model)!r} ({directory}) is a bare {type(bundle).__name__}, not a screening model; "
+                "fine-tune it into a ScreeningModel bundle with `biomarker finetune` first"
+            )
         return cls(bundle, pick_device(device), config)
 
     # ---------------------------------------------------------------------------------------- identity

@@ -91,6 +91,14 @@ def test_unknown_model_name_is_a_clear_error():
         resolve_model_dir("no-such-model")
 
 
+def test_a_bare_encoder_is_refused_as_a_screening_model(tmp_path):
+    from biomarker.models import create_model
+
+    create_model("ssast-tiny-patch", embed_dim=32, depth=1, num_heads=2).save_pretrained(tmp_path / "encoder")
+    with pytest.raises(ModelNotFoundError, match="not a screening model"):
+        Screener.load(tmp_path / "encoder", device="cpu")
+
+
 def test_concurrent_scoring_gives_the_same_answer(screener, speech):
     expected = screener.score(speech[1]).probability
     results: list[float] = []

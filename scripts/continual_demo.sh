@@ -6,14 +6,14 @@
 # Trains them in that order with AAT adapters (and conv adapters if asked) and with sequential full fine-tuning; publishes
 # each adapter stage as a new model version in the catalog, and writes the forgetting table + PNG.
 #
-#   bash scripts/continual_demo.sh [OUT_DIR]     (default runs/continual-demo; tiny models, tiny models; about 30 min on 2 busy shared cores)
+#   bash scripts/continual_demo.sh [OUT_DIR]     (default runs/continual-demo; tiny models; about 30 min on 2 busy shared cores)
 #
-# Environment: N_CLIPS (per cohort, default 80), STEPS (per stage, default 24), METHODS (default "adapter full"; add conv-adapter), BIOMARKER_HOME (the catalog's
+# Environment: N_CLIPS (per cohort, default 80), STEPS (per stage, default 48), METHODS (default "adapter full"; add conv-adapter), BIOMARKER_HOME (the catalog's
 # user models folder; default OUT_DIR/home so the demo never touches your own models).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-runs/continual-demo}"
-export N_CLIPS="${N_CLIPS:-80}" STEPS="${STEPS:-24}" METHODS="${METHODS:-adapter full}" OUT
+export N_CLIPS="${N_CLIPS:-80}" STEPS="${STEPS:-48}" METHODS="${METHODS:-adapter full}" OUT
 export BIOMARKER_HOME="${BIOMARKER_HOME:-$OUT/home}"
 PY=.venv/bin/python
 [ -x "$PY" ] || PY=python3

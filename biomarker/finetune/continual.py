@@ -255,16 +255,6 @@ def pad_batch(items: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, t
     return {"features": features, "lengths": lengths, "labels": torch.stack([label for _, label in items]).float()}
 
 
-def _front_end(feature_config: dict[str, Any]) -> torch.nn.Module:
-    """The extractor a model was trained with (a full config has `kind`; else a registry name + overrides)."""
-    from biomarker.features import extractor_from_config, get_extractor
-
-    if "kind" in feature_config:
-        return extractor_from_config(feature_config)
-    settings = dict(feature_config)
-    return get_extractor(settings.pop("name"), **settings)
-
-
 def load_cohort(manifest: str | Path, feature_config: dict[str, Any], *, split_seed: int = 0) -> dict[str, ClipSet]:
     """Read a cohort manifest and compute every clip's features once: {'train'|'val'|'test': ClipSet}.
 
@@ -275,6 +265,7 @@ def load_cohort(manifest: str | Path, feature_config: dict[str, Any], *, split_s
     from biomarker.audio import load
     from biomarker.cohorts.manifest import read_manifest
     from biomarker.cohorts.splits import SplitConfig, speaker_disjoint_split
+    from biomarker.finetune.run import extractor_for
 
     items = read_manifest(manifest)
     with_split = [item for item in items if item.split]
@@ -285,7 +276,7 @@ def load_cohort(manifest: str | Path, feature_config: dict[str, Any], *, split_s
         )
     if not with_split:
         items = speaker_disjoint_split(items, SplitConfig(seed=split_seed))
-    extractor = _front_end(feature_config).eval()
+    extractor = extractor_for(feature_config).eval()
     grouped: dict[str, tuple[list, list, list]] = {}
     with torch.inference_mode():
         for item in items:

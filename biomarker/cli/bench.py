@@ -61,6 +61,7 @@ def encoders(
     slow_s: float = typer.Option(20.0, help="A point whose warm-up takes longer than this is timed once."),
     timeout_s: float = typer.Option(1800.0, help="Give up on one point after this many seconds (reported)."),
     max_plain_gb: float = typer.Option(16.0, help="Skip plain attention where its N x N matrices would exceed this."),
+    threads: int = typer.Option(0, help="torch threads per point (0: torch's default). Use 1 on a shared machine."),
     plot: str = typer.Option("bench-encoders.png", help="Where to write the PNG plot ('' for none)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
@@ -76,6 +77,7 @@ def encoders(
         slow_s=slow_s,
         timeout_s=timeout_s,
         max_plain_gb=max_plain_gb,
+        threads=threads or None,
         plot_path=Path(plot) if plot else None,
         as_json=as_json,
     )

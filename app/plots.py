@@ -20,13 +20,15 @@ def waveform_figure(samples: np.ndarray, sample_rate_hz: int, title: str) -> Fig
 
 
 def mfccgram_figure(features: np.ndarray, frames_per_second: float, title: str) -> Figure:
-    """`features` is [frames, coefficients]; coefficients go up the y axis, time along x."""
+    """`features` is [frames, coefficients]; coefficients go up the y axis, time along x. Each coefficient is
+    standardised over time for display, otherwise the energy-like first coefficient swamps the colour scale."""
+    standardised = (features - features.mean(axis=0)) / (features.std(axis=0) + 1e-6)
     figure, axis = plt.subplots(figsize=(8, 2.5))
     image = axis.imshow(
-        features.T, origin="lower", aspect="auto", cmap="magma",
+        standardised.T, origin="lower", aspect="auto", cmap="magma", vmin=-3, vmax=3,
         extent=(0, features.shape[0] / frames_per_second, 0, features.shape[1]),
     )
     axis.set(xlabel="time (s)", ylabel="MFCC index", title=title)
-    figure.colorbar(image, ax=axis, pad=0.01)
+    figure.colorbar(image, ax=axis, pad=0.01, label="z per coefficient")
     figure.tight_layout()
     return figure

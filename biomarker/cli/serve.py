@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"Created the first account. User: admin  One-time password: {password}")
             typer.echo("Write it down now (it is not shown again); add clinicians on the app's Users page.")
         typer.echo(f"Data folder: {settings.home}   Model: {model_dir}")
-        env = {**os.environ, "BIOMARKER_MODEL": str(model_dir), "BIOMARKER_DEVICE": device,
+        env = {**os.environ, "BIOMARKER_MODEL": str(model_dir.resolve()), "BIOMARKER_DEVICE": device,
                "BIOMARKER_CPU_THREADS": str(threads)}
         command = [
             sys.executable, "-m", "streamlit", "run", str(APP_MAIN),

@@ -19,8 +19,9 @@ What it guarantees:
   are checkpointed; a run stopped at step k and resumed reaches the same parameters as an uninterrupted run
   (the test checks it). Data order is reproducible because the sampler is reseeded per epoch
   (`ResumableSampler`) and datasets with a `set_epoch` method are told the epoch before each pass.
-- A non-finite loss stops training with `NonFiniteLossError` naming the step and the metrics, before the
-  bad gradient touches the weights (SpeechBrain's `check_loss_isfinite`).
+- A non-finite loss, or a non-finite gradient norm under a finite loss (a broken backward kernel), stops
+  training with `NonFiniteLossError` naming the step, before the bad gradient touches the weights
+  (SpeechBrain's `check_loss_isfinite`).
 - Distributed: when `torch.distributed` is initialised (e.g. under `torchrun`) the objective is wrapped in
   DistributedDataParallel, metrics are averaged over ranks, and only rank 0 writes files or shows progress.
 - `touch out_dir/STOP` ends a run cleanly at the next step (final evaluation, checkpoint), e.g. on a shared
@@ -241,6 +242,14 @@ def _reduce_mean(values: dict[str, float], device: torch.device) -> dict[str, fl
     dist.all_reduce(tensor)
     tensor /= world_size()
     return dict(zip(keys, tensor.tolist()))
+
+
+def _all_ranks_finite(value: torch.Tensor, device: torch.device) -> bool:
+    """True when `value` is finite on every rank (all ranks must agree to stop together)."""
+    finite = torch.isfinite(value.detach().float()).float().reshape(1).to(device)
+    if is_distributed():
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite.item() == 1.0)
 
 
 def _any_rank(flag: bool, device: torch.device) -> bool:
@@ -516,10 +525,7 @@ def train(
         with autocast(device, precision):
             outputs = call_objective(model, batch)
         loss = outputs["loss"]
-        finite = torch.isfinite(loss.detach()).float()
-        if is_distributed():
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        if finite.item() < 1.0:
+        if not _all_ranks_finite(loss.detach(), device):
             shown = {k: float(v.detach()) for k, v in outputs.items()}
             raise NonFiniteLossError(
                 f"non-finite loss at step {step + 1} (epoch {epoch}) on rank {rank()} or another rank: {shown}; "
@@ -527,9 +533,15 @@ def train(
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if config.grad_clip_norm is not None:
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip_norm)
-            outputs["grad_norm"] = grad_norm
+        # a finite loss can still give NaN gradients (a broken backward kernel); they must not reach the weights
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip_norm or float("inf"))
+        outputs["grad_norm"] = grad_norm
+        if not _all_ranks_finite(grad_norm, device):
+            raise NonFiniteLossError(
+                f"non-finite gradient norm at step {step + 1} (epoch {epoch}) with a finite loss "
+                f"{float(loss.detach()):.4g}: a backward pass produced NaN/inf; the weights were not updated; "
+                f"the last good checkpoint is {checkpoint_path}"
+            )
         optimizer.step()
         scheduler.step()
         step += 1

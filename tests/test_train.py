@@ -186,3 +186,30 @@ def test_a_stop_file_ends_the_run_cleanly(tmp_path):
     (tmp_path / STOP_NAME).touch()
     result = train(Regression(), _loader(NoisyLinearData()), _config(tmp_path, max_steps=10_000))
     assert result.stop_reason == "stop_file" and result.step == 1
+
+
+class NanGradient(torch.autograd.Function):
+    """Identity forward, NaN backward: what a broken backward kernel looks like from the outside."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("nan")
+
+
+def test_a_nan_gradient_under_a_finite_loss_stops_before_the_weights_change(tmp_path):
+    class BrokenBackward(Regression):
+        def forward(self, x, y):
+            out = super().forward(x, y)
+            out["loss"] = out["loss"] + (NanGradient.apply(self.net[0].weight) * 0).sum()  # finite, NaN grad
+            return out
+
+    torch.manual_seed(0)
+    objective = BrokenBackward()
+    before = _params(objective).clone()
+    with pytest.raises(NonFiniteLossError, match="gradient"):
+        train(objective, _loader(NoisyLinearData()), _config(tmp_path))
+    torch.testing.assert_close(_params(objective), before, rtol=0, atol=0)

@@ -51,13 +51,18 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def ship(run_dir: str | Path, destination: str | Path, runs: Mapping[str, Mapping], *, notes: str = "") -> Path:
-    """Copy the run's bundle to `destination` with calibration.json and a card holding the measured tables."""
+def ship(run_dir: str | Path, destination: str | Path, runs: Mapping[str, Mapping], *, notes: str = "", version: str | None = None) -> Path:
+    """Copy the run's bundle to `destination` with calibration.json and a card holding the measured tables.
+
+    `version` replaces the bundle's version in config.json: a shipped name never reuses a version for other
+    weights (scores in the audit trail name `name@version`)."""
     run_dir, destination = Path(run_dir), Path(destination)
     summary = json.loads((run_dir / "summary.json").read_text())
     destination.mkdir(parents=True, exist_ok=True)
-    for name in ("model.safetensors", "config.json"):
-        shutil.copyfile(run_dir / "bundle" / name, destination / name)
+    shutil.copyfile(run_dir / "bundle" / "model.safetensors", destination / "model.safetensors")
+    config = json.loads((run_dir / "bundle" / "config.json").read_text())
+    config["version"] = version or config["version"]
+    (destination / "config.json").write_text(json.dumps(config, indent=2))
     calibration = {
         **summary["operating_point"],
         "scoring": summary["scoring"],
@@ -66,6 +71,7 @@ def ship(run_dir: str | Path, destination: str | Path, runs: Mapping[str, Mappin
     }
     (destination / "calibration.json").write_text(json.dumps(calibration, indent=2))
     report = (run_dir / "report" / "report.md").read_text()
+    summary = {**summary, "name": config["name"], "version": config["version"]}
     card = render_card(summary, sha256_of(destination / "model.safetensors"), comparison_table(runs), report, notes)
     (destination / "card.md").write_text(card)
     return destination
@@ -76,7 +82,7 @@ def render_card(summary: Mapping, sha256: str, comparison: str, report: str, not
     flags = summary.get("flag_rates", {})
     flag_lines = "\n".join(f"- {name}: {v['flagged']:.1%} of {v['n']} subjects flagged positive (label {v['label']})" for name, v in flags.items())
     detailed = report.split("\n", 1)[1] if "\n" in report else report
-    return f"""# ri-screener — respiratory-insufficiency screening model (trained on SYNTHETIC data)
+    return f"""# {summary.get('name', 'ri-screener')} version {summary.get('version', '?')} — respiratory-insufficiency screening model (trained on SYNTHETIC data)
 
 **Not clinically validated.** This model was trained and tested only on SYNTHETIC speech (espeak-ng voices, and
 real voices with synthetic breathing markers). It screens: a positive result means "refer for an SpO2 check

@@ -573,6 +573,10 @@ def train(
             stop_reason = "stop_file"
             break
 
+    if running_count:  # the steps since the last log line (a run stopped between logging points)
+        train_metrics = _reduce_mean({k: v / running_count for k, v in running.items()}, device)
+        train_metrics["lr"] = scheduler.get_last_lr()[0]
+        files.log(step, "train", train_metrics)
     if evaluate is not None and stop_reason != "early_stopping" and (
         not config.eval_every or step % config.eval_every != 0
     ):

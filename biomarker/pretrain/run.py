@@ -266,10 +266,26 @@ def export_pretrained(run_dir: str | Path, destination: str | Path, *, name: str
     if (run_dir / "loss_curves.png").exists():
         shutil.copy2(run_dir / "loss_curves.png", destination / "loss_curves.png")
     corpus = json.loads(Path(corpus_summary).read_text()) if corpus_summary else None
+    summary["final_train"] = _last_logged_train_metrics(run_dir) or summary.get("final_train", {})
     weights = destination / "model.safetensors"
     (destination / "card.md").write_text(render_model_card(name, summary, sha256_of(weights),
                                                            weights.stat().st_size, corpus, conditions))
     return destination
+
+
+def _last_logged_train_metrics(run_dir: Path) -> dict[str, float]:
+    """The last training window in log.csv (with its step): what the card calls the final training losses."""
+    import csv
+
+    path = run_dir / "log.csv"
+    if not path.exists():
+        return {}
+    rows = [r for r in csv.DictReader(path.open(newline="")) if r["split"] == "train"]
+    if not rows:
+        return {}
+    last = max(int(r["step"]) for r in rows)
+    metrics = {r["metric"]: float(r["value"]) for r in rows if int(r["step"]) == last}
+    return {**metrics, "step": last}
 
 
 def render_model_card(name: str, summary: dict[str, Any], sha256: str, size_bytes: int,
@@ -303,17 +319,17 @@ def render_model_card(name: str, summary: dict[str, Any], sha256: str, size_byte
     lines = [
         f"# Model card: `{name}` (self-supervised pretrained encoder)",
         "",
-        f"- Architecture: `{summary['model']}` {summary.get('model_overrides') or ''}, "
+        f"- Architecture: `{summary['model']}`{' ' + str(summary['model_overrides']) if summary.get('model_overrides') else ''}, "
         f"{summary['parameters_encoder'] / 1e6:.2f} M parameters; front-end `{summary['feature_config']}`.",
-        f"- Objective: masked token modelling (InfoNCE + 10·MSE, mask ratio {summary['objective']['mask_ratio']}, "
-        f"cluster masking for patch tokens), as in SSAST/SSAMBA.",
+        f"- Objective: masked token modelling (InfoNCE + 10·MSE, mask ratio {summary['objective']['mask_ratio']}; "
+        f"cluster masking for patch tokens, random masking for frame tokens), as in SSAST/SSAMBA.",
         f"- Trained on {corpus_line}. Training features: {summary.get('train_hours') or 'n/a'} h in "
         f"{summary['train_clips']} clips, random {summary['crop_s']} s crops.",
         f"- Steps: {summary['steps']} (batch {summary['batch_size_per_rank']} × {summary['world_size']} process(es), "
         f"{summary['epochs']} epoch(s), stopped by {summary['stop_reason']}); training wall time {minutes:.0f} min "
         f"on {summary['device']} ({summary.get('host', 'host not recorded')}), feature precomputation excluded."
         + (f" Conditions: {conditions}." if conditions else ""),
-        f"- Final training losses (mean of the last logging window): loss {train_metrics.get('loss', float('nan')):.3f}, "
+        f"- Final training losses (mean of the last logged window, step {train_metrics.get('step', 'n/a')}): loss {train_metrics.get('loss', float('nan')):.3f}, "
         f"InfoNCE {train_metrics.get('nce', float('nan')):.3f}, MSE {train_metrics.get('mse', float('nan')):.4f}, "
         f"accuracy {train_metrics.get('acc', float('nan')):.3f}.",
         f"- Weights: `model.safetensors`, fp16, {size_bytes / 1e6:.1f} MB, sha256 `{sha256}`.",

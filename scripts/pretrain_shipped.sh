@@ -6,8 +6,8 @@
 #                                    [--corpus DIR] [--runs DIR] [--nproc N]
 #
 # Profiles (steps, batch, crop per encoder are in the table below):
-#   session  what produced the committed checkpoints: a 2-core CPU shared with 7 other jobs, ~40 min each,
-#            three encoders trained side by side, a fixed subset of the corpus precomputed.
+#   session  the settings of this session's CPU runs (a 2-core CPU shared with 7 other jobs, three encoders
+#            side by side, a fixed subset of the corpus precomputed); too short to ship, see docs/pretraining.md.
 #   cpu      an idle 2-core CPU, all encoders one after another in about 2 h (estimates from
 #            /work/shared/research/feasibility-cpu.md: SSAST-tiny ~0.35 s, SSAMBA-tiny ~1.7 s per 8x2 s step).
 #   gpu      one CUDA GPU (bf16 autocast): the whole corpus, many more steps; --nproc N uses torchrun DDP.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import biomarker.nn.scan_native as scan_native
 import biomarker.nn.scan_torch as scan_torch
@@ -106,6 +107,25 @@ def test_mamba_initialised_long_sequence_fp32():
         inputs["delta_bias"].copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus⁻¹(dt)
         inputs["delta"].normal_(0.0, 0.5)
     assert_backends_agree(inputs, ALL, CPU_BACKENDS, TOLERANCE[torch.float32])
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_gradients_are_right_when_the_incoming_gradient_is_not_contiguous(backend):
+    """In SSAMBA the scan's output is transposed before out_proj, so autograd hands the backward a strided
+    gradient; the C kernel once read a freed temporary copy of it (gradients off by 1e31 in training)."""
+    torch.manual_seed(0)
+    batch, dim, state, length = 2, 16, 4, 50
+    inputs = [torch.randn(batch, dim, length), F.softplus(torch.randn(batch, dim, length)), -torch.rand(dim, state) - 0.1,
+              torch.randn(batch, state, length), torch.randn(batch, state, length)]
+    mixing = torch.randn(dim, dim)
+    grads = {}
+    for name in ("reference", backend):
+        leaves = [t.clone().requires_grad_(True) for t in inputs]
+        y = selective_scan(*leaves, backend=name)
+        (y.transpose(1, 2) @ mixing).square().sum().backward()  # grad of y arrives as a transposed view
+        grads[name] = [t.grad for t in leaves]
+    for got, want in zip(grads[backend], grads["reference"]):
+        assert (got - want).abs().max() <= 1e-5 * want.abs().max()
 
 
 @pytest.mark.parametrize("backend", ["reference", *CPU_BACKENDS])

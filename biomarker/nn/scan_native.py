@@ -152,6 +152,10 @@ class _NativeScan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        # Keep a reference to the contiguous copy for as long as the kernel runs: a temporary made inside the
+        # pointer list below was freed before the C code read it (wrong gradients whenever autograd handed in
+        # a non-contiguous grad_out, e.g. behind a transpose).
+        grad_out = grad_out.contiguous()
         u, delta, A, Bt, Ct, D, z, delta_bias, checkpoints = ctx.saved_tensors
         library = _library(u.dtype)
         batch, dim, length = u.shape
@@ -165,7 +169,7 @@ class _NativeScan(torch.autograd.Function):
         grad_Bt_part = u.new_zeros(len(ranges), batch, length, n)
         grad_Ct_part = u.new_zeros(len(ranges), batch, length, n)
         _run(getattr(library, f"scan_backward_{_SUFFIX[u.dtype]}"), ranges, dim, length, n, int(ctx.softplus),
-             *map(_ptr, (u, delta, A, Bt, Ct, D, z, delta_bias, checkpoints, grad_out.contiguous(), grad_u, grad_delta,
+             *map(_ptr, (u, delta, A, Bt, Ct, D, z, delta_bias, checkpoints, grad_out, grad_u, grad_delta,
                          grad_z, grad_A_part, grad_D_part, grad_bias_part)),
              lambda i: grad_Bt_part[i].data_ptr(), lambda i: grad_Ct_part[i].data_ptr())
         return (

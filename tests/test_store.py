@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -172,6 +173,15 @@ def test_audio_folder_is_content_addressed(store):
     with pytest.raises(AudioPathError, match="empty"):
         store.save_audio(b"")
 
+
+
+def test_many_threads_saving_the_same_recording_at_once_all_succeed(store):
+    """Sessions of one app process are threads; they share a pid, so temporaries must not be named by pid."""
+    data = b"the same recording uploaded twice" * 1000
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        paths = list(pool.map(lambda _: store.save_audio(data), range(20)))
+    assert len(set(paths)) == 1 and paths[0].read_bytes() == data
+    assert not [p for p in paths[0].parent.iterdir() if p.name.endswith(".tmp")]
 
 def test_history_filters_by_date_and_site(store):
     record(store, ADMIN, site="ward-1", audio=b"1")

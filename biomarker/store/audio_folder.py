@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tempfile
 from pathlib import Path
 
 from biomarker.store.errors import AudioPathError
@@ -32,8 +33,10 @@ def save_audio(audio_dir: Path, data: bytes, suffix: str = ".wav") -> Path:
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
+    # A unique temporary per writer: two sessions (threads of one app process) often save the same recording.
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(handle, "wb") as file:
+        file.write(data)
     os.replace(temporary, path)  # readers see the whole file or none of it
     return path
 

@@ -180,6 +180,13 @@ def test_add_cohort_publishes_versions_whose_earlier_outputs_match_bit_for_bit(t
     roots = ["--user-root", str(catalog.user_root), "--shipped-root", str(tmp_path / "none")]
     missing = CliRunner().invoke(app, ["models", "forgetting", "demo@2", "--cohort", f"a={manifests['a']}", *roots])
     assert missing.exit_code == 1 and "no test manifest for cohort(s) ['b']" in missing.output
+    over_bundle = CliRunner().invoke(
+        app, ["evaluate", "--bundle", "demo@2", "--out", str(tmp_path / "via-evaluate"),
+              *[f"--cohort-manifest={name}={path}" for name, path in manifests.items()]],
+        env={"BIOMARKER_HOME": str(tmp_path)},
+    )
+    assert over_bundle.exit_code == 0, over_bundle.output
+    assert (tmp_path / "via-evaluate" / "forgetting.md").read_text() == (tmp_path / "report" / "forgetting.md").read_text()
 
 
 def test_add_cohort_refuses_full_fine_tuning(tmp_path):

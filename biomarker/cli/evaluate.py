@@ -1,4 +1,5 @@
-"""CLI command: `biomarker evaluate --manifest M.csv [--model NAME_OR_DIR] [--out DIR]`.
+"""CLI command: `biomarker evaluate --manifest M.csv [--model NAME_OR_DIR] [--out DIR]`, and over a bundle's
+history: `biomarker evaluate --bundle NAME@VERSION --cohort-manifest NAME=M.csv ...` (the forgetting table).
 
 Scores every row through the screener (the one inference path, quality gate included), then writes
 metrics.json (auroc, auroc_ci, sensitivity, specificity, threshold, ece, n, ...), plots and report.md.
@@ -13,7 +14,9 @@ import typer
 
 
 def evaluate(
-    manifest: Path = typer.Option(..., "--manifest", help="Cohort manifest CSV (path,label,speaker_id,cohort[,split])."),
+    manifest: Path = typer.Option(None, "--manifest", help="Cohort manifest CSV (path,label,speaker_id,cohort[,split])."),
+    bundle: str = typer.Option(None, "--bundle", help="Replay this bundle version's history stage by stage instead."),
+    cohort_manifests: list[str] = typer.Option([], "--cohort-manifest", help="With --bundle: NAME=MANIFEST per cohort."),
     model: str = typer.Option("ri-screener", "--model", help="Shipped model name or bundle directory."),
     out: Path = typer.Option(Path("runs/evaluate"), "--out", help="Folder for metrics.json, report.md and PNGs."),
     split: str = typer.Option("test", "--split", help="Evaluate rows of this split ('all' for every row)."),
@@ -22,7 +25,14 @@ def evaluate(
     synthetic: bool = typer.Option(True, "--synthetic/--real-labels", help="Label plots and report as SYNTHETIC data."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
 ) -> None:
-    """Measure a screening model on a labelled manifest (subject-level metrics with bootstrap CIs)."""
+    """Measure a screening model on a labelled manifest (subject-level metrics with bootstrap CIs); with --bundle,
+    AUROC per cohort with CIs after each stage, backward transfer and trainable % (forgetting.md/.json/.png)."""
+    if bundle is not None:
+        from biomarker.cli.models import forgetting
+
+        return forgetting(bundle, cohort_manifests, out, user_root=None, shipped_root=None)
+    if manifest is None:
+        raise typer.BadParameter("give --manifest M.csv (or --bundle REF with --cohort-manifest NAME=M.csv)")
     from biomarker.cohorts.manifest import read_manifest
     from biomarker.evaluate.manifest import evaluate_scored
     from biomarker.evaluate.report import ReportConfig

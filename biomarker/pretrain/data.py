@@ -156,46 +156,52 @@ def bank_key(paths: Sequence[str | Path], feature_config: dict[str, Any], min_fr
     return digest.hexdigest()[:16]
 
 
-class FeatureCropDataset(Dataset):
-    """Crops of at most `crop_frames` from a `FeatureBank`; random while training, centred for evaluation."""
+class _EpochCrops(Dataset):
+    """What both crop datasets share: crops of `crop` units whose start depends on (seed, epoch, index) only, so
+    a resumed run sees exactly the crops an uninterrupted one would (random while training, centred for
+    evaluation)."""
 
-    def __init__(self, bank: FeatureBank, crop_frames: int, *, random_crop: bool = True, seed: int = 0):
-        if crop_frames < 1:
-            raise PretrainDataError(f"crop_frames must be positive, got {crop_frames}")
-        self.bank = bank
-        self.crop_frames = crop_frames
+    def __init__(self, crop: int, random_crop: bool, seed: int):
+        self.crop = crop
         self.random_crop = random_crop
         self.seed = seed
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def _cut(self, values: torch.Tensor, index: int) -> torch.Tensor:
+        """values[start : start + crop] along the first axis."""
+        start = _crop_start(values.shape[0], self.crop, self.seed, self.epoch, index, self.random_crop)
+        return values[start : start + self.crop]
+
+
+class FeatureCropDataset(_EpochCrops):
+    """Crops of at most `crop_frames` from a `FeatureBank`."""
+
+    def __init__(self, bank: FeatureBank, crop_frames: int, *, random_crop: bool = True, seed: int = 0):
+        if crop_frames < 1:
+            raise PretrainDataError(f"crop_frames must be positive, got {crop_frames}")
+        super().__init__(crop_frames, random_crop, seed)
+        self.bank = bank
 
     def __len__(self) -> int:
         return len(self.bank)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        clip = self.bank.clip(index)
-        start = _crop_start(clip.shape[0], self.crop_frames, self.seed, self.epoch, index, self.random_crop)
-        return clip[start : start + self.crop_frames]
+        return self._cut(self.bank.clip(index), index)
 
 
-class AudioCropDataset(Dataset):
-    """Random waveform crops of `crop_s` seconds from audio files, featurised on the fly (in the workers)."""
+class AudioCropDataset(_EpochCrops):
+    """Waveform crops of `crop_s` seconds from audio files, featurised on the fly (in the workers)."""
 
     def __init__(self, paths: Sequence[str | Path], extractor: torch.nn.Module, crop_s: float, *,
                  random_crop: bool = True, seed: int = 0):
         if not paths:
             raise PretrainDataError("no audio files given")
+        super().__init__(int(round(crop_s * extractor.sample_rate_hz)), random_crop, seed)
         self.paths = [str(p) for p in paths]
         self.extractor = extractor
-        self.crop_samples = int(round(crop_s * extractor.sample_rate_hz))
-        self.random_crop = random_crop
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -204,8 +210,7 @@ class AudioCropDataset(Dataset):
         from biomarker.audio import load
 
         samples = torch.from_numpy(load(self.paths[index], target_sr=self.extractor.sample_rate_hz).samples)
-        start = _crop_start(samples.shape[0], self.crop_samples, self.seed, self.epoch, index, self.random_crop)
-        crop = samples[start : start + self.crop_samples].float()[None]
+        crop = self._cut(samples, index).float()[None]
         with torch.no_grad():
             features, frames = self.extractor(crop, torch.tensor([crop.shape[1]]))
         return features[0, : int(frames[0])]

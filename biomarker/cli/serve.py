@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
         import os
         import sys
 
+        from biomarker.audio import AudioConfig
         from biomarker.records import BiomarkerError
         from biomarker.screener import resolve_model_dir
         from biomarker.settings import Settings
@@ -57,5 +58,7 @@ def register(app: typer.Typer) -> None:
             sys.executable, "-m", "streamlit", "run", str(APP_MAIN),
             f"--server.port={port}", f"--server.address={address}", "--server.headless=true",
             "--browser.gatherUsageStats=false", "--server.fileWatcherType=none", "--client.toolbarMode=viewer",
+            # the upload widget states the same cap the audio intake enforces (AudioConfig.max_file_bytes)
+            f"--server.maxUploadSize={AudioConfig().max_file_bytes // 1_000_000}",
         ]
         os.execvpe(command[0], command, env)

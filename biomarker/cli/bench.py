@@ -85,8 +85,8 @@ def encoders(
 
 @bench_app.command("scoring")
 def scoring(
-    model: str = typer.Option(None, "--model", help="Model name or dir (default: the shipped ri-screener, else an "
-                              "untrained SSAST-tiny bundle)."),
+    model: str = typer.Option(None, "--model", help="Model name or dir, or `tiny` (an untrained SSAST-tiny bundle); "
+                              "default: the shipped ri-screener and the tiny reference, side by side."),
     device: str = typer.Option("cpu", "--device", help="auto|cpu|cuda."),
     repeats: int = typer.Option(10, help="Timed runs per point after a warm-up; the median is reported."),
     clips: int = typer.Option(64, help="Clips (6-14 s each) in the throughput batch."),

@@ -56,6 +56,8 @@ RESULT_COLUMNS = (
 )
 AUDIT_COLUMNS = ("seq", "occurred_at", "actor", "action", "object_type", "object_id", "payload", "prev_hash", "hash")
 EXPORT_TABLES = ("results", "audit_events")
+# Where a transaction keeps its locked audit-chain head (see `Store._lock_chain_head`).
+_CHAIN_HEAD_KEY = "biomarker.chain_head"
 
 
 @dataclass(frozen=True)
@@ -398,8 +400,16 @@ class Store:
 
     @staticmethod
     def _lock_chain_head(session: Session) -> AuditHead:
-        """SELECT ... FOR UPDATE on PostgreSQL; on SQLite the BEGIN IMMEDIATE already holds the write lock."""
-        return session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
+        """SELECT ... FOR UPDATE on PostgreSQL; on SQLite the BEGIN IMMEDIATE already holds the write lock.
+
+        Locked once per transaction and kept in `session.info`: the lock holds until commit, so a second
+        SELECT (and the autoflush it triggers) per appended event would only add round trips to every result.
+        """
+        head = session.info.get(_CHAIN_HEAD_KEY)
+        if head is None:
+            head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
+            session.info[_CHAIN_HEAD_KEY] = head
+        return head
 
     def _pending_result(self, score: Score, actor: UserInfo, audio_path: Path, duration_s: float,
                         sample_rate_hz: int, patient_id: str | None, site: str | None,
@@ -483,6 +493,7 @@ class _TransactionScope:
             else:
                 self._session.rollback()
         finally:
+            self._session.info.pop(_CHAIN_HEAD_KEY, None)  # the lock ended with the transaction
             self._session.close()
 
 

@@ -1,0 +1,15 @@
+"""`biomarker bench scoring`: every stage is measured on real work and a bad sign (a rejected clip) shows."""
+
+from biomarker.bench.scoring import main
+
+
+def test_scoring_bench_measures_the_tiny_reference_end_to_end_and_in_parts(capsys):
+    report = main(model="tiny", repeats=1, clips=3, threads=(1,), as_json=True)
+    [run] = report["runs"]
+    assert run["model"] == "ssast-tiny-untrained@bench"
+    assert 5.0e6 < run["encoder_parameters"] < 6.0e6  # SSAST-tiny, not a stand-in
+    assert set(run["parts"]) == {"decode", "quality_gate", "front_end", "model_call", "store_write"}
+    # End to end includes the forward, so it can never be cheaper than it (CPU time is this process's own).
+    assert run["end_to_end"]["cpu_ms"] > run["encoder_forward"]["cpu_ms"] > 0
+    assert run["batch_clips"] == 3 and run["batch_rejected"] == 0
+    assert '"ratio_wall"' in capsys.readouterr().out

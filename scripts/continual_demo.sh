@@ -6,14 +6,19 @@
 # Trains them in that order with AAT adapters (and conv adapters if asked) and with sequential full fine-tuning; publishes
 # each adapter stage as a new model version in the catalog, and writes the forgetting table + PNG.
 #
-#   bash scripts/continual_demo.sh [OUT_DIR]     (default runs/continual-demo; tiny models; about 30 min on 2 busy shared cores)
+#   bash scripts/continual_demo.sh [OUT_DIR]     (default runs/continual-demo)
+#   ENCODER=pretrained/ssast-tiny-patch ATTENTION="sdpa factorized" bash scripts/continual_demo.sh runs/continual-pretrained
 #
-# Environment: N_CLIPS (per cohort, default 80), STEPS (per stage, default 48), METHODS (default "adapter full"; add conv-adapter), BIOMARKER_HOME (the catalog's
-# user models folder; default OUT_DIR/home so the demo never touches your own models).
+# Environment: N_CLIPS (per cohort, default 80), STEPS (per stage, default 48), METHODS (default "adapter full"; add
+# conv-adapter), ENCODER (a pretrained encoder dir; default none: a tiny random-init ssast-tiny-patch),
+# ATTENTION (default "sdpa"; "sdpa factorized" also runs every method with factorized frequency-time attention on
+# the same encoder weights and writes attention.md), BIOMARKER_HOME (the catalog's user models folder; default
+# OUT_DIR/home so the demo never touches your own models). Times are in docs/continual.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-runs/continual-demo}"
 export N_CLIPS="${N_CLIPS:-80}" STEPS="${STEPS:-48}" METHODS="${METHODS:-adapter full}" OUT
+export ENCODER="${ENCODER:-}" ATTENTION="${ATTENTION:-sdpa}"
 export BIOMARKER_HOME="${BIOMARKER_HOME:-$OUT/home}"
 PY=.venv/bin/python
 [ -x "$PY" ] || PY=python3
@@ -33,6 +38,7 @@ cohorts = [
     DemoCohort("phone-heldout", pool="heldout", languages=(), noise="none", channel="telephone", seed=13),
 ]
 manifests = [(c.name, make_demo_cohort(c, out / "cohorts", n=n)) for c in cohorts]
-summary = run_demonstration(manifests, out, steps=steps, methods=os.environ["METHODS"].split())
+summary = run_demonstration(manifests, out, steps=steps, methods=os.environ["METHODS"].split(),
+                            encoder=os.environ["ENCODER"] or None, attentions=os.environ["ATTENTION"].split())
 print(json.dumps(summary, indent=2))
 EOF

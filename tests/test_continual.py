@@ -192,3 +192,76 @@ def test_add_cohort_publishes_versions_whose_earlier_outputs_match_bit_for_bit(t
 def test_add_cohort_refuses_full_fine_tuning(tmp_path):
     with pytest.raises(ContinualError, match="forgetting baseline"):
         add_cohort("demo", "a", "unused.csv", method="full", catalog=Catalog(tmp_path, None))
+
+
+# ------------------------------------------------------------------------- factorized attention on saved weights
+from biomarker.records import ModelConfigError
+
+ROWS = 8  # 128 fbank bins / 16-bin patches: frequency rows of the tiny encoder's grid
+
+
+def _bump_patch(x: torch.Tensor, row: int, column: int) -> torch.Tensor:
+    """x [B, T, F] with the 16x16 input patch at (frequency row, time column) changed."""
+    moved = x.clone()
+    moved[:, 16 * column : 16 * (column + 1), 16 * row : 16 * (row + 1)] += 3.0
+    return moved
+
+
+def test_factorized_override_restricts_a_saved_encoder_to_row_and_column(tmp_path):
+    torch.manual_seed(0)
+    create_model("ssast-tiny-patch", **TINY).save_pretrained(tmp_path / "encoder")  # saved with full attention
+    full = from_pretrained(tmp_path / "encoder")
+    factorized = from_pretrained(tmp_path / "encoder", overrides={"attention": "factorized"})
+    assert (full.config.attention, factorized.config.attention) == ("sdpa", "factorized")
+    assert all(block.attn.mode == "factorized" for block in factorized.blocks)
+    assert all(torch.equal(a, b) for a, b in zip(full.state_dict().values(), factorized.state_dict().values()))
+
+    x = torch.randn(1, 64, 128)  # an 8 x 4 patch grid
+    tokens = lambda model, inputs: model.forward_features(inputs)[0][0]  # noqa: E731  [N, D], time-major
+    watched = 0 * ROWS + 1  # frequency row 1, time column 0
+    with torch.no_grad():
+        assert not torch.allclose(tokens(full, x), tokens(factorized, x), atol=1e-4)  # the pattern changed
+        outside = _bump_patch(x, row=5, column=3)  # neither row 1 nor column 0
+        assert torch.allclose(tokens(factorized, outside)[watched], tokens(factorized, x)[watched], atol=1e-6)
+        assert not torch.allclose(tokens(full, outside)[watched], tokens(full, x)[watched], atol=1e-4)
+        for row, column in [(1, 3), (5, 0)]:  # same frequency row, same time column: both still reach it
+            moved = tokens(factorized, _bump_patch(x, row, column))[watched]
+            assert not torch.allclose(moved, tokens(factorized, x)[watched], atol=1e-4)
+
+    with pytest.raises(ModelConfigError, match="shapes the weights"):
+        from_pretrained(tmp_path / "encoder", overrides={"embed_dim": 32})
+
+
+def test_bundle_trained_with_factorized_attention_keeps_it_across_save_and_reload(tmp_path):
+    torch.manual_seed(0)
+    create_model("ssast-tiny-patch", **TINY).save_pretrained(tmp_path / "encoder")
+    manifest = _tone_manifest(tmp_path / "a", "a", 1)
+    result = CliRunner().invoke(
+        app, ["finetune", "--bundle", "fz", "--cohort", "a", "--method", "adapter", "--manifest", manifest,
+              "--encoder", str(tmp_path / "encoder"), "--attention", "factorized", "--steps", "3", "--batch-size", "8",
+              "--device", "cpu", "--out", str(tmp_path / "run")],
+        env={"BIOMARKER_HOME": str(tmp_path / "home")},
+    )
+    assert result.exit_code == 0, result.output
+    catalog = Catalog(user_root=tmp_path / "home" / "models", shipped_root=None)
+    saved = catalog.get("fz@1").path
+    reloaded = from_pretrained(saved)
+    assert reloaded.encoder.config.attention == "factorized"
+    assert all(block.attn.mode == "factorized" for block in reloaded.encoder.blocks)
+    probe = torch.randn(2, 64, 128)
+    as_full = from_pretrained(saved, overrides={"attention": "sdpa"})  # same weights, full attention
+    assert not torch.allclose(reloaded.logits(probe, cohort="a"), as_full.logits(probe, cohort="a"), atol=1e-5)
+    with pytest.raises(ContinualError, match="cannot switch to 'sdpa'"):
+        add_cohort("fz", "b", manifest, attention="sdpa", steps=3, batch_size=8, device="cpu", catalog=catalog)
+
+
+def test_attention_comparison_sets_each_cohort_next_to_full_attention(forgetful: ForgettingReport):
+    from biomarker.finetune.continual import attention_comparison
+
+    factorized = ForgettingReport(method="full + factorized attention", stages=[
+        _stage("a", {"a": 0.80}), _stage("b", {"a": 0.80, "b": 0.90}), _stage("c", {"a": 0.70, "b": 0.80, "c": 0.90})])
+    table = attention_comparison(forgetful, factorized)
+    assert "| a | 0.600 [0.550, 0.650] | 0.700 [0.650, 0.750] | +0.100 |" in table
+    assert "| mean | 0.790 | 0.800 | +0.010 |" in table
+    with pytest.raises(ContinualError, match="cannot compare"):
+        attention_comparison(forgetful, ForgettingReport(method="x", stages=[_stage("a", {"a": 0.5})]))

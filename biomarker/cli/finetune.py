@@ -15,6 +15,11 @@ def finetune(
     encoder: str = typer.Option("ssast-tiny-patch", "--encoder", help="Registry name (from scratch) or pretrained encoder dir."),
     depth: int = typer.Option(None, "--depth", help="Override the encoder depth (scratch only; tiny CPU runs)."),
     settings: list[str] = typer.Option([], "--set", help="Encoder config override KEY=JSON (scratch only), e.g. --set embed_dim=96 --set 'patch=[16,32]'."),
+    attention: str = typer.Option(
+        None, "--attention",
+        help="sdpa | factorized: transformer attention (also on a pretrained encoder: same weights, each patch then "
+        "attends to its frequency row and time column). Default: the encoder's own.",
+    ),
     cohort: str = typer.Option("synthetic-ri", "--cohort", help="Cohort name inside the bundle (the task id)."),
     bundle: str = typer.Option(None, "--bundle", help="Add the cohort to this existing bundle (continual learning)."),
     name: str = typer.Option("ri-screener", "--name"),
@@ -35,12 +40,14 @@ def finetune(
         from biomarker.finetune.continual import add_cohort
 
         added = add_cohort(bundle, cohort, manifest, method=method, encoder=encoder, steps=steps, lr=lr,
-                           batch_size=batch_size, seed=seed, device=device, out_dir=out)
+                           batch_size=batch_size, seed=seed, device=device, out_dir=out, attention=attention)
         typer.echo(str(added))
         return
     from biomarker.finetune.run import FinetuneConfig, run_finetune
 
     overrides = {"depth": depth} if depth else {}
+    if attention is not None:
+        overrides["attention"] = attention
     for setting in settings:
         key, _, value = setting.partition("=")
         try:

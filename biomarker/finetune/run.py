@@ -28,6 +28,7 @@ from biomarker.finetune.data import CropDataset, LabelledFeatures, collate, load
 from biomarker.finetune.methods import FinetuneError, Trainable, attach
 from biomarker.finetune.scoring import SCORING_MODES, recording_logits
 from biomarker.models import ScreeningModel, create_model, from_pretrained
+from biomarker.records import ModelConfigError
 from biomarker.train import BEST_NAME, ResumableSampler, TrainConfig, train
 
 
@@ -78,9 +79,10 @@ class BalancedBCE(nn.Module):
 def build_encoder(config: FinetuneConfig) -> tuple[nn.Module, str]:
     """(encoder, parent label): a pretrained encoder directory, or a fresh registry model (scratch)."""
     if Path(config.encoder).is_dir():
-        encoder = from_pretrained(config.encoder)
-        if config.encoder_overrides:
-            raise FinetuneError(f"encoder_overrides {config.encoder_overrides} cannot change a pretrained encoder ({config.encoder})")
+        try:  # only weight-free settings (attention) may differ from a pretrained encoder's
+            encoder = from_pretrained(config.encoder, overrides=config.encoder_overrides)
+        except ModelConfigError as error:
+            raise FinetuneError(f"encoder_overrides cannot change pretrained encoder {config.encoder}: {error}") from None
         return encoder, f"pretrained:{Path(config.encoder).name}"
     torch.manual_seed(config.seed)
     return create_model(config.encoder, **config.encoder_overrides), f"scratch:{config.encoder}"

@@ -58,9 +58,40 @@ def class_for_kind(kind: str) -> Any:
     return classes[kind]
 
 
-def from_pretrained(directory: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild any saved encoder or ScreeningModel from `directory`, weights in fp32, in eval mode."""
+# Encoder settings that change how the saved weights are used, never which weights exist, so they may differ
+# from the checkpoint's: e.g. a pretrained full-attention transformer run with factorized frequency-time
+# attention (AAT does this to a pretrained AST). Anything that shapes a parameter is refused.
+WEIGHT_FREE_SETTINGS = frozenset({"attention", "dropout"})
+
+
+def override_encoder_config(description: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a checkpoint `description` whose encoder config (a bundle's included) takes `overrides`.
+
+    Only WEIGHT_FREE_SETTINGS may be overridden; the result is what gets saved next, so a model trained
+    with an override keeps it across save/reload. Unknown keys for the encoder kind fail in `from_dict`.
+    """
+    shaping = sorted(set(overrides) - WEIGHT_FREE_SETTINGS)
+    if shaping:
+        raise ModelConfigError(
+            f"cannot override {', '.join(map(repr, shaping))} of a saved model: it shapes the weights "
+            f"(only {sorted(WEIGHT_FREE_SETTINGS)} may change)"
+        )
+    description = json.loads(json.dumps(description))  # deep copy; the caller's dict stays as read
+    encoder = description["encoder"] if description.get("kind") == "screening" else description
+    encoder["config"] = {**encoder["config"], **overrides}
+    return description
+
+
+def from_pretrained(
+    directory: str | Path, device: str | torch.device = "cpu", *, overrides: dict[str, Any] | None = None
+) -> nn.Module:
+    """Rebuild any saved encoder or ScreeningModel from `directory`, weights in fp32, in eval mode.
+
+    `overrides`: weight-free encoder settings to use instead of the saved ones, e.g. {"attention": "factorized"}.
+    """
     description = read_description(directory)
+    if overrides:
+        description = override_encoder_config(description, overrides)
     model = class_for_kind(description.get("kind", ""))
     model = model.from_description(description)
     weights = Path(directory) / WEIGHTS_FILE

@@ -131,12 +131,27 @@ def test_bidirectional_mixer_uses_the_backward_direction():
     layout = _layout([12], (1, 12), 0)
     mixer(x, layout)[0, 0].sum().backward()
     assert x.grad[0, -1].abs().sum() > 0
-    # And the forward direction alone is causal: token 0 sees no later token.
-    x.grad = None
+    # And each direction alone is causal its own way: ahead, token 0 sees no later token; behind (the scan
+    # from the end, done in place), the last token sees no earlier one.
     xs, z = mixer.in_proj(x).chunk(2, dim=-1)
-    ahead = mixer.forward_ssm(xs.transpose(1, 2), z.transpose(1, 2), layout.valid)
-    ahead[0, :, 0].sum().backward()
-    assert x.grad[0, 1:].abs().sum() == 0
+    for ssm, probe, unseen in ((mixer.forward_ssm, 0, slice(1, None)), (mixer.backward_ssm, -1, slice(None, -1))):
+        x.grad = None
+        ssm(xs, z, layout.valid)[0, probe].sum().backward(retain_graph=True)
+        assert x.grad[0, unseen].abs().sum() == 0
+        assert x.grad[0, probe].abs().sum() > 0
+
+
+def test_backward_direction_is_the_forward_math_on_the_flipped_sequence():
+    """The in-place reverse (look-ahead conv, scan from the end) equals flipping, scanning, flipping back."""
+    torch.manual_seed(0)
+    mixer = BiMambaMixer(dim=16, d_state=4).double()
+    x = torch.randn(2, 11, 16, dtype=torch.float64)
+    valid = torch.ones(2, 11, dtype=torch.bool)
+    xs, z = mixer.in_proj(x).chunk(2, dim=-1)
+    mixer.forward_ssm.load_state_dict(mixer.backward_ssm.state_dict())
+    behind = mixer.backward_ssm(xs, z, valid)
+    flipped = mixer.forward_ssm(xs.flip(1), z.flip(1), valid).flip(1)
+    torch.testing.assert_close(behind, flipped, atol=1e-12, rtol=1e-12)
 
 
 def test_bidirectional_mixer_gives_each_clip_of_a_padded_batch_its_alone_output():

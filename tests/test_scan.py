@@ -51,12 +51,14 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return (actual - expected).abs().max().item() / (scale if scale > 0 else 1.0)
 
 
-def run_with_grads(inputs, options, backend, seed=1):
+def run_with_grads(inputs, options, backend, seed=1, reverse=False):
     used = {k: v for k, v in inputs.items() if k in ("u", "delta", "A", "B", "C") or options.get(k, False)}
     kwargs = {k: used[k] for k in ("D", "z", "delta_bias") if k in used}
     y = selective_scan(used["u"], used["delta"], used["A"], used["B"], used["C"], **kwargs,
-                       delta_softplus=options.get("softplus", False), backend=backend)
+                       delta_softplus=options.get("softplus", False), backend=backend, reverse=reverse)
     grad_out = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=y.dtype).to(y.device)
+    if reverse:  # the same incoming gradient, per step, as the flipped run it is compared with
+        grad_out = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=y.dtype).flip(-1).to(y.device)
     names = list(used)
     grads = torch.autograd.grad(y, [used[k] for k in names], grad_out)
     return {"y": y.detach(), **{f"grad {k}": g for k, g in zip(names, grads)}}
@@ -126,6 +128,50 @@ def test_gradients_are_right_when_the_incoming_gradient_is_not_contiguous(backen
         grads[name] = [t.grad for t in leaves]
     for got, want in zip(grads[backend], grads["reference"]):
         assert (got - want).abs().max() <= 1e-5 * want.abs().max()
+
+
+def channel_last(t: torch.Tensor) -> torch.Tensor:
+    """The same values as a (b, d, L) view of a (b, L, d) tensor, as a Linear layer's output is laid out."""
+    return t.detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
+
+
+def state_slice(t: torch.Tensor, width: int = 3) -> torch.Tensor:
+    """B or C as a (b, n, L) view into a wider (b, L, n + width) projection, as SSAMBA slices x_proj's output."""
+    batch, n, length = t.shape
+    wide = torch.zeros(batch, length, n + width, dtype=t.dtype)
+    wide[..., width:] = t.detach().transpose(1, 2)
+    return wide[..., width:].transpose(1, 2).requires_grad_()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("length", [1, 70, 513])
+def test_strided_inputs_and_reverse_scans_match_the_flipped_reference(length, reverse, dtype):
+    """The C kernel reads channel-last views and sliced B/C through their strides, and scans backwards in
+    place; every backend must equal the oracle on flipped inputs, in outputs and in every gradient."""
+    inputs = make_inputs(2, 6, 4, length, dtype, seed=3)
+    strided = {k: channel_last(v) if k in ("u", "delta", "z") else state_slice(v) if k in ("B", "C") else v
+               for k, v in inputs.items()}
+    if length > 1:
+        assert not any(strided[name].is_contiguous() for name in ("u", "delta", "z", "B", "C"))
+    expected = run_with_grads({k: v.flip(-1) if v.dim() == 3 else v for k, v in inputs.items()}, ALL, "reference") \
+        if reverse else run_with_grads(inputs, ALL, "reference")
+    if reverse:  # flip the oracle's time axis back
+        expected = {k: v.flip(-1) if v.dim() == 3 else v for k, v in expected.items()}
+    for backend in CPU_BACKENDS:
+        actual = run_with_grads(strided, ALL, backend, reverse=reverse)
+        for key in expected:
+            err = relative_error(actual[key].to(expected[key].dtype), expected[key])
+            assert err <= TOLERANCE[dtype], f"{key}: relative error {err:.2e} ({backend}, reverse={reverse})"
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_output_keeps_a_channel_last_layout_so_the_next_linear_layer_needs_no_copy(backend):
+    inputs = {k: channel_last(v) if k in ("u", "delta", "z") else v for k, v in make_inputs(1, 8, 4, 20, torch.float32).items()}
+    y = selective_scan(inputs["u"], inputs["delta"], inputs["A"], inputs["B"], inputs["C"], z=inputs["z"], backend=backend)
+    assert y.shape == (1, 8, 20)
+    if backend == "native":
+        assert y.transpose(1, 2).is_contiguous()
 
 
 @pytest.mark.parametrize("backend", ["reference", *CPU_BACKENDS])

@@ -2,15 +2,16 @@
 
 Shared: the input projection (d -> 2 d_inner: x and the gate z) and the output projection. Per direction: a
 depthwise causal conv1d, x_proj (d_inner -> dt_rank + 2 d_state), dt_proj (dt_rank -> d_inner), A_log, D.
-The backward direction scans the time-flipped sequence and is flipped back.
+The backward direction is the same math on the time-flipped sequence, flipped back; it is computed in place
+(a look-ahead convolution and a scan that runs from the end), never by copying flipped tensors.
 
 The two directions are AVERAGED before out_proj (Vim's `if_divide_out=True`). SSAMBA's released code most
 likely summed them (the flag was misspelt and swallowed); averaging keeps the output scale of a single
 direction, and with trained weights the difference is only a factor 2 the out_proj can absorb.
 
 Padding: padded positions get x = 0 before the convolution and dt = 0 in the scan, so the state passes them
-unchanged. Forward, they are a tail after the real tokens; backward (flipped) they come first and the state is
-still zero when the clip's true end is reached, which is exactly where a clip alone would start.
+unchanged. Forward, they are a tail after the real tokens; backward (scanning from the end) they come first and
+the state is still zero when the clip's true end is reached, which is exactly where a clip alone would start.
 """
 
 from __future__ import annotations
@@ -27,13 +28,26 @@ from biomarker.nn.scan import selective_scan
 from biomarker.nn.tokens import TokenLayout
 
 
-class DirectionalSSM(nn.Module):
-    """One direction's causal conv + selective scan; the projections around it are shared and live outside."""
+# A pre-softplus delta for padded steps: softplus(-1e4 + bias) is exactly 0 in fp32 and float64 (exp underflows),
+# in every scan backend, and -1e4 is finite in bf16 too.
+PADDED_DELTA = -1.0e4
 
-    def __init__(self, d_inner: int, d_state: int, d_conv: int, dt_rank: int, dt_min: float, dt_max: float):
+
+class DirectionalSSM(nn.Module):
+    """One direction's causal conv + selective scan; the projections around it are shared and live outside.
+
+    Everything runs channel-last ([B, L, d_inner], as Linear layers produce and consume it): the scan kernel
+    reads and writes through strides, so no transpose is ever copied. The backward direction (`reverse`) is the
+    forward math on the time-flipped sequence, flipped back, computed without flipping: its convolution looks
+    ahead instead of back (same weights, taps mirrored) and the scan runs from the last step to the first.
+    """
+
+    def __init__(self, d_inner: int, d_state: int, d_conv: int, dt_rank: int, dt_min: float, dt_max: float,
+                 reverse: bool = False):
         super().__init__()
         self.d_state = d_state
         self.dt_rank = dt_rank
+        self.reverse = reverse
         self.conv1d = nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1)
         self.x_proj = nn.Linear(d_inner, dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(dt_rank, d_inner)
@@ -48,27 +62,47 @@ class DirectionalSSM(nn.Module):
         self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(d_inner, 1))
         self.D = nn.Parameter(torch.ones(d_inner))
 
+    def depthwise_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """Causal (or, reversed, anti-causal) depthwise conv over time, channel-last: [B, L, C] -> [B, L, C].
+
+        Tap k of `conv1d.weight` multiplies x[t - (K-1) + k]; reversed, it multiplies x[t + (K-1) - k]. The
+        channel-last tensor IS a channels-last (NHWC) image of height 1, which oneDNN and cuDNN convolve in
+        place: 7x faster on the CPU than conv1d plus the two layout copies it needs (measured, 513 x 384).
+        """
+        batch, length, channels = x.shape
+        width = self.conv1d.kernel_size[0]
+        image = x.view(batch, 1, length, channels).permute(0, 3, 1, 2)  # [B, C, 1, L], channels-last strides
+        taps = self.conv1d.weight[:, :, None, :]  # [C, 1, 1, K]
+        if self.reverse:
+            taps = taps.flip(-1)
+        out = F.conv2d(image, taps, self.conv1d.bias, padding=(0, width - 1), groups=channels)  # [B, C, 1, L+K-1]
+        start = width - 1 if self.reverse else 0
+        return out[..., start : start + length].permute(0, 2, 3, 1).reshape(batch, length, channels)
+
     def forward(self, x: torch.Tensor, z: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """x, z: [B, d_inner, L] (x already zero where padded); valid: [B, L] -> y: [B, d_inner, L]."""
-        length = x.shape[-1]
-        x = F.silu(self.conv1d(x)[..., :length])  # causal: keep the first L outputs
-        dt, B, C = torch.split(
-            self.x_proj(rearrange(x, "b c l -> b l c")), [self.dt_rank, self.d_state, self.d_state], dim=-1
-        )
-        delta = F.softplus(self.dt_proj(dt)) * valid[..., None].to(x.dtype)  # dt = 0: padded steps keep the state
-        return selective_scan(
-            x,
-            rearrange(delta, "b l c -> b c l"),
+        """x, z: [B, L, d_inner] (x already zero where padded, z any strides); valid: [B, L] -> y: [B, L, d_inner]."""
+        x = F.silu(self.depthwise_conv(x))
+        dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        # dt_proj's bias and the softplus run inside the scan (fused there: as separate ops they cost a sixth
+        # of the forward at 512 tokens). Padded steps get a delta whose softplus is exactly 0: they keep the state.
+        delta = F.linear(dt, self.dt_proj.weight).masked_fill(~valid[..., None], PADDED_DELTA)
+        y = selective_scan(
+            x.transpose(1, 2),
+            delta.transpose(1, 2),
             -torch.exp(self.A_log.float()),
-            rearrange(B, "b l n -> b n l"),
-            rearrange(C, "b l n -> b n l"),
+            B.transpose(1, 2),
+            C.transpose(1, 2),
             D=self.D.float(),
-            z=z,
+            z=z.transpose(1, 2),
+            delta_bias=self.dt_proj.bias.float(),
+            delta_softplus=True,
+            reverse=self.reverse,
         )
+        return y.transpose(1, 2)
 
 
 class BiMambaMixer(nn.Module):
-    """in_proj -> (forward SSM, backward SSM on the flipped sequence) averaged -> out_proj."""
+    """in_proj -> (forward SSM, backward SSM scanning from the end) averaged -> out_proj."""
 
     def __init__(self, dim: int, d_state: int = 16, d_conv: int = 4, expand: int = 2, dt_min: float = 1e-3, dt_max: float = 1e-1):
         super().__init__()
@@ -76,18 +110,18 @@ class BiMambaMixer(nn.Module):
         dt_rank = math.ceil(dim / 16)
         self.in_proj = nn.Linear(dim, 2 * d_inner, bias=False)
         self.forward_ssm = DirectionalSSM(d_inner, d_state, d_conv, dt_rank, dt_min, dt_max)
-        self.backward_ssm = DirectionalSSM(d_inner, d_state, d_conv, dt_rank, dt_min, dt_max)
+        self.backward_ssm = DirectionalSSM(d_inner, d_state, d_conv, dt_rank, dt_min, dt_max, reverse=True)
         self.out_proj = nn.Linear(d_inner, dim, bias=False)
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         """x: [B, L, D] -> [B, L, D]."""
         valid = layout.valid
-        xs, z = rearrange(self.in_proj(x), "b l (two c) -> two b c l", two=2)
-        xs = xs * valid[:, None, :].to(xs.dtype)  # padded inputs must not enter the convolution
-        ahead = self.forward_ssm(xs, z, valid)
-        behind = self.backward_ssm(xs.flip(-1), z.flip(-1), valid.flip(-1)).flip(-1)
-        both = (ahead + behind) / 2  # the two directions are averaged, not summed (see the module docstring)
-        return self.out_proj(rearrange(both, "b c l -> b l c"))
+        xs, z = self.in_proj(x).chunk(2, dim=-1)  # views, channel-last
+        xs = xs * valid[..., None].to(xs.dtype)  # padded inputs must not enter the convolution
+        both = self.forward_ssm(xs, z, valid) + self.backward_ssm(xs, z, valid)
+        # The two directions are averaged, not summed (see the module docstring); out_proj has no bias, so
+        # halving after it is the same and touches half as many numbers.
+        return self.out_proj(both) / 2
 
 
 class MambaBlock(AdaptableBlock):

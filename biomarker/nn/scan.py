@@ -62,14 +62,22 @@ def selective_scan(
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = False,
     backend: str = "auto",
+    reverse: bool = False,
 ) -> torch.Tensor:
     """Run the selective scan.
 
     u, delta, z: (batch, d, L); A: (d, n); B, C: (batch, n, L); D, delta_bias: (d,).
     Returns y: (batch, d, L) in u's dtype. Differentiable in every tensor argument.
+    `reverse` (not in mamba-ssm's signature; default off) scans from the last step to the first, i.e. exactly
+    `selective_scan(flipped inputs).flip(-1)`: the backward direction of a bidirectional block. The C kernel
+    does it in place; the other backends flip.
     """
     _check_inputs(u, delta, A, B, C, D, z, delta_bias)
     chosen = resolve_backend(backend, u, A.shape[1])
+    if reverse and chosen != "native":
+        flipped = (None if t is None else t.flip(-1) for t in (u, delta, B, C, z))
+        u_f, delta_f, B_f, C_f, z_f = flipped
+        return selective_scan(u_f, delta_f, A, B_f, C_f, D, z_f, delta_bias, delta_softplus, chosen).flip(-1)
     if chosen == "cuda":
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
 
@@ -78,7 +86,7 @@ def selective_scan(
     with torch.autocast(device_type=u.device.type, enabled=False):
         if chosen == "native":
             cast = [None if t is None else t.to(compute) for t in (u, delta, A, B, C, D, z, delta_bias)]
-            return selective_scan_native(*cast, delta_softplus=delta_softplus).to(u.dtype)
+            return selective_scan_native(*cast, delta_softplus=delta_softplus, reverse=reverse).to(u.dtype)
         dt = delta.to(compute)
         if delta_bias is not None:
             dt = dt + delta_bias.to(compute)[:, None]

@@ -11,16 +11,18 @@
  * Math (mamba-ssm's selective_scan_ref): dt = softplus(delta + bias); h_t = exp(dt_t a)·h_{t-1} + dt_t u_t B_t;
  * y_t = <C_t, h_t> + D u_t; out_t = y_t · silu(z_t).
  *
- * REAL is float, or double with -DSCAN_DOUBLE (the file is compiled once per dtype). Layouts (contiguous):
- *   u, delta, z, out, grad_out, grad_u, grad_delta, grad_z : [batch][dim][length]
- *   A : [dim][n];  D, bias : [dim] (NULL when absent; z may be NULL too)
- *   Bt, Ct                                                  : [batch][length][n]  (B_t is one contiguous vector)
+ * REAL is float, or double with -DSCAN_DOUBLE (the file is compiled once per dtype). Layouts:
+ *   u, delta, z, out, grad_out, grad_u, grad_delta, grad_z : `Rows` [batch][dim][length] with element strides,
+ *       so channel-last tensors ([batch][length][dim], what Linear layers produce) are read and written in place
+ *   Bt, Ct, grad_Bt_part, grad_Ct_part                      : `Rows` [batch][length][n], n contiguous, any row stride
+ *   A : [dim][n];  D, bias : [dim] (NULL when absent; z->data may be NULL too)
  *   checkpoints                                             : [batch][dim][segments][n]  state before each segment
  *   grad_A_part [batch][dim][n], grad_D_part and grad_bias_part [batch][dim]: summed over batch by the caller
- *   grad_Bt_part, grad_Ct_part                              : [batch][length][n], one buffer per worker
+ * A time stride may be negative: the caller points `data` at the last step, and the scan runs from the end to
+ * the start (the backward direction of a bidirectional block) without flipping anything in memory.
  * Both entry points return 0, or 1 when their scratch rows cannot be allocated.
  * Workers call a function on a disjoint range of channels [c0, c1) with c = b * dim + d; two workers never
- * write the same element of their own output buffers.
+ * write the same element of their own output buffers (the B and C gradients get one buffer per worker).
  */
 #include <math.h>
 #include <stdint.h>
@@ -33,12 +35,14 @@
 #define EXPM1 expm1
 #define LOG1P log1p
 #define NAME(base) base##_f64
+#define EXP_UNDERFLOW -745.0 /* exp(x) rounds to 0 below this */
 #else
 #define REAL float
 #define EXP fast_expf
 #define EXPM1 expm1f
 #define LOG1P log1pf
 #define NAME(base) base##_f32
+#define EXP_UNDERFLOW -87.0f /* exp(x) < 1.7e-38 below this; fast_expf would clamp it there instead of 0 */
 #endif
 /* exp for the decays exp(dt·a) ≤ 1, inlined so the state stays in registers: a call to libmvec's vector expf
  * clobbers every vector register, which forces the state through memory at each step. Cody-Waite reduction
@@ -65,66 +69,111 @@ static inline float fast_expf(float x) {
 #define MAX_STATE 256
 #define SOFTPLUS_LINEAR 20 /* softplus(x) = x above this, as in torch and mamba-ssm */
 
-/* dt[t] = softplus(delta[t] + bias) (or without softplus), for one channel, vectorised over t. */
-static void step_sizes(int64_t length, const REAL *restrict delta, REAL bias, int softplus, REAL *restrict dt) {
+/* A [batch][channel][time] tensor by element strides (time may be negative); n-vectors (B, C) use `time` as
+ * their row stride and ignore `channel`. Must match `_Rows` in scan_native.py. */
+typedef struct {
+    REAL *data;
+    int64_t batch, channel, time;
+} Rows;
+
+static inline REAL *row(const Rows *r, int64_t b, int64_t d) { return r->data + b * r->batch + d * r->channel; }
+
+/* dt[t] = softplus(delta[t] + bias) (or without softplus), for one channel, vectorised over t. Where exp
+ * underflows, softplus is exactly 0, as in torch: a very negative delta is how callers mark padded steps
+ * (dt = 0 keeps the state), so it must give 0 here too, not fast_expf's clamped 1.7e-38. */
+static void step_sizes(int64_t length, const REAL *restrict delta, int64_t stride, REAL bias, int softplus,
+                       REAL *restrict dt) {
     for (int64_t t = 0; t < length; t++) {
-        const REAL x = delta[t] + bias;
-        dt[t] = softplus ? (x > SOFTPLUS_LINEAR ? x : LOG1P(EXP(x))) : x;
+        const REAL x = delta[t * stride] + bias;
+        dt[t] = softplus ? (x > SOFTPLUS_LINEAR ? x : (x < EXP_UNDERFLOW ? 0 : LOG1P(EXP(x)))) : x;
     }
 }
 
-static inline void forward_channel(int64_t length, int64_t n, const REAL *restrict u, const REAL *restrict dt,
-                                   const REAL *restrict a, const REAL *restrict Bt, const REAL *restrict Ct,
-                                   REAL skip, REAL *restrict out, REAL *restrict checkpoints) {
+static inline void forward_channel(int64_t length, int64_t n, const REAL *restrict u, int64_t us,
+                                   const REAL *restrict dt, const REAL *restrict a, const REAL *restrict Bt, int64_t bs,
+                                   const REAL *restrict Ct, int64_t cs, REAL skip, REAL *restrict out, int64_t os,
+                                   REAL *restrict checkpoints) {
     REAL h[MAX_STATE];
     for (int64_t k = 0; k < n; k++) h[k] = 0;
     for (int64_t t = 0; t < length; t++) {
         if (checkpoints && t % SEGMENT == 0) memcpy(checkpoints + (t / SEGMENT) * n, h, n * sizeof(REAL));
-        const REAL step = dt[t], drive = dt[t] * u[t];
-        const REAL *restrict b = Bt + t * n, *restrict c = Ct + t * n;
+        const REAL ut = u[t * us], step = dt[t], drive = dt[t] * ut;
+        const REAL *restrict b = Bt + t * bs, *restrict c = Ct + t * cs;
         REAL acc = 0;
         for (int64_t k = 0; k < n; k++) {
             h[k] = EXP(step * a[k]) * h[k] + drive * b[k];
             acc += h[k] * c[k];
         }
-        out[t] = acc + skip * u[t];
+        out[t * os] = acc + skip * ut;
     }
 }
 
+/* Channels are scanned in tiles of TILE neighbours: their strided rows are first gathered into contiguous
+ * scratch rows (for a channel-last tensor each time step of a tile is one cache line), scanned there, and the
+ * outputs scattered back. Reading the strided rows step by step inside the recurrence cost a fifth more. */
+#define TILE 16
+
+static void gather(const Rows *r, int64_t b, int64_t d, int64_t width, int64_t length, REAL *restrict tile) {
+    const REAL *src = row(r, b, d);
+    for (int64_t t = 0; t < length; t++)
+        for (int64_t j = 0; j < width; j++) tile[j * length + t] = src[t * r->time + j * r->channel];
+}
+
+static void scatter(const REAL *restrict tile, int64_t width, int64_t length, const Rows *r, int64_t b, int64_t d) {
+    REAL *dst = row(r, b, d);
+    for (int64_t t = 0; t < length; t++)
+        for (int64_t j = 0; j < width; j++) dst[t * r->time + j * r->channel] = tile[j * length + t];
+}
+
 int64_t NAME(scan_forward)(int64_t c0, int64_t c1, int64_t dim, int64_t length, int64_t n, int64_t softplus,
-                        const REAL *u, const REAL *delta, const REAL *A, const REAL *Bt, const REAL *Ct,
-                        const REAL *D, const REAL *z, const REAL *bias, REAL *out, REAL *checkpoints) {
+                           const Rows *u, const Rows *delta, const Rows *z, const Rows *Bt, const Rows *Ct,
+                           const Rows *out, const REAL *A, const REAL *D, const REAL *bias, REAL *checkpoints) {
     const int64_t segments = (length + SEGMENT - 1) / SEGMENT;
-    REAL *dt = malloc(length * sizeof(REAL));
-    if (!dt) return 1;
-    for (int64_t c = c0; c < c1; c++) {
-        const int64_t b = c / dim, d = c % dim, off = c * length, bt = b * length * n;
-        step_sizes(length, delta + off, bias ? bias[d] : 0, (int)softplus, dt);
-        REAL *ck = checkpoints ? checkpoints + c * segments * n : 0;
-        const REAL skip = D ? D[d] : 0;
-        /* n is nearly always 16: a constant trip count lets the compiler keep the state in registers. */
-        if (n == 16)
-            forward_channel(length, 16, u + off, dt, A + d * 16, Bt + bt, Ct + bt, skip, out + off, ck);
-        else
-            forward_channel(length, n, u + off, dt, A + d * n, Bt + bt, Ct + bt, skip, out + off, ck);
-        if (z) {
-            const REAL *restrict zc = z + off;
-            REAL *restrict o = out + off;
-            for (int64_t t = 0; t < length; t++) o[t] *= zc[t] / (1 + EXP(-zc[t]));
+    REAL *scratch = malloc((1 + 4 * TILE) * length * sizeof(REAL));
+    if (!scratch) return 1;
+    REAL *dt = scratch, *ut = dt + length, *deltat = ut + TILE * length, *zt = deltat + TILE * length;
+    REAL *ot = zt + TILE * length;
+    for (int64_t c = c0; c < c1;) {
+        const int64_t b = c / dim, d = c % dim;
+        int64_t width = dim - d < TILE ? dim - d : TILE;
+        if (c1 - c < width) width = c1 - c;
+        gather(u, b, d, width, length, ut);
+        gather(delta, b, d, width, length, deltat);
+        if (z->data) gather(z, b, d, width, length, zt);
+        const REAL *bt = row(Bt, b, 0), *ct = row(Ct, b, 0);
+        for (int64_t j = 0; j < width; j++) {
+            const int64_t dj = d + j;
+            const REAL *uj = ut + j * length;
+            REAL *oj = ot + j * length;
+            step_sizes(length, deltat + j * length, 1, bias ? bias[dj] : 0, (int)softplus, dt);
+            REAL *ck = checkpoints ? checkpoints + (c + j) * segments * n : 0;
+            const REAL skip = D ? D[dj] : 0;
+            /* n is nearly always 16: a constant trip count lets the compiler keep the state in registers. */
+            if (n == 16)
+                forward_channel(length, 16, uj, 1, dt, A + dj * 16, bt, Bt->time, ct, Ct->time, skip, oj, 1, ck);
+            else
+                forward_channel(length, n, uj, 1, dt, A + dj * n, bt, Bt->time, ct, Ct->time, skip, oj, 1, ck);
+            if (z->data) {
+                const REAL *restrict zj = zt + j * length;
+                for (int64_t t = 0; t < length; t++) oj[t] *= zj[t] / (1 + EXP(-zj[t]));
+            }
         }
+        scatter(ot, width, length, out, b, d);
+        c += width;
     }
-    free(dt);
+    free(scratch);
     return 0;
 }
 
 /* The backward of one channel. `gy` holds dL/dy (after the gate) and, when z is given, `gate_grad` holds
  * dsilu(z)·dL/dout so that dL/dz = y·gate_grad once y is recomputed. Writes grad_u and dL/d dt (into grad_dt). */
-static inline void backward_channel(int64_t length, int64_t n, const REAL *restrict u, const REAL *restrict dt,
-                                    const REAL *restrict a, const REAL *restrict Bt, const REAL *restrict Ct,
-                                    REAL skip, const REAL *restrict checkpoints, const REAL *restrict gy,
-                                    const REAL *restrict gate_grad, REAL *restrict grad_z, REAL *restrict grad_u,
-                                    REAL *restrict grad_dt, REAL *restrict grad_a, REAL *restrict grad_Bt,
-                                    REAL *restrict grad_Ct) {
+static inline void backward_channel(int64_t length, int64_t n, const REAL *restrict u, int64_t us,
+                                    const REAL *restrict dt, const REAL *restrict a, const REAL *restrict Bt,
+                                    int64_t bs, const REAL *restrict Ct, int64_t cs, REAL skip,
+                                    const REAL *restrict checkpoints, const REAL *restrict gy,
+                                    const REAL *restrict gate_grad, REAL *restrict grad_z, int64_t gzs,
+                                    REAL *restrict grad_u, int64_t gus, REAL *restrict grad_dt, REAL *restrict grad_a,
+                                    REAL *restrict grad_Bt, int64_t gbs, REAL *restrict grad_Ct, int64_t gcs) {
     REAL states[(SEGMENT + 1) * MAX_STATE], decays[SEGMENT * MAX_STATE];
     REAL carry[MAX_STATE], ga[MAX_STATE]; /* carry = decay_{t+1} * dL/dh_{t+1} */
     for (int64_t k = 0; k < n; k++) carry[k] = 0, ga[k] = 0;
@@ -133,8 +182,8 @@ static inline void backward_channel(int64_t length, int64_t n, const REAL *restr
         const int64_t start = s * SEGMENT, stop = start + SEGMENT < length ? start + SEGMENT : length;
         memcpy(states, checkpoints + s * n, n * sizeof(REAL));
         for (int64_t t = start; t < stop; t++) { /* recompute this segment's states and decays */
-            const REAL step = dt[t], drive = dt[t] * u[t];
-            const REAL *restrict b = Bt + t * n;
+            const REAL step = dt[t], drive = dt[t] * u[t * us];
+            const REAL *restrict b = Bt + t * bs;
             const REAL *restrict prev = states + (t - start) * n;
             REAL *restrict next = states + (t - start + 1) * n, *restrict decay = decays + (t - start) * n;
             for (int64_t k = 0; k < n; k++) {
@@ -143,11 +192,11 @@ static inline void backward_channel(int64_t length, int64_t n, const REAL *restr
             }
         }
         for (int64_t t = stop - 1; t >= start; t--) {
-            const REAL step = dt[t], drive = dt[t] * u[t], g = gy[t];
-            const REAL *restrict b = Bt + t * n, *restrict c = Ct + t * n;
+            const REAL ut = u[t * us], step = dt[t], drive = dt[t] * ut, g = gy[t];
+            const REAL *restrict b = Bt + t * bs, *restrict c = Ct + t * cs;
             const REAL *restrict h = states + (t - start + 1) * n, *restrict prev = states + (t - start) * n;
             const REAL *restrict decay = decays + (t - start) * n;
-            REAL *restrict gb = grad_Bt + t * n, *restrict gc = grad_Ct + t * n;
+            REAL *restrict gb = grad_Bt + t * gbs, *restrict gc = grad_Ct + t * gcs;
             REAL g_drive = 0, g_log_decay = 0;
             for (int64_t k = 0; k < n; k++) {
                 const REAL gh = carry[k] + g * c[k];   /* dL/dh_t */
@@ -162,51 +211,57 @@ static inline void backward_channel(int64_t length, int64_t n, const REAL *restr
             if (grad_z) {
                 REAL y = 0;
                 for (int64_t k = 0; k < n; k++) y += h[k] * c[k];
-                grad_z[t] = (y + skip * u[t]) * gate_grad[t];
+                grad_z[t * gzs] = (y + skip * ut) * gate_grad[t];
             }
-            grad_dt[t] = g_log_decay + g_drive * u[t];
-            grad_u[t] = g_drive * step + skip * g;
+            grad_dt[t] = g_log_decay + g_drive * ut;
+            grad_u[t * gus] = g_drive * step + skip * g;
         }
     }
     for (int64_t k = 0; k < n; k++) grad_a[k] = ga[k];
 }
 
 int64_t NAME(scan_backward)(int64_t c0, int64_t c1, int64_t dim, int64_t length, int64_t n, int64_t softplus,
-                         const REAL *u, const REAL *delta, const REAL *A, const REAL *Bt, const REAL *Ct,
-                         const REAL *D, const REAL *z, const REAL *bias, const REAL *checkpoints,
-                         const REAL *grad_out, REAL *grad_u, REAL *grad_delta, REAL *grad_z, REAL *grad_A_part,
-                         REAL *grad_D_part, REAL *grad_bias_part, REAL *grad_Bt_part, REAL *grad_Ct_part) {
+                            const Rows *u, const Rows *delta, const Rows *z, const Rows *Bt, const Rows *Ct,
+                            const Rows *grad_out, const Rows *grad_u, const Rows *grad_delta, const Rows *grad_z,
+                            const Rows *grad_Bt, const Rows *grad_Ct, const REAL *A, const REAL *D, const REAL *bias,
+                            const REAL *checkpoints, REAL *grad_A_part, REAL *grad_D_part, REAL *grad_bias_part) {
     const int64_t segments = (length + SEGMENT - 1) / SEGMENT;
-    REAL *dt = malloc(3 * length * sizeof(REAL));
+    REAL *dt = malloc(4 * length * sizeof(REAL));
     if (!dt) return 1;
-    REAL *gy = dt + length, *gate_grad = dt + 2 * length;
+    REAL *gy = dt + length, *gate_grad = dt + 2 * length, *gd = dt + 3 * length;
     for (int64_t c = c0; c < c1; c++) {
-        const int64_t b = c / dim, d = c % dim, off = c * length, bt = b * length * n;
-        step_sizes(length, delta + off, bias ? bias[d] : 0, (int)softplus, dt);
-        const REAL *go = grad_out + off;
-        if (z) { /* out = y·silu(z): dL/dy = g·silu(z), dL/dz = g·y·silu'(z) with silu' = s(1 + z(1 - s)) */
-            const REAL *restrict zc = z + off;
+        const int64_t b = c / dim, d = c % dim;
+        step_sizes(length, row(delta, b, d), delta->time, bias ? bias[d] : 0, (int)softplus, dt);
+        const REAL *restrict go = row(grad_out, b, d);
+        const int64_t gos = grad_out->time;
+        if (z->data) { /* out = y·silu(z): dL/dy = g·silu(z), dL/dz = g·y·silu'(z) with silu' = s(1 + z(1 - s)) */
+            const REAL *restrict zc = row(z, b, d);
+            const int64_t zs = z->time;
             for (int64_t t = 0; t < length; t++) {
-                const REAL sig = 1 / (1 + EXP(-zc[t]));
-                gy[t] = go[t] * zc[t] * sig;
-                gate_grad[t] = go[t] * sig * (1 + zc[t] * (1 - sig));
+                const REAL zt = zc[t * zs], sig = 1 / (1 + EXP(-zt));
+                gy[t] = go[t * gos] * zt * sig;
+                gate_grad[t] = go[t * gos] * sig * (1 + zt * (1 - sig));
             }
         } else {
-            memcpy(gy, go, length * sizeof(REAL));
+            for (int64_t t = 0; t < length; t++) gy[t] = go[t * gos];
         }
         const REAL skip = D ? D[d] : 0;
-        REAL *gz = z ? grad_z + off : 0;
+        const REAL *uc = row(u, b, d), *bt = row(Bt, b, 0), *ct = row(Ct, b, 0);
+        REAL *gz = z->data ? row(grad_z, b, d) : 0, *gu = row(grad_u, b, d);
+        REAL *gbt = row(grad_Bt, b, 0), *gct = row(grad_Ct, b, 0);
         if (n == 16)
-            backward_channel(length, 16, u + off, dt, A + d * 16, Bt + bt, Ct + bt, skip, checkpoints + c * segments * 16,
-                             gy, gate_grad, gz, grad_u + off, grad_delta + off, grad_A_part + c * 16,
-                             grad_Bt_part + bt, grad_Ct_part + bt);
+            backward_channel(length, 16, uc, u->time, dt, A + d * 16, bt, Bt->time, ct, Ct->time, skip,
+                             checkpoints + c * segments * 16, gy, gate_grad, gz, grad_z->time, gu, grad_u->time, gd,
+                             grad_A_part + c * 16, gbt, grad_Bt->time, gct, grad_Ct->time);
         else
-            backward_channel(length, n, u + off, dt, A + d * n, Bt + bt, Ct + bt, skip, checkpoints + c * segments * n,
-                             gy, gate_grad, gz, grad_u + off, grad_delta + off, grad_A_part + c * n,
-                             grad_Bt_part + bt, grad_Ct_part + bt);
-        REAL *restrict gd = grad_delta + off;
+            backward_channel(length, n, uc, u->time, dt, A + d * n, bt, Bt->time, ct, Ct->time, skip,
+                             checkpoints + c * segments * n, gy, gate_grad, gz, grad_z->time, gu, grad_u->time, gd,
+                             grad_A_part + c * n, gbt, grad_Bt->time, gct, grad_Ct->time);
         if (softplus) /* d softplus(x)/dx = sigmoid(x) = 1 - exp(-softplus(x)) */
             for (int64_t t = 0; t < length; t++) gd[t] *= -EXPM1(-dt[t]);
+        REAL *restrict gdc = row(grad_delta, b, d);
+        const int64_t gds = grad_delta->time;
+        for (int64_t t = 0; t < length; t++) gdc[t * gds] = gd[t];
         if (grad_bias_part) {
             REAL sum = 0;
             for (int64_t t = 0; t < length; t++) sum += gd[t];
@@ -214,8 +269,7 @@ int64_t NAME(scan_backward)(int64_t c0, int64_t c1, int64_t dim, int64_t length,
         }
         if (grad_D_part) {
             REAL sum = 0;
-            const REAL *restrict uc = u + off;
-            for (int64_t t = 0; t < length; t++) sum += gy[t] * uc[t];
+            for (int64_t t = 0; t < length; t++) sum += gy[t] * uc[t * u->time];
             grad_D_part[c] = sum;
         }
     }

@@ -80,9 +80,10 @@ def _library(dtype: torch.dtype) -> ctypes.CDLL | None:
                       "using the pure-PyTorch path (slower on CPU)", stacklevel=3)
         return None
     int64, pointer = ctypes.c_int64, ctypes.c_void_p
-    for base, pointers in (("scan_forward", 10), ("scan_backward", 18)):
+    rows = ctypes.POINTER(_Rows)
+    for base, strided, pointers in (("scan_forward", 6, 4), ("scan_backward", 11, 7)):
         function = getattr(library, f"{base}_{suffix}")
-        function.argtypes = [int64] * 6 + [pointer] * pointers
+        function.argtypes = [int64] * 6 + [rows] * strided + [pointer] * pointers
         function.restype = int64
     return library
 
@@ -125,53 +126,95 @@ def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
+class _Rows(ctypes.Structure):
+    """A [batch][channel][time] view by element strides, as the C kernel's `Rows`; time may run backwards."""
+
+    _fields_ = [("data", ctypes.c_void_p), ("batch", ctypes.c_int64), ("channel", ctypes.c_int64),
+                ("time", ctypes.c_int64)]
+
+
+def _rows(t: torch.Tensor | None, reverse: bool, time_axis: int = 2) -> _Rows:
+    """A (b, d, L) tensor with any strides (time_axis 2), or (b, L, n) state vectors with n contiguous
+    (time_axis 1; their channel stride is unused). `reverse` points at the last step and negates the time
+    stride, so the kernel runs the scan from the end without anything being flipped in memory."""
+    if t is None:
+        return _Rows(None, 0, 0, 0)
+    time_stride = t.stride(time_axis)
+    channel_stride = t.stride(1) if time_axis == 2 else 0
+    data = t.data_ptr()
+    if reverse:
+        data += (t.shape[time_axis] - 1) * time_stride * t.element_size()
+        time_stride = -time_stride
+    return _Rows(data, t.stride(0), channel_stride, time_stride)
+
+
+def _empty_rows(like: torch.Tensor) -> torch.Tensor:
+    """An uninitialised (b, d, L) tensor laid out like `like` when that is channel-last ((b, L, d) in memory,
+    what Linear layers produce and consume), else contiguous: outputs then feed the next layer without a copy."""
+    batch, dim, length = like.shape
+    if like.stride(1) == 1 and dim > 1:
+        return like.new_empty(batch, length, dim).transpose(1, 2)
+    return like.new_empty(batch, dim, length)
+
+
+def _state_rows(t: torch.Tensor) -> torch.Tensor:
+    """B or C (b, n, L) as (b, L, n) with n contiguous: a view when it already is (a slice of a channel-last
+    projection), else one small copy."""
+    rows = rearrange(t, "b n l -> b l n")
+    return rows if rows.stride(-1) == 1 else rows.contiguous()
+
+
 class _NativeScan(torch.autograd.Function):
     """The whole selective scan (bias, softplus, scan, D skip, silu gate) in the fused C kernel.
 
-    Backward recomputes states from one checkpoint per SEGMENT steps; it saves only the inputs.
+    Inputs are read and outputs written through their strides (channel-last views included), and a reversed
+    scan walks time backwards in place. Backward recomputes states from one checkpoint per SEGMENT steps; it
+    saves only the inputs.
     """
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus: bool):
-        """u, delta, z: (b, d, L); A: (d, n); B, C: (b, n, L); D, delta_bias: (d,) or None; all contiguous,
-        one dtype (float32 or float64), on CPU. Returns out: (b, d, L)."""
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus: bool, reverse: bool):
+        """u, delta, z: (b, d, L), any strides; A: (d, n); B, C: (b, n, L); D, delta_bias: (d,) or None; one
+        dtype (float32 or float64), on CPU. Returns out: (b, d, L), laid out like u."""
         library = _library(u.dtype)
         batch, dim, length = u.shape
         n = A.shape[1]
-        Bt = rearrange(B, "b n l -> b l n").contiguous()
-        Ct = rearrange(C, "b n l -> b l n").contiguous()
-        out = torch.empty_like(u)
+        Bt, Ct = _state_rows(B), _state_rows(C)
+        out = _empty_rows(u)
         needs_grad = any(ctx.needs_input_grad)
         checkpoints = u.new_empty(batch, dim, -(-length // SEGMENT), n) if needs_grad else None
+        views = [_rows(u, reverse), _rows(delta, reverse), _rows(z, reverse), _rows(Bt, reverse, 1),
+                 _rows(Ct, reverse, 1), _rows(out, reverse)]
         _run(getattr(library, f"scan_forward_{_SUFFIX[u.dtype]}"), _channel_ranges(batch * dim), dim, length, n,
-             int(softplus), *map(_ptr, (u, delta, A, Bt, Ct, D, z, delta_bias, out, checkpoints)))
+             int(softplus), *map(ctypes.byref, views), *map(_ptr, (A, D, delta_bias, checkpoints)))
         if needs_grad:
             ctx.save_for_backward(u, delta, A, Bt, Ct, D, z, delta_bias, checkpoints)
-            ctx.softplus = softplus
+            ctx.softplus, ctx.reverse = softplus, reverse
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        # Keep a reference to the contiguous copy for as long as the kernel runs: a temporary made inside the
-        # pointer list below was freed before the C code read it (wrong gradients whenever autograd handed in
-        # a non-contiguous grad_out, e.g. behind a transpose).
-        grad_out = grad_out.contiguous()
         u, delta, A, Bt, Ct, D, z, delta_bias, checkpoints = ctx.saved_tensors
         library = _library(u.dtype)
         batch, dim, length = u.shape
         n = A.shape[1]
+        reverse = ctx.reverse
         ranges = _channel_ranges(batch * dim)
-        grad_u, grad_delta = torch.empty_like(u), torch.empty_like(delta)
-        grad_z = None if z is None else torch.empty_like(z)
+        grad_u, grad_delta = _empty_rows(u), _empty_rows(delta)
+        grad_z = None if z is None else _empty_rows(z)
         grad_A_part = u.new_empty(batch, dim, n)
         grad_D_part = None if D is None else u.new_empty(batch, dim)
         grad_bias_part = None if delta_bias is None else u.new_empty(batch, dim)
         grad_Bt_part = u.new_zeros(len(ranges), batch, length, n)
         grad_Ct_part = u.new_zeros(len(ranges), batch, length, n)
+        # Every view below keeps its tensor referenced until the kernel returns (grad_out may be a strided view).
+        views = [_rows(t, reverse) for t in (u, delta, z)] + [_rows(Bt, reverse, 1), _rows(Ct, reverse, 1)]
+        views += [_rows(t, reverse) for t in (grad_out, grad_u, grad_delta, grad_z)]
+        per_worker = [(_rows(grad_Bt_part[i], reverse, 1), _rows(grad_Ct_part[i], reverse, 1)) for i in range(len(ranges))]
         _run(getattr(library, f"scan_backward_{_SUFFIX[u.dtype]}"), ranges, dim, length, n, int(ctx.softplus),
-             *map(_ptr, (u, delta, A, Bt, Ct, D, z, delta_bias, checkpoints, grad_out, grad_u, grad_delta,
-                         grad_z, grad_A_part, grad_D_part, grad_bias_part)),
-             lambda i: grad_Bt_part[i].data_ptr(), lambda i: grad_Ct_part[i].data_ptr())
+             *map(ctypes.byref, views), lambda i: ctypes.byref(per_worker[i][0]),
+             lambda i: ctypes.byref(per_worker[i][1]),
+             *map(_ptr, (A, D, delta_bias, checkpoints, grad_A_part, grad_D_part, grad_bias_part)))
         return (
             grad_u,
             grad_delta,
@@ -182,13 +225,18 @@ class _NativeScan(torch.autograd.Function):
             grad_z,
             None if delta_bias is None else grad_bias_part.sum(0),
             None,
+            None,
         )
 
 
-def selective_scan_native(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False) -> torch.Tensor:
-    """`selective_scan` on the fused C kernel: CPU tensors, all float32 or all float64, n <= MAX_STATE."""
+def selective_scan_native(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                          reverse=False) -> torch.Tensor:
+    """`selective_scan` on the fused C kernel: CPU tensors, all float32 or all float64, n <= MAX_STATE.
+    u, delta, z, B and C are used through their strides (no copies for channel-last views)."""
     if A.shape[1] > MAX_STATE:  # the kernel keeps the state in fixed-size stack buffers
         from .scan import ScanInputError
 
         raise ScanInputError(f"A has n={A.shape[1]} states; the C kernel holds at most {MAX_STATE} (use backend='torch')")
-    return _NativeScan.apply(*(None if t is None else t.contiguous() for t in (u, delta, A, B, C, D, z, delta_bias)), delta_softplus)
+    small = (None if t is None else t.contiguous() for t in (A, D, delta_bias))
+    A, D, delta_bias = small
+    return _NativeScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse)

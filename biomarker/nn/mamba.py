@@ -79,13 +79,16 @@ class DirectionalSSM(nn.Module):
         start = width - 1 if self.reverse else 0
         return out[..., start : start + length].permute(0, 2, 3, 1).reshape(batch, length, channels)
 
-    def forward(self, x: torch.Tensor, z: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """x, z: [B, L, d_inner] (x already zero where padded, z any strides); valid: [B, L] -> y: [B, L, d_inner]."""
+    def forward(self, x: torch.Tensor, z: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+        """x, z: [B, L, d_inner] (x already zero where padded, z any strides); valid: [B, L], or None when
+        nothing is padded -> y: [B, L, d_inner]."""
         x = F.silu(self.depthwise_conv(x))
         dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         # dt_proj's bias and the softplus run inside the scan (fused there: as separate ops they cost a sixth
         # of the forward at 512 tokens). Padded steps get a delta whose softplus is exactly 0: they keep the state.
-        delta = F.linear(dt, self.dt_proj.weight).masked_fill(~valid[..., None], PADDED_DELTA)
+        delta = F.linear(dt, self.dt_proj.weight)
+        if valid is not None:
+            delta = delta.masked_fill(~valid[..., None], PADDED_DELTA)
         y = selective_scan(
             x.transpose(1, 2),
             delta.transpose(1, 2),
@@ -115,9 +118,10 @@ class BiMambaMixer(nn.Module):
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         """x: [B, L, D] -> [B, L, D]."""
-        valid = layout.valid
+        valid = layout.valid if layout.has_padding else None
         xs, z = self.in_proj(x).chunk(2, dim=-1)  # views, channel-last
-        xs = xs * valid[..., None].to(xs.dtype)  # padded inputs must not enter the convolution
+        if valid is not None:
+            xs = xs * valid[..., None].to(xs.dtype)  # padded inputs must not enter the convolution
         both = self.forward_ssm(xs, z, valid) + self.backward_ssm(xs, z, valid)
         # The two directions are averaged, not summed (see the module docstring); out_proj has no bias, so
         # halving after it is the same and touches half as many numbers.

@@ -7,6 +7,8 @@ contiguous tail. That is what lets a causal scan (SSAMBA) treat a padded batch e
 
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import dataclass
 
@@ -55,9 +57,10 @@ class TokenLayout:
         prefix = torch.ones(lengths.shape[0], num_prefix, dtype=torch.bool, device=lengths.device)
         return cls(torch.cat([prefix, grid_valid], dim=1), grid, lengths, num_prefix)
 
-    @property
+    @functools.cached_property
     def has_padding(self) -> bool:
-        """False when every clip fills the grid, so attention can skip its mask (and pick a faster kernel)."""
+        """False when every clip fills the grid, so attention can skip its mask (and pick a faster kernel) and
+        Mamba its masking. Cached: asked by every block, and on a GPU each answer is a device sync."""
         return not bool(self.valid.all())
 
     @property

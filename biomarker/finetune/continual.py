@@ -748,7 +748,9 @@ def demo_cohort_card(cohort: DemoCohort, config: Any, summary: dict[str, Any]) -
         if cohort.channel == "telephone"
         else "wideband 16 kHz"
     )
-    splits = "; ".join(f"{s}: {c['clips']} clips, {c['patients']} patient clips" for s, c in summary["by_split"].items())
+    by_split = summary["by_split"]
+    splits = "; ".join(f"{s}: {by_split[s]['clips']} clips, {by_split[s]['patients']} patient clips"
+                       for s in [*(s for s in ("train", "val", "test") if s in by_split), *sorted(set(by_split) - {"train", "val", "test"})])
     return f"""# Data card: `{cohort.name}` (SYNTHETIC demonstration cohort)
 
 **Synthetic.** Made by `biomarker.cohorts.synth` (espeak-ng voices reading sentences; patients carry simulated
@@ -860,7 +862,12 @@ def attention_comparison(full: ForgettingReport, other: ForgettingReport) -> str
     for cohort in full.cohorts:
         a, b = full.stages[-1].scores[cohort], other.stages[-1].scores[cohort]
         rows.append(f"| {cohort} | {a.auroc:.3f} [{a.ci_low:.3f}, {a.ci_high:.3f}] | "
-                    f"{b.auroc:.3f} [{b.ci_low:.3f}, {b.ci_high:.3f}] | {b.auroc - a.auroc:+.3f} |")
+                    f"{b.auroc:.3f} [{b.ci_low:.3f}, {b.ci_high:.3f}] | {_signed(b.auroc - a.auroc)} |")
     mean = lambda r: sum(r.stages[-1].scores[c].auroc for c in r.cohorts) / len(r.cohorts)  # noqa: E731
-    rows.append(f"| mean | {mean(full):.3f} | {mean(other):.3f} | {mean(other) - mean(full):+.3f} |")
+    rows.append(f"| mean | {mean(full):.3f} | {mean(other):.3f} | {_signed(mean(other) - mean(full))} |")
     return "\n".join(rows) + "\n"
+
+
+def _signed(difference: float) -> str:
+    """'+0.012'; a difference that rounds to zero prints '+0.000', never '-0.000'."""
+    return f"{round(difference, 3) + 0.0:+.3f}"

@@ -12,13 +12,13 @@
 # Environment: N_CLIPS (per cohort, default 80), STEPS (per stage, default 48), METHODS (default "adapter full"; add
 # conv-adapter), ENCODER (a pretrained encoder dir; default none: a tiny random-init ssast-tiny-patch),
 # ATTENTION (default "sdpa"; "sdpa factorized" also runs every method with factorized frequency-time attention on
-# the same encoder weights and writes attention.md), BIOMARKER_HOME (the catalog's user models folder; default
+# the same encoder weights and writes attention.md), SEED (training seed, default 0), BIOMARKER_HOME (the catalog's user models folder; default
 # OUT_DIR/home so the demo never touches your own models). Times are in docs/continual.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-runs/continual-demo}"
 export N_CLIPS="${N_CLIPS:-80}" STEPS="${STEPS:-48}" METHODS="${METHODS:-adapter full}" OUT
-export ENCODER="${ENCODER:-}" ATTENTION="${ATTENTION:-sdpa}"
+export ENCODER="${ENCODER:-}" ATTENTION="${ATTENTION:-sdpa}" SEED="${SEED:-0}"
 export BIOMARKER_HOME="${BIOMARKER_HOME:-$OUT/home}"
 PY=.venv/bin/python
 [ -x "$PY" ] || PY=python3
@@ -39,6 +39,7 @@ cohorts = [
 ]
 manifests = [(c.name, make_demo_cohort(c, out / "cohorts", n=n)) for c in cohorts]
 summary = run_demonstration(manifests, out, steps=steps, methods=os.environ["METHODS"].split(),
-                            encoder=os.environ["ENCODER"] or None, attentions=os.environ["ATTENTION"].split())
+                            encoder=os.environ["ENCODER"] or None, attentions=os.environ["ATTENTION"].split(),
+                            seed=int(os.environ["SEED"]))
 print(json.dumps(summary, indent=2))
 EOF

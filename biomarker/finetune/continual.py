@@ -795,6 +795,7 @@ def run_demonstration(
     encoder: str | Path | None = None,
     methods: Sequence[str] = ("adapter", "conv-adapter", "full"),
     attentions: Sequence[str] = ("sdpa",),
+    seed: int = 0,
     catalog: Catalog | None = None,
 ) -> dict[str, Any]:
     """Run every method x attention over the cohort sequence; write forgetting.md/.json/.png (and attention.md).
@@ -802,6 +803,9 @@ def run_demonstration(
     `encoder`: a pretrained encoder dir; None builds a tiny random-init `ssast-tiny-patch` (said in the report).
     `attentions`: 'sdpa' (full) and/or 'factorized'; every one runs on the same saved weights, so with more than
     one, attention.md sets each cohort's test AUROC under factorized attention next to full attention's.
+    `seed` seeds each stage's trainer (batch order and random crops; through the RNG state it leaves, also the
+    initial weights of the cohorts added after the first). The splits are fixed by the manifests, so a second
+    seed shows how much of a difference between methods is training noise.
     """
     from biomarker.models import create_model
 
@@ -831,6 +835,7 @@ def run_demonstration(
             adapter_options=adapters.get(method),
             lr=3e-4 if method == "full" else 1e-3,
             bootstrap_resamples=bootstrap_resamples,
+            seed=seed,
         )
         factorized = attention != "sdpa"
         report = run_sequence(
@@ -839,7 +844,7 @@ def run_demonstration(
             label=f"{method} + {attention} attention" if factorized else method,
         )
         role = "trained with every cohort" if method == "full" else "frozen and shared by every cohort"
-        report.notes.append(f"{encoder_note}, attention `{attention}`, {role}; {steps} steps per stage.")
+        report.notes.append(f"{encoder_note}, attention `{attention}`, {role}; {steps} steps per stage, seed {seed}.")
         reports[attention, method] = report
     write_forgetting_report(list(reports.values()), out_dir)
     if len(attentions) > 1:

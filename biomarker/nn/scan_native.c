@@ -1,9 +1,9 @@
 /* Fused selective-scan kernels for the CPU, compiled at first use by biomarker/nn/scan_native.py.
  *
  * Why C: the recurrence is sequential in time, so any tensor-library formulation pays one pass over memory
- * per step or per chunk. Here each (batch, channel) pair keeps its n-state in registers, the n-loop is SIMD
- * (exp included, via glibc's libmvec under -ffast-math), and nothing of size (L, n) per channel is ever
- * written: the forward stores one state every SEGMENT steps; the backward recomputes a segment's states and
+ * per step or per chunk. Here the forward scans 8 channels at once, one per SIMD lane (exp included, inlined),
+ * the backward keeps one channel's n-state in registers with the n-loop in SIMD, and nothing of size (L, n)
+ * per channel is ever written: the forward stores one state every SEGMENT steps; the backward recomputes a segment's states and
  * decays into an L1-sized buffer and walks it backwards. The elementwise parts around the scan (delta_bias,
  * softplus, D skip, silu(z) gate) are fused in too: as separate tensor ops they cost as much as the scan at
  * L = 512.
@@ -89,74 +89,86 @@ static void step_sizes(int64_t length, const REAL *restrict delta, int64_t strid
     }
 }
 
-static inline void forward_channel(int64_t length, int64_t n, const REAL *restrict u, int64_t us,
-                                   const REAL *restrict dt, const REAL *restrict a, const REAL *restrict Bt, int64_t bs,
-                                   const REAL *restrict Ct, int64_t cs, REAL skip, REAL *restrict out, int64_t os,
-                                   REAL *restrict checkpoints) {
-    REAL h[MAX_STATE];
-    for (int64_t k = 0; k < n; k++) h[k] = 0;
+/* The forward scans LANES neighbouring channels at once, one channel per SIMD lane: the state is h[k][lane],
+ * every step is vertical arithmetic (y needs no horizontal sum over the states), and a channel-last tensor
+ * gives each step's LANES values as one contiguous load. Rows are gathered into [step][lane] tiles first
+ * (padding lanes beyond the last channel hold zeros and are never written back). */
+#define LANES 8
+
+static inline void forward_lanes(int64_t length, int64_t n, const REAL *restrict u, const REAL *restrict dt,
+                                 const REAL *restrict a, const REAL *restrict Bt, int64_t bs,
+                                 const REAL *restrict Ct, int64_t cs, const REAL *restrict skip,
+                                 REAL *restrict out, REAL *restrict checkpoints, int64_t width, int64_t segments) {
+    /* u, dt, out: [length][LANES]; a: [n][LANES]; checkpoints: [lane][segments][n] (lanes < width) */
+    REAL h[MAX_STATE][LANES];
+    for (int64_t k = 0; k < n; k++)
+        for (int64_t j = 0; j < LANES; j++) h[k][j] = 0;
     for (int64_t t = 0; t < length; t++) {
-        if (checkpoints && t % SEGMENT == 0) memcpy(checkpoints + (t / SEGMENT) * n, h, n * sizeof(REAL));
-        const REAL ut = u[t * us], step = dt[t], drive = dt[t] * ut;
+        if (checkpoints && t % SEGMENT == 0)
+            for (int64_t j = 0; j < width; j++)
+                for (int64_t k = 0; k < n; k++) checkpoints[(j * segments + t / SEGMENT) * n + k] = h[k][j];
+        const REAL *restrict ut = u + t * LANES, *restrict st = dt + t * LANES;
         const REAL *restrict b = Bt + t * bs, *restrict c = Ct + t * cs;
-        REAL acc = 0;
+        REAL drive[LANES], y[LANES];
+        for (int64_t j = 0; j < LANES; j++) drive[j] = st[j] * ut[j], y[j] = skip[j] * ut[j];
         for (int64_t k = 0; k < n; k++) {
-            h[k] = EXP(step * a[k]) * h[k] + drive * b[k];
-            acc += h[k] * c[k];
+            const REAL bk = b[k], ck = c[k];
+            for (int64_t j = 0; j < LANES; j++) {
+                h[k][j] = EXP(st[j] * a[k * LANES + j]) * h[k][j] + drive[j] * bk;
+                y[j] += h[k][j] * ck;
+            }
         }
-        out[t * os] = acc + skip * ut;
+        for (int64_t j = 0; j < LANES; j++) out[t * LANES + j] = y[j];
     }
 }
 
-/* Channels are scanned in tiles of TILE neighbours: their strided rows are first gathered into contiguous
- * scratch rows (for a channel-last tensor each time step of a tile is one cache line), scanned there, and the
- * outputs scattered back. Reading the strided rows step by step inside the recurrence cost a fifth more. */
-#define TILE 16
-
+/* Rows of channels d .. d+width-1 into a [length][LANES] tile, zero in the lanes past width. */
 static void gather(const Rows *r, int64_t b, int64_t d, int64_t width, int64_t length, REAL *restrict tile) {
     const REAL *src = row(r, b, d);
     for (int64_t t = 0; t < length; t++)
-        for (int64_t j = 0; j < width; j++) tile[j * length + t] = src[t * r->time + j * r->channel];
+        for (int64_t j = 0; j < LANES; j++) tile[t * LANES + j] = j < width ? src[t * r->time + j * r->channel] : 0;
 }
 
 static void scatter(const REAL *restrict tile, int64_t width, int64_t length, const Rows *r, int64_t b, int64_t d) {
     REAL *dst = row(r, b, d);
     for (int64_t t = 0; t < length; t++)
-        for (int64_t j = 0; j < width; j++) dst[t * r->time + j * r->channel] = tile[j * length + t];
+        for (int64_t j = 0; j < width; j++) dst[t * r->time + j * r->channel] = tile[t * LANES + j];
 }
 
 int64_t NAME(scan_forward)(int64_t c0, int64_t c1, int64_t dim, int64_t length, int64_t n, int64_t softplus,
                            const Rows *u, const Rows *delta, const Rows *z, const Rows *Bt, const Rows *Ct,
                            const Rows *out, const REAL *A, const REAL *D, const REAL *bias, REAL *checkpoints) {
     const int64_t segments = (length + SEGMENT - 1) / SEGMENT;
-    REAL *scratch = malloc((1 + 4 * TILE) * length * sizeof(REAL));
+    REAL *scratch = malloc(4 * LANES * length * sizeof(REAL));
     if (!scratch) return 1;
-    REAL *dt = scratch, *ut = dt + length, *deltat = ut + TILE * length, *zt = deltat + TILE * length;
-    REAL *ot = zt + TILE * length;
+    REAL *ut = scratch, *dtt = ut + LANES * length, *zt = dtt + LANES * length, *ot = zt + LANES * length;
+    REAL a[MAX_STATE * LANES], skip[LANES], lane_bias[LANES];
     for (int64_t c = c0; c < c1;) {
         const int64_t b = c / dim, d = c % dim;
-        int64_t width = dim - d < TILE ? dim - d : TILE;
+        int64_t width = dim - d < LANES ? dim - d : LANES;
         if (c1 - c < width) width = c1 - c;
+        for (int64_t j = 0; j < LANES; j++) {
+            const int live = j < width;
+            skip[j] = live && D ? D[d + j] : 0;
+            lane_bias[j] = live && bias ? bias[d + j] : 0;
+            for (int64_t k = 0; k < n; k++) a[k * LANES + j] = live ? A[(d + j) * n + k] : 0;
+        }
         gather(u, b, d, width, length, ut);
-        gather(delta, b, d, width, length, deltat);
-        if (z->data) gather(z, b, d, width, length, zt);
-        const REAL *bt = row(Bt, b, 0), *ct = row(Ct, b, 0);
-        for (int64_t j = 0; j < width; j++) {
-            const int64_t dj = d + j;
-            const REAL *uj = ut + j * length;
-            REAL *oj = ot + j * length;
-            step_sizes(length, deltat + j * length, 1, bias ? bias[dj] : 0, (int)softplus, dt);
-            REAL *ck = checkpoints ? checkpoints + (c + j) * segments * n : 0;
-            const REAL skip = D ? D[dj] : 0;
-            /* n is nearly always 16: a constant trip count lets the compiler keep the state in registers. */
-            if (n == 16)
-                forward_channel(length, 16, uj, 1, dt, A + dj * 16, bt, Bt->time, ct, Ct->time, skip, oj, 1, ck);
-            else
-                forward_channel(length, n, uj, 1, dt, A + dj * n, bt, Bt->time, ct, Ct->time, skip, oj, 1, ck);
-            if (z->data) {
-                const REAL *restrict zj = zt + j * length;
-                for (int64_t t = 0; t < length; t++) oj[t] *= zj[t] / (1 + EXP(-zj[t]));
+        gather(delta, b, d, width, length, dtt);
+        for (int64_t t = 0; t < length; t++) /* dt = softplus(delta + bias) in place, as step_sizes does */
+            for (int64_t j = 0; j < LANES; j++) {
+                const REAL x = dtt[t * LANES + j] + lane_bias[j];
+                dtt[t * LANES + j] = softplus ? (x > SOFTPLUS_LINEAR ? x : (x < EXP_UNDERFLOW ? 0 : LOG1P(EXP(x)))) : x;
             }
+        const REAL *bt = row(Bt, b, 0), *ct = row(Ct, b, 0);
+        REAL *ck = checkpoints ? checkpoints + c * segments * n : 0;
+        if (n == 16)
+            forward_lanes(length, 16, ut, dtt, a, bt, Bt->time, ct, Ct->time, skip, ot, ck, width, segments);
+        else
+            forward_lanes(length, n, ut, dtt, a, bt, Bt->time, ct, Ct->time, skip, ot, ck, width, segments);
+        if (z->data) {
+            gather(z, b, d, width, length, zt);
+            for (int64_t i = 0; i < length * LANES; i++) ot[i] *= zt[i] / (1 + EXP(-zt[i]));
         }
         scatter(ot, width, length, out, b, d);
         c += width;

@@ -119,7 +119,10 @@ class BiMambaMixer(nn.Module):
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         """x: [B, L, D] -> [B, L, D]."""
         valid = layout.valid if layout.has_padding else None
-        xs, z = self.in_proj(x).chunk(2, dim=-1)  # views, channel-last
+        # in_proj as two GEMMs, one per half of its weight: x and z come out contiguous (chunks of one output
+        # would be strided views, and the convolution would copy x once per direction).
+        x_weight, z_weight = self.in_proj.weight.chunk(2, dim=0)
+        xs, z = F.linear(x, x_weight), F.linear(x, z_weight)
         if valid is not None:
             xs = xs * valid[..., None].to(xs.dtype)  # padded inputs must not enter the convolution
         both = self.forward_ssm(xs, z, valid) + self.backward_ssm(xs, z, valid)

@@ -232,59 +232,85 @@ static inline void backward_channel(int64_t length, int64_t n, const REAL *restr
     for (int64_t k = 0; k < n; k++) grad_a[k] = ga[k];
 }
 
+/* The backward's channel rows, gathered LANES at a time into [lane][step] rows (each step of a channel-last
+ * tensor is then one contiguous load), and the gradients scattered back the same way. */
+static void gather_rows(const Rows *r, int64_t b, int64_t d, int64_t width, int64_t length, REAL *restrict rows) {
+    const REAL *src = row(r, b, d);
+    for (int64_t t = 0; t < length; t++)
+        for (int64_t j = 0; j < width; j++) rows[j * length + t] = src[t * r->time + j * r->channel];
+}
+
+static void scatter_rows(const REAL *restrict rows, int64_t width, int64_t length, const Rows *r, int64_t b, int64_t d) {
+    REAL *dst = row(r, b, d);
+    for (int64_t t = 0; t < length; t++)
+        for (int64_t j = 0; j < width; j++) dst[t * r->time + j * r->channel] = rows[j * length + t];
+}
+
 int64_t NAME(scan_backward)(int64_t c0, int64_t c1, int64_t dim, int64_t length, int64_t n, int64_t softplus,
                             const Rows *u, const Rows *delta, const Rows *z, const Rows *Bt, const Rows *Ct,
                             const Rows *grad_out, const Rows *grad_u, const Rows *grad_delta, const Rows *grad_z,
                             const Rows *grad_Bt, const Rows *grad_Ct, const REAL *A, const REAL *D, const REAL *bias,
                             const REAL *checkpoints, REAL *grad_A_part, REAL *grad_D_part, REAL *grad_bias_part) {
     const int64_t segments = (length + SEGMENT - 1) / SEGMENT;
-    REAL *dt = malloc(4 * length * sizeof(REAL));
-    if (!dt) return 1;
-    REAL *gy = dt + length, *gate_grad = dt + 2 * length, *gd = dt + 3 * length;
-    for (int64_t c = c0; c < c1; c++) {
+    /* per channel: dt, gy, gate_grad; per tile: u, delta, z, grad_out in; grad_u, grad_delta, grad_z out */
+    REAL *scratch = malloc((3 + 7 * LANES) * length * sizeof(REAL));
+    if (!scratch) return 1;
+    REAL *dt = scratch, *gy = dt + length, *gate_grad = gy + length;
+    REAL *ur = gate_grad + length, *deltar = ur + LANES * length, *zr = deltar + LANES * length;
+    REAL *gor = zr + LANES * length, *gur = gor + LANES * length, *gdr = gur + LANES * length;
+    REAL *gzr = gdr + LANES * length;
+    for (int64_t c = c0; c < c1;) {
         const int64_t b = c / dim, d = c % dim;
-        step_sizes(length, row(delta, b, d), delta->time, bias ? bias[d] : 0, (int)softplus, dt);
-        const REAL *restrict go = row(grad_out, b, d);
-        const int64_t gos = grad_out->time;
-        if (z->data) { /* out = y·silu(z): dL/dy = g·silu(z), dL/dz = g·y·silu'(z) with silu' = s(1 + z(1 - s)) */
-            const REAL *restrict zc = row(z, b, d);
-            const int64_t zs = z->time;
-            for (int64_t t = 0; t < length; t++) {
-                const REAL zt = zc[t * zs], sig = 1 / (1 + EXP(-zt));
-                gy[t] = go[t * gos] * zt * sig;
-                gate_grad[t] = go[t * gos] * sig * (1 + zt * (1 - sig));
-            }
-        } else {
-            for (int64_t t = 0; t < length; t++) gy[t] = go[t * gos];
-        }
-        const REAL skip = D ? D[d] : 0;
-        const REAL *uc = row(u, b, d), *bt = row(Bt, b, 0), *ct = row(Ct, b, 0);
-        REAL *gz = z->data ? row(grad_z, b, d) : 0, *gu = row(grad_u, b, d);
+        int64_t width = dim - d < LANES ? dim - d : LANES;
+        if (c1 - c < width) width = c1 - c;
+        gather_rows(u, b, d, width, length, ur);
+        gather_rows(delta, b, d, width, length, deltar);
+        gather_rows(grad_out, b, d, width, length, gor);
+        if (z->data) gather_rows(z, b, d, width, length, zr);
+        const REAL *bt = row(Bt, b, 0), *ct = row(Ct, b, 0);
         REAL *gbt = row(grad_Bt, b, 0), *gct = row(grad_Ct, b, 0);
-        if (n == 16)
-            backward_channel(length, 16, uc, u->time, dt, A + d * 16, bt, Bt->time, ct, Ct->time, skip,
-                             checkpoints + c * segments * 16, gy, gate_grad, gz, grad_z->time, gu, grad_u->time, gd,
-                             grad_A_part + c * 16, gbt, grad_Bt->time, gct, grad_Ct->time);
-        else
-            backward_channel(length, n, uc, u->time, dt, A + d * n, bt, Bt->time, ct, Ct->time, skip,
-                             checkpoints + c * segments * n, gy, gate_grad, gz, grad_z->time, gu, grad_u->time, gd,
-                             grad_A_part + c * n, gbt, grad_Bt->time, gct, grad_Ct->time);
-        if (softplus) /* d softplus(x)/dx = sigmoid(x) = 1 - exp(-softplus(x)) */
-            for (int64_t t = 0; t < length; t++) gd[t] *= -EXPM1(-dt[t]);
-        REAL *restrict gdc = row(grad_delta, b, d);
-        const int64_t gds = grad_delta->time;
-        for (int64_t t = 0; t < length; t++) gdc[t * gds] = gd[t];
-        if (grad_bias_part) {
-            REAL sum = 0;
-            for (int64_t t = 0; t < length; t++) sum += gd[t];
-            grad_bias_part[c] = sum;
+        for (int64_t j = 0; j < width; j++) {
+            const int64_t dj = d + j, cj = c + j;
+            const REAL *uc = ur + j * length, *go = gor + j * length;
+            REAL *gd = gdr + j * length, *gu = gur + j * length, *gz = z->data ? gzr + j * length : 0;
+            step_sizes(length, deltar + j * length, 1, bias ? bias[dj] : 0, (int)softplus, dt);
+            if (z->data) { /* out = y·silu(z): dL/dy = g·silu(z), dL/dz = g·y·silu'(z) with silu' = s(1 + z(1 - s)) */
+                const REAL *restrict zc = zr + j * length;
+                for (int64_t t = 0; t < length; t++) {
+                    const REAL sig = 1 / (1 + EXP(-zc[t]));
+                    gy[t] = go[t] * zc[t] * sig;
+                    gate_grad[t] = go[t] * sig * (1 + zc[t] * (1 - sig));
+                }
+            } else {
+                memcpy(gy, go, length * sizeof(REAL));
+            }
+            const REAL skip = D ? D[dj] : 0;
+            if (n == 16)
+                backward_channel(length, 16, uc, 1, dt, A + dj * 16, bt, Bt->time, ct, Ct->time, skip,
+                                 checkpoints + cj * segments * 16, gy, gate_grad, gz, 1, gu, 1, gd,
+                                 grad_A_part + cj * 16, gbt, grad_Bt->time, gct, grad_Ct->time);
+            else
+                backward_channel(length, n, uc, 1, dt, A + dj * n, bt, Bt->time, ct, Ct->time, skip,
+                                 checkpoints + cj * segments * n, gy, gate_grad, gz, 1, gu, 1, gd,
+                                 grad_A_part + cj * n, gbt, grad_Bt->time, gct, grad_Ct->time);
+            if (softplus) /* d softplus(x)/dx = sigmoid(x) = 1 - exp(-softplus(x)) */
+                for (int64_t t = 0; t < length; t++) gd[t] *= -EXPM1(-dt[t]);
+            if (grad_bias_part) {
+                REAL sum = 0;
+                for (int64_t t = 0; t < length; t++) sum += gd[t];
+                grad_bias_part[cj] = sum;
+            }
+            if (grad_D_part) {
+                REAL sum = 0;
+                for (int64_t t = 0; t < length; t++) sum += gy[t] * uc[t];
+                grad_D_part[cj] = sum;
+            }
         }
-        if (grad_D_part) {
-            REAL sum = 0;
-            for (int64_t t = 0; t < length; t++) sum += gy[t] * uc[t * u->time];
-            grad_D_part[c] = sum;
-        }
+        scatter_rows(gur, width, length, grad_u, b, d);
+        scatter_rows(gdr, width, length, grad_delta, b, d);
+        if (z->data) scatter_rows(gzr, width, length, grad_z, b, d);
+        c += width;
     }
-    free(dt);
+    free(scratch);
     return 0;
 }

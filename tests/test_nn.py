@@ -16,6 +16,7 @@ from biomarker.nn.attention import (
     full_attention_sdpa,
 )
 from biomarker.nn.mamba import BiMambaMixer, DirectionalSSM
+from biomarker.nn.scan_native import native_kernel_available
 from biomarker.nn.tokens import LearnedGridPositions, PatchEmbed, TokenLayout
 from biomarker.records import ModelConfigError, ModelInputError
 
@@ -169,3 +170,20 @@ def test_bench_fits_the_time_exponent_of_a_power_law():
     points = [{"tokens": n, "seconds": 3e-6 * n**1.5} for n in (512, 2048, 8192)]
     assert abs(fitted_exponent(points) - 1.5) < 1e-9
     assert fitted_exponent(points[:1]) is None
+
+
+@pytest.mark.skipif(not native_kernel_available(), reason="needs the C kernel (a C compiler)")
+@pytest.mark.parametrize("reverse", [False, True], ids=["causal", "look-ahead"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+def test_scoring_conv_kernel_equals_the_differentiable_path(reverse, dtype):
+    """Without gradients the CPU runs silu(conv) in one C pass; it must equal the torch path training uses,
+    including the clip edges, where the taps reach outside the clip."""
+    torch.manual_seed(0)
+    ssm = DirectionalSSM(24, 4, 4, 2, 1e-3, 1e-1, reverse=reverse).to(dtype)
+    x = torch.randn(3, 17, 24, dtype=dtype)
+    with torch.no_grad():
+        fused = ssm.conv_silu(x)
+    trained = F.silu(ssm.depthwise_conv(x))
+    assert trained.requires_grad  # the torch path was really the one taken with gradients on
+    tolerance = 1e-6 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(fused, trained.detach(), atol=tolerance, rtol=tolerance)

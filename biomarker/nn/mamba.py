@@ -25,6 +25,7 @@ from torch import nn
 
 from biomarker.nn.adapters import AdaptableBlock
 from biomarker.nn.scan import selective_scan
+from biomarker.nn.scan_native import conv_silu_native, native_kernel_available
 from biomarker.nn.tokens import TokenLayout
 
 
@@ -62,6 +63,13 @@ class DirectionalSSM(nn.Module):
         self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(d_inner, 1))
         self.D = nn.Parameter(torch.ones(d_inner))
 
+    def conv_silu(self, x: torch.Tensor) -> torch.Tensor:
+        """silu(depthwise conv over time), channel-last: [B, L, C] -> [B, L, C]. Scoring on the CPU runs the fused
+        C kernel (one pass over memory); training and the GPU differentiate `depthwise_conv` + silu in torch."""
+        if x.device.type == "cpu" and not torch.is_grad_enabled() and native_kernel_available(x.dtype):
+            return conv_silu_native(x, self.conv1d.weight[:, 0, :], self.conv1d.bias, self.reverse)
+        return F.silu(self.depthwise_conv(x))
+
     def depthwise_conv(self, x: torch.Tensor) -> torch.Tensor:
         """Causal (or, reversed, anti-causal) depthwise conv over time, channel-last: [B, L, C] -> [B, L, C].
 
@@ -82,7 +90,7 @@ class DirectionalSSM(nn.Module):
     def forward(self, x: torch.Tensor, z: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
         """x, z: [B, L, d_inner] (x already zero where padded, z any strides); valid: [B, L], or None when
         nothing is padded -> y: [B, L, d_inner]."""
-        x = F.silu(self.depthwise_conv(x))
+        x = self.conv_silu(x)
         dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         # dt_proj's bias and the softplus run inside the scan (fused there: as separate ops they cost a sixth
         # of the forward at 512 tokens). Padded steps get a delta whose softplus is exactly 0: they keep the state.

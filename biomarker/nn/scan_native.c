@@ -314,3 +314,30 @@ int64_t NAME(scan_backward)(int64_t c0, int64_t c1, int64_t dim, int64_t length,
     free(scratch);
     return 0;
 }
+
+/* silu(depthwise conv over time) of a channel-last [batch][length][channels] tensor, for rows r0..r1 of the
+ * batch*length output rows: out[t] = silu(bias + sum_k w[k] x[t - (K-1) + k]) (causal), or with x[t + (K-1) - k]
+ * when `reverse` (the backward direction's look-ahead conv). Zero outside the clip. Inference only: the
+ * training path differentiates the same math in PyTorch. As two tensor ops it cost two passes over memory and
+ * a strided silu, a sixth of SSAMBA's forward at 512 tokens. */
+int64_t NAME(conv_silu)(int64_t r0, int64_t r1, int64_t length, int64_t channels, int64_t width, int64_t reverse,
+                        const REAL *x, const REAL *weight, const REAL *bias, REAL *out) {
+    REAL *taps = malloc(width * channels * sizeof(REAL)); /* [K][C]: one contiguous vector per tap */
+    if (!taps) return 1;
+    for (int64_t k = 0; k < width; k++)
+        for (int64_t c = 0; c < channels; c++) taps[k * channels + c] = weight[c * width + k];
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t b = r / length, t = r % length;
+        REAL *restrict o = out + r * channels;
+        for (int64_t c = 0; c < channels; c++) o[c] = bias[c];
+        for (int64_t k = 0; k < width; k++) {
+            const int64_t source = reverse ? t + (width - 1) - k : t - (width - 1) + k;
+            if (source < 0 || source >= length) continue;
+            const REAL *restrict xs = x + (b * length + source) * channels, *restrict w = taps + k * channels;
+            for (int64_t c = 0; c < channels; c++) o[c] += w[c] * xs[c];
+        }
+        for (int64_t c = 0; c < channels; c++) o[c] = o[c] / (1 + EXP(-o[c]));
+    }
+    free(taps);
+    return 0;
+}

@@ -81,7 +81,7 @@ def _library(dtype: torch.dtype) -> ctypes.CDLL | None:
         return None
     int64, pointer = ctypes.c_int64, ctypes.c_void_p
     rows = ctypes.POINTER(_Rows)
-    for base, strided, pointers in (("scan_forward", 6, 4), ("scan_backward", 11, 7)):
+    for base, strided, pointers in (("scan_forward", 6, 4), ("scan_backward", 11, 7), ("conv_silu", 0, 4)):
         function = getattr(library, f"{base}_{suffix}")
         function.argtypes = [int64] * 6 + [rows] * strided + [pointer] * pointers
         function.restype = int64
@@ -240,3 +240,17 @@ def selective_scan_native(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     small = (None if t is None else t.contiguous() for t in (A, D, delta_bias))
     A, D, delta_bias = small
     return _NativeScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse)
+
+
+def conv_silu_native(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, reverse: bool) -> torch.Tensor:
+    """silu(depthwise conv over time) for inference on the CPU, channel-last: x [B, L, C] -> [B, L, C].
+
+    weight [C, K] (tap k multiplies x[t - (K-1) + k], or x[t + (K-1) - k] when `reverse`), bias [C]. No autograd:
+    callers use it only when no gradient is wanted (`biomarker.nn.mamba` differentiates the same math in torch).
+    """
+    x, weight, bias = (t.contiguous() for t in (x, weight.to(x.dtype), bias.to(x.dtype)))
+    batch, length, channels = x.shape
+    out = torch.empty_like(x)
+    _run(getattr(_library(x.dtype), f"conv_silu_{_SUFFIX[x.dtype]}"), _channel_ranges(batch * length), length,
+         channels, weight.shape[1], int(reverse), *map(_ptr, (x, weight, bias, out)))
+    return out

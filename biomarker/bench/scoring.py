@@ -17,6 +17,7 @@ the load average is reported beside the numbers so a reader can judge them.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import statistics
@@ -68,17 +69,35 @@ class Timing:
     cpu_ms: float
 
 
-def measure(run: Callable[[], object], repeats: int) -> Timing:
-    run()  # warm-up: lazy initialisation and allocator growth are not what a clinician waits for
-    walls, cpus = [], []
+def measure(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, Timing]:
+    """Median wall and CPU time of each run, the runs taking turns: on a VM whose speed drifts from minute to
+    minute (measured here: the same forward 30 % slower a few minutes later), timing one thing after another
+    would turn the drift into a false ratio; interleaved, every run sees the same machine."""
+    for run in runs.values():
+        run()  # warm-up: lazy initialisation and allocator growth are not what a clinician waits for
+    walls: dict[str, list[float]] = {name: [] for name in runs}
+    cpus: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        run()
-        walls.append((time.perf_counter() - wall) * 1000.0)
-        cpus.append((time.process_time() - cpu) * 1000.0)
-    return Timing(statistics.median(walls), statistics.median(cpus))
+        for name, run in runs.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            run()
+            walls[name].append((time.perf_counter() - wall) * 1000.0)
+            cpus[name].append((time.process_time() - cpu) * 1000.0)
+    return {name: Timing(statistics.median(walls[name]), statistics.median(cpus[name])) for name in runs}
 
 
+def inference(run: Callable[[], object]) -> Callable[[], object]:
+    """`run` under torch.inference_mode, as the screener runs its model."""
+
+    def wrapped() -> object:
+        with torch.inference_mode():
+            return run()
+
+    return wrapped
+
+
+# Seeds never used before in this process: every end-to-end call stores audio the folder has not seen.
+_NEW_CLIP_SEEDS = itertools.count(1000)
 TINY_REFERENCE = "tiny"  # the `--model` keyword for the untrained SSAST-tiny bundle
 
 
@@ -125,24 +144,30 @@ def main(model: str | None = None, device: str = "cpu", repeats: int = 10, clips
 def _measure_all(screener: Screener, store: Store, repeats: int, batch: list[bytes], audio_s: float) -> dict:
     """One 10 s clip end to end and in parts, then the batch, at the current torch thread count."""
     actor = UserInfo("bench", "admin", site="bench")
+    # A new recording per call, as in a clinic: each one is really written to the audio folder.
+    clips = iter([wav_bytes(speechlike(10.0, seed=next(_NEW_CLIP_SEEDS))) for _ in range(repeats + 2)])
     data = wav_bytes(speechlike(10.0, seed=0))
     counter = iter(range(10**9))
-    end_to_end = measure(lambda: screen_and_record(screener, store, data, name="bench.wav", actor=actor,
-                                                   patient_id=f"bench-{next(counter)}"), repeats)
     recording = screener.load_audio(data)
     score = screener.assess_recording(recording).score
     waveform = torch.from_numpy(recording.samples)[None].to(screener.device)  # [1, S]
     lengths = torch.tensor([waveform.shape[1]], device=screener.device)
-    parts = {"decode": measure(lambda: screener.load_audio(data), repeats),
-             "quality_gate": measure(lambda: require_quality(recording, screener.config.quality), repeats)}
     with torch.inference_mode():
         features, frames = screener.extractor(waveform, lengths)
-        parts["front_end"] = measure(lambda: screener.extractor(waveform, lengths), repeats)
-        parts["model_call"] = measure(lambda: screener.model.probability(features, frames), repeats)
-        forward = measure(lambda: screener.model.encoder(features, frames), repeats)
-    parts["store_write"] = measure(lambda: store.record_result(
-        score, actor=actor, audio_path=store.save_audio(data), duration_s=recording.duration_s,
-        sample_rate_hz=recording.sample_rate_hz, patient_id=f"bench-{next(counter)}"), repeats)
+    timings = measure({
+        "end_to_end": lambda: screen_and_record(screener, store, next(clips), name="bench.wav", actor=actor,
+                                                patient_id=f"bench-{next(counter)}"),
+        "encoder_forward": inference(lambda: screener.model.encoder(features, frames)),
+        "decode": lambda: screener.load_audio(data),
+        "quality_gate": lambda: require_quality(recording, screener.config.quality),
+        "front_end": inference(lambda: screener.extractor(waveform, lengths)),
+        "model_call": inference(lambda: screener.model.probability(features, frames)),
+        "store_write": lambda: store.record_result(
+            score, actor=actor, audio_path=store.save_audio(data), duration_s=recording.duration_s,
+            sample_rate_hz=recording.sample_rate_hz, patient_id=f"bench-{next(counter)}"),
+    }, repeats)
+    end_to_end, forward = timings.pop("end_to_end"), timings.pop("encoder_forward")
+    parts = timings
 
     screener.score_many(batch[:2])
     wall, cpu = time.perf_counter(), time.process_time()

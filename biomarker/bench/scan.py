@@ -110,8 +110,6 @@ def median_seconds(inputs, backend: str, backward: bool, repeats: int, device: t
 
 def peak_memory_child(request: str) -> None:
     """Entry point of the fresh process: one scan, print its peak-memory rise in MB as JSON."""
-    import resource
-
     spec = json.loads(request)
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
@@ -125,10 +123,24 @@ def peak_memory_child(request: str) -> None:
         rise_mb = (torch.cuda.max_memory_allocated(device) - before) / 2**20
     else:
         _reset_peak_rss()
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        before = _peak_rss_kib()
         run_scan(inputs, spec["backend"], spec["backward"])
-        rise_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        rise_mb = (_peak_rss_kib() - before) / 1024
     print(json.dumps({"peak_rise_mb": rise_mb}))
+
+
+def _peak_rss_kib() -> int:
+    """The RSS high-water mark: VmHWM, which `_reset_peak_rss` lowers (getrusage's ru_maxrss may keep the
+    import's peak and read a rise of 0), else ru_maxrss where /proc is missing."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
 
 
 def _reset_peak_rss() -> None:

@@ -89,11 +89,29 @@ static void step_sizes(int64_t length, const REAL *restrict delta, int64_t strid
     }
 }
 
+#define LANES 8
+
+/* Channel rows d .. d+width-1 of a strided tensor into a contiguous tile and back: element (step t, lane j) at
+ * tile[t * step + j * lane]. The forward uses [step][LANES] tiles (one vector per step), the backward
+ * [lane][length] rows (one contiguous row per channel); either way each step of a channel-last tensor is one
+ * contiguous read. Lanes from width up to `lanes` are zero-filled (the forward computes all LANES). */
+static void gather(const Rows *r, int64_t b, int64_t d, int64_t width, int64_t lanes, int64_t length, REAL *restrict tile,
+                   int64_t step, int64_t lane) {
+    const REAL *src = row(r, b, d);
+    for (int64_t t = 0; t < length; t++)
+        for (int64_t j = 0; j < lanes; j++) tile[t * step + j * lane] = j < width ? src[t * r->time + j * r->channel] : 0;
+}
+
+static void scatter(const REAL *restrict tile, int64_t step, int64_t lane, int64_t width, int64_t length, const Rows *r,
+                    int64_t b, int64_t d) {
+    REAL *dst = row(r, b, d);
+    for (int64_t t = 0; t < length; t++)
+        for (int64_t j = 0; j < width; j++) dst[t * r->time + j * r->channel] = tile[t * step + j * lane];
+}
+
 /* The forward scans LANES neighbouring channels at once, one channel per SIMD lane: the state is h[k][lane],
  * every step is vertical arithmetic (y needs no horizontal sum over the states), and a channel-last tensor
- * gives each step's LANES values as one contiguous load. Rows are gathered into [step][lane] tiles first
- * (padding lanes beyond the last channel hold zeros and are never written back). */
-#define LANES 8
+ * gives each step's LANES values as one contiguous load (rows are gathered into [step][lane] tiles first). */
 
 static inline void forward_lanes(int64_t length, int64_t n, const REAL *restrict u, const REAL *restrict dt,
                                  const REAL *restrict a, const REAL *restrict Bt, int64_t bs,
@@ -122,19 +140,6 @@ static inline void forward_lanes(int64_t length, int64_t n, const REAL *restrict
     }
 }
 
-/* Rows of channels d .. d+width-1 into a [length][LANES] tile, zero in the lanes past width. */
-static void gather(const Rows *r, int64_t b, int64_t d, int64_t width, int64_t length, REAL *restrict tile) {
-    const REAL *src = row(r, b, d);
-    for (int64_t t = 0; t < length; t++)
-        for (int64_t j = 0; j < LANES; j++) tile[t * LANES + j] = j < width ? src[t * r->time + j * r->channel] : 0;
-}
-
-static void scatter(const REAL *restrict tile, int64_t width, int64_t length, const Rows *r, int64_t b, int64_t d) {
-    REAL *dst = row(r, b, d);
-    for (int64_t t = 0; t < length; t++)
-        for (int64_t j = 0; j < width; j++) dst[t * r->time + j * r->channel] = tile[t * LANES + j];
-}
-
 int64_t NAME(scan_forward)(int64_t c0, int64_t c1, int64_t dim, int64_t length, int64_t n, int64_t softplus,
                            const Rows *u, const Rows *delta, const Rows *z, const Rows *Bt, const Rows *Ct,
                            const Rows *out, const REAL *A, const REAL *D, const REAL *bias, REAL *checkpoints) {
@@ -153,8 +158,8 @@ int64_t NAME(scan_forward)(int64_t c0, int64_t c1, int64_t dim, int64_t length, 
             lane_bias[j] = live && bias ? bias[d + j] : 0;
             for (int64_t k = 0; k < n; k++) a[k * LANES + j] = live ? A[(d + j) * n + k] : 0;
         }
-        gather(u, b, d, width, length, ut);
-        gather(delta, b, d, width, length, dtt);
+        gather(u, b, d, width, LANES, length, ut, LANES, 1);
+        gather(delta, b, d, width, LANES, length, dtt, LANES, 1);
         for (int64_t t = 0; t < length; t++) /* dt = softplus(delta + bias) in place, as step_sizes does */
             for (int64_t j = 0; j < LANES; j++) {
                 const REAL x = dtt[t * LANES + j] + lane_bias[j];
@@ -167,10 +172,10 @@ int64_t NAME(scan_forward)(int64_t c0, int64_t c1, int64_t dim, int64_t length, 
         else
             forward_lanes(length, n, ut, dtt, a, bt, Bt->time, ct, Ct->time, skip, ot, ck, width, segments);
         if (z->data) {
-            gather(z, b, d, width, length, zt);
+            gather(z, b, d, width, LANES, length, zt, LANES, 1);
             for (int64_t i = 0; i < length * LANES; i++) ot[i] *= zt[i] / (1 + EXP(-zt[i]));
         }
-        scatter(ot, width, length, out, b, d);
+        scatter(ot, LANES, 1, width, length, out, b, d);
         c += width;
     }
     free(scratch);
@@ -232,20 +237,6 @@ static inline void backward_channel(int64_t length, int64_t n, const REAL *restr
     for (int64_t k = 0; k < n; k++) grad_a[k] = ga[k];
 }
 
-/* The backward's channel rows, gathered LANES at a time into [lane][step] rows (each step of a channel-last
- * tensor is then one contiguous load), and the gradients scattered back the same way. */
-static void gather_rows(const Rows *r, int64_t b, int64_t d, int64_t width, int64_t length, REAL *restrict rows) {
-    const REAL *src = row(r, b, d);
-    for (int64_t t = 0; t < length; t++)
-        for (int64_t j = 0; j < width; j++) rows[j * length + t] = src[t * r->time + j * r->channel];
-}
-
-static void scatter_rows(const REAL *restrict rows, int64_t width, int64_t length, const Rows *r, int64_t b, int64_t d) {
-    REAL *dst = row(r, b, d);
-    for (int64_t t = 0; t < length; t++)
-        for (int64_t j = 0; j < width; j++) dst[t * r->time + j * r->channel] = rows[j * length + t];
-}
-
 int64_t NAME(scan_backward)(int64_t c0, int64_t c1, int64_t dim, int64_t length, int64_t n, int64_t softplus,
                             const Rows *u, const Rows *delta, const Rows *z, const Rows *Bt, const Rows *Ct,
                             const Rows *grad_out, const Rows *grad_u, const Rows *grad_delta, const Rows *grad_z,
@@ -263,10 +254,10 @@ int64_t NAME(scan_backward)(int64_t c0, int64_t c1, int64_t dim, int64_t length,
         const int64_t b = c / dim, d = c % dim;
         int64_t width = dim - d < LANES ? dim - d : LANES;
         if (c1 - c < width) width = c1 - c;
-        gather_rows(u, b, d, width, length, ur);
-        gather_rows(delta, b, d, width, length, deltar);
-        gather_rows(grad_out, b, d, width, length, gor);
-        if (z->data) gather_rows(z, b, d, width, length, zr);
+        gather(u, b, d, width, width, length, ur, 1, length);
+        gather(delta, b, d, width, width, length, deltar, 1, length);
+        gather(grad_out, b, d, width, width, length, gor, 1, length);
+        if (z->data) gather(z, b, d, width, width, length, zr, 1, length);
         const REAL *bt = row(Bt, b, 0), *ct = row(Ct, b, 0);
         REAL *gbt = row(grad_Bt, b, 0), *gct = row(grad_Ct, b, 0);
         for (int64_t j = 0; j < width; j++) {
@@ -306,9 +297,9 @@ int64_t NAME(scan_backward)(int64_t c0, int64_t c1, int64_t dim, int64_t length,
                 grad_D_part[cj] = sum;
             }
         }
-        scatter_rows(gur, width, length, grad_u, b, d);
-        scatter_rows(gdr, width, length, grad_delta, b, d);
-        if (z->data) scatter_rows(gzr, width, length, grad_z, b, d);
+        scatter(gur, 1, length, width, length, grad_u, b, d);
+        scatter(gdr, 1, length, width, length, grad_delta, b, d);
+        if (z->data) scatter(gzr, 1, length, width, length, grad_z, b, d);
         c += width;
     }
     free(scratch);

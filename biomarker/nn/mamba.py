@@ -20,7 +20,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
 from biomarker.nn.adapters import AdaptableBlock

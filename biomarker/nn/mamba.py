@@ -91,7 +91,7 @@ class DirectionalSSM(nn.Module):
         nothing is padded -> y: [B, L, d_inner]."""
         x = self.conv_silu(x)
         dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        # dt_proj's bias and the softplus run inside the scan (fused there: as separate ops they cost a sixth
+        # dt_proj's bias and the softplus run inside the scan (fused there: as separate ops they cost a tenth
         # of the forward at 512 tokens). Padded steps get a delta whose softplus is exactly 0: they keep the state.
         delta = F.linear(dt, self.dt_proj.weight)
         if valid is not None:

@@ -78,15 +78,16 @@ typedef struct {
 
 static inline REAL *row(const Rows *r, int64_t b, int64_t d) { return r->data + b * r->batch + d * r->channel; }
 
-/* dt[t] = softplus(delta[t] + bias) (or without softplus), for one channel, vectorised over t. Where exp
- * underflows, softplus is exactly 0, as in torch: a very negative delta is how callers mark padded steps
- * (dt = 0 keeps the state), so it must give 0 here too, not fast_expf's clamped 1.7e-38. */
-static void step_sizes(int64_t length, const REAL *restrict delta, int64_t stride, REAL bias, int softplus,
-                       REAL *restrict dt) {
-    for (int64_t t = 0; t < length; t++) {
-        const REAL x = delta[t * stride] + bias;
-        dt[t] = softplus ? (x > SOFTPLUS_LINEAR ? x : (x < EXP_UNDERFLOW ? 0 : LOG1P(EXP(x)))) : x;
-    }
+/* dt = softplus(x) (or x without softplus), x = delta + bias. Where exp underflows, softplus is exactly 0, as in
+ * torch: a very negative delta is how callers mark padded steps (dt = 0 keeps the state), so it must give 0
+ * here too, not fast_expf's clamped 1.7e-38. */
+static inline REAL step_size(REAL x, int softplus) {
+    return softplus ? (x > SOFTPLUS_LINEAR ? x : (x < EXP_UNDERFLOW ? 0 : LOG1P(EXP(x)))) : x;
+}
+
+/* dt[t] for one channel's contiguous row, vectorised over t. */
+static void step_sizes(int64_t length, const REAL *restrict delta, REAL bias, int softplus, REAL *restrict dt) {
+    for (int64_t t = 0; t < length; t++) dt[t] = step_size(delta[t] + bias, softplus);
 }
 
 #define LANES 8
@@ -160,10 +161,9 @@ int64_t NAME(scan_forward)(int64_t c0, int64_t c1, int64_t dim, int64_t length, 
         }
         gather(u, b, d, width, LANES, length, ut, LANES, 1);
         gather(delta, b, d, width, LANES, length, dtt, LANES, 1);
-        for (int64_t t = 0; t < length; t++) /* dt = softplus(delta + bias) in place, as step_sizes does */
+        for (int64_t t = 0; t < length; t++) /* dt = softplus(delta + bias), in place */
             for (int64_t j = 0; j < LANES; j++) {
-                const REAL x = dtt[t * LANES + j] + lane_bias[j];
-                dtt[t * LANES + j] = softplus ? (x > SOFTPLUS_LINEAR ? x : (x < EXP_UNDERFLOW ? 0 : LOG1P(EXP(x)))) : x;
+                dtt[t * LANES + j] = step_size(dtt[t * LANES + j] + lane_bias[j], (int)softplus);
             }
         const REAL *bt = row(Bt, b, 0), *ct = row(Ct, b, 0);
         REAL *ck = checkpoints ? checkpoints + c * segments * n : 0;
@@ -264,7 +264,7 @@ int64_t NAME(scan_backward)(int64_t c0, int64_t c1, int64_t dim, int64_t length,
             const int64_t dj = d + j, cj = c + j;
             const REAL *uc = ur + j * length, *go = gor + j * length;
             REAL *gd = gdr + j * length, *gu = gur + j * length, *gz = z->data ? gzr + j * length : 0;
-            step_sizes(length, deltar + j * length, 1, bias ? bias[dj] : 0, (int)softplus, dt);
+            step_sizes(length, deltar + j * length, bias ? bias[dj] : 0, (int)softplus, dt);
             if (z->data) { /* out = y·silu(z): dL/dy = g·silu(z), dL/dz = g·y·silu'(z) with silu' = s(1 + z(1 - s)) */
                 const REAL *restrict zc = zr + j * length;
                 for (int64_t t = 0; t < length; t++) {

@@ -237,8 +237,7 @@ def selective_scan_native(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
         from .scan import ScanInputError
 
         raise ScanInputError(f"A has n={A.shape[1]} states; the C kernel holds at most {MAX_STATE} (use backend='torch')")
-    small = (None if t is None else t.contiguous() for t in (A, D, delta_bias))
-    A, D, delta_bias = small
+    A, D, delta_bias = (None if t is None else t.contiguous() for t in (A, D, delta_bias))
     return _NativeScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse)
 
 

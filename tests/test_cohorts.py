@@ -9,7 +9,7 @@ import pytest
 import soundfile
 
 from biomarker.cohorts.manifest import CohortItem, read_manifest, write_manifest
-from biomarker.cohorts.markers import SAMPLE_RATE_HZ, mark_real_speech, split_at_gaps, stretch
+from biomarker.cohorts.markers import MILD_SEVERITY, SAMPLE_RATE_HZ, MarkerProfile, draw_profile, mark_real_speech, split_at_gaps, stretch
 from biomarker.cohorts.noise import NoiseConfig, add_ward_noise, generate_noise_bank, load_noise_bank
 from biomarker.cohorts.spira import read_spira_csv
 from biomarker.cohorts.splits import SplitConfig, speaker_disjoint_split
@@ -137,6 +137,25 @@ def test_markers_lengthen_speech_more_with_severity():
     speech = _speechlike(np.random.default_rng(0))
     lengths = {s: np.mean([len(mark_real_speech(speech, s, np.random.default_rng(k))) for k in range(5)]) for s in (0.0, 0.3, 1.0)}
     assert lengths[0.0] < lengths[0.3] < lengths[1.0]
+
+
+def _profiles(severity: float, count: int = 2000) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    drawn = [draw_profile(severity, rng) for _ in range(count)]
+    return {field: np.array([getattr(p, field) for p in drawn]) for field in MarkerProfile.__dataclass_fields__}
+
+
+def test_mild_patients_overlap_controls_on_every_marker_and_severe_ones_do_not():
+    """The point of the generator: no single marker separates mild patients from controls (else every model,
+    and a logistic regression on MFCC statistics, sits at AUROC 1.0), while severe cases are clear."""
+    controls, mild, severe = _profiles(0.0), _profiles(MILD_SEVERITY), _profiles(1.0)
+    for field in controls:
+        low, high = np.percentile(controls[field], [5, 95])
+        inside = lambda values: float(np.mean((values >= low) & (values <= high)))  # noqa: E731
+        assert inside(mild[field]) >= 0.4, field
+        assert inside(severe[field]) <= 0.15, field
+        towards_ri = np.sign(np.mean(severe[field]) - np.mean(controls[field]))
+        assert towards_ri * (np.mean(mild[field]) - np.mean(controls[field])) > 0, field  # mild lies on the RI side
 
 
 def test_stretch_slows_by_the_factor():

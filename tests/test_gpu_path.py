@@ -32,7 +32,10 @@ def test_gpu_check_script_runs_on_cpu_and_writes_one_json(tmp_path):
     assert result["device"] == "cpu" and result["failed_sections"] == []
     assert result["scan_ok"] is True
     assert all(row["grad_rel_error"] < 1e-4 for row in result["scan_agreement"])
-    assert result["scoring_latency"]["end_to_end_ms"] > 0 and result["scoring_latency"]["model_forward_ms"] > 0
+    latency = result["scoring_latency"]
+    assert [row["model"] for row in latency] == ["random-ssamba-tiny@gpu-check", "random-ssast-tiny-patch@gpu-check"]
+    for row in latency:  # the whole path costs at least its model forward
+        assert 0 < row["model_forward_ms"] <= row["end_to_end_ms"] and row["end_to_end_stored_ms"] > 0
     assert {p["encoder"] for p in result["encoders"]["points"]} == {"ssamba-tiny", "ssast-tiny (sdpa)", "ssast-tiny (plain)"}
     assert all(row["steps_per_s"] > 0 for row in result["pretraining"])
 

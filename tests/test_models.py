@@ -76,6 +76,25 @@ def test_every_model_runs_forward_backward_and_reloads_identically(name, tmp_pat
     assert reloaded.feature_config == model.feature_config and reloaded.config == model.config
 
 
+@pytest.mark.parametrize("name", ["ssast-tiny-patch", "ssamba-tiny"])
+def test_a_pretrained_encoder_can_keep_only_its_first_blocks(name, tmp_path):
+    model = tiny(name, depth=3).eval()
+    model.save_pretrained(tmp_path / "enc", dtype=torch.float32)
+    shallow = from_pretrained(tmp_path / "enc", overrides={"depth": 2})
+    assert len(shallow.blocks) == 2 and shallow.config.depth == 2
+    model.blocks = model.blocks[:2]  # the same network by hand: the first two blocks, the same final norm
+    x, lengths = batch()
+    with torch.no_grad():
+        assert torch.equal(shallow(x, lengths), model(x, lengths))
+    with pytest.raises(ModelConfigError, match="1 to 3"):
+        from_pretrained(tmp_path / "enc", overrides={"depth": 4})
+    bundle = ScreeningModel(tiny(name, depth=3), name="b", version="1")
+    bundle.add_cohort("default")
+    bundle.save_pretrained(tmp_path / "bundle")
+    with pytest.raises(ModelConfigError, match="bare pretrained encoder"):
+        from_pretrained(tmp_path / "bundle", overrides={"depth": 2})
+
+
 @pytest.mark.parametrize(
     "name, overrides",
     [

@@ -13,7 +13,7 @@ def finetune(
     out: Path = typer.Option(Path("runs/finetune"), "--out", help="Run folder: bundle/, report/, summary.json."),
     method: str = typer.Option("adapter", "--method", "--mode", help="full | linear | adapter | conv-adapter."),
     encoder: str = typer.Option("ssast-tiny-patch", "--encoder", help="Registry name (from scratch) or pretrained encoder dir."),
-    depth: int = typer.Option(None, "--depth", help="Override the encoder depth (scratch only; tiny CPU runs)."),
+    depth: int = typer.Option(None, "--depth", help="Encoder depth: from scratch any; of a pretrained encoder, keep its first N blocks (cheaper scoring)."),
     settings: list[str] = typer.Option([], "--set", help="Encoder config override KEY=JSON (scratch only), e.g. --set embed_dim=96 --set 'patch=[16,32]'."),
     attention: str = typer.Option(
         None, "--attention",

@@ -5,8 +5,9 @@ Markers and their sources (data_cards/synthetic-ri-cohort.md cites them):
   controls 3.16 vs 0.85 pauses per sentence, mean pause 0.53 s vs 0.13 s;
 - inspiratory pauses mid-phrase with audible inhalation (patients breathe where grammar would not pause);
 - slower articulation rate; breathy voice (aspiration noise); weaker, declining, less steady intensity.
-`severity` in [0, 1] scales every marker; 0 is a control, who still gets natural variation including an
-occasional breath, so "any breath sound" is not a shortcut.
+`severity` in [0, 1] scales every marker's RI effect on top of natural variation that patients and controls
+share (`MarkerProfile`): a control still breathes audibly now and then, speaks slowly or breathily some days,
+and a mild patient can sound like that, so no single cue separates the classes near the mild end.
 """
 
 from __future__ import annotations
@@ -19,6 +20,45 @@ from scipy.signal import butter, sosfilt
 
 SAMPLE_RATE_HZ = 16000
 MILD_SEVERITY = 0.15  # the lowest patient severity the synthesizer draws
+
+
+@dataclass(frozen=True)
+class MarkerProfile:
+    """How strongly every marker shows in one clip.
+
+    Each strength is natural variation, drawn from the SAME range for patients and controls, plus an RI effect
+    proportional to severity. Why: people differ in breathiness, loudness decay, rate and breathing even when
+    healthy, so a mild patient must be able to sound like a control. (The first generator gave controls and
+    patients disjoint ranges for every marker: every model and even an MFCC + logistic-regression baseline
+    scored AUROC 1.000, which measured nothing.) At severity 1 the effect dwarfs the natural range; at the
+    mild end (0.15) it is a fraction of it, so the mild slice is where models differ.
+    """
+
+    breath_probability: float  # chance that a breath pause holds an audible inhalation
+    breath_level: float  # inhalation RMS relative to the speech RMS
+    pause_scale: float  # breath-pause length scale; a pause lasts U(0.6, 1.2) x this
+    gap_breath_fraction: float  # share of real speech's natural gaps that become breath pauses
+    words_per_breath: float  # breath-group length in words (espeak-ng clips)
+    slowing: float  # articulation-rate divisor (1 = resting rate)
+    aspiration: float  # breathy-voice noise level relative to the speech envelope
+    tremor_depth: float  # depth of slow amplitude unsteadiness
+    decline: float  # loudness lost from the start to the end of the utterance
+
+
+def draw_profile(severity: float, rng: np.random.Generator) -> MarkerProfile:
+    """A clip's marker strengths: natural variation (same for both classes) + severity x RI effect."""
+    s = float(severity)
+    return MarkerProfile(
+        breath_probability=min(1.0, rng.uniform(0.15, 0.5) + 0.5 * s),
+        breath_level=rng.uniform(0.03, 0.14) + 0.2 * s,
+        pause_scale=rng.uniform(0.12, 0.32) + 0.5 * s,
+        gap_breath_fraction=min(1.0, rng.uniform(0.15, 0.45) + 0.5 * s),
+        words_per_breath=max(2.0, rng.normal(9.0, 2.0) - 6.0 * s),
+        slowing=rng.uniform(0.92, 1.1) * (1.0 + 0.3 * s * rng.uniform(0.8, 1.2)),
+        aspiration=rng.uniform(0.0, 0.2) + 0.55 * s,
+        tremor_depth=rng.uniform(0.0, 0.12) + 0.28 * s,
+        decline=min(0.8, rng.uniform(0.0, 0.15) + 0.4 * s),
+    )
 
 
 @dataclass(frozen=True)
@@ -56,40 +96,34 @@ def pause(rng: np.random.Generator, duration_s: float, breath_rms: float | None)
     return out
 
 
-def breath_pause_s(rng: np.random.Generator, severity: float) -> float:
-    """Length of a pause at a breath-group boundary: about 0.13 s at rest, up to about 0.8 s when severe."""
-    if severity <= 0:
-        return float(rng.uniform(0.08, 0.3))
-    return float(rng.uniform(0.2, 0.35) + 0.55 * severity * rng.uniform(0.6, 1.2))
-
-
-def assemble(segments: Segmented, breath_at: Sequence[bool], severity: float, rng: np.random.Generator) -> np.ndarray:
+def assemble(segments: Segmented, breath_at: Sequence[bool], profile: MarkerProfile, rng: np.random.Generator) -> np.ndarray:
     """Join segments; junctions marked in `breath_at` get a breath pause, the rest keep their natural gap.
 
-    Patients inhale audibly in most breath pauses (probability 0.5 + 0.5 * severity, louder when severe);
-    controls only sometimes (0.3), quietly. Every clip starts with 0.15-0.4 s of room tone.
+    A breath pause holds an audible inhalation with the profile's probability, at its level. Every clip starts
+    with 0.15-0.4 s of room tone (which may hold the first breath).
     """
     if len(breath_at) != len(segments.segments) - 1:
         raise ValueError(f"breath_at needs {len(segments.segments) - 1} entries, got {len(breath_at)}")
     speech_rms = float(np.sqrt(np.mean(np.concatenate(segments.segments) ** 2))) + 1e-6
-    breath_probability = 0.5 + 0.5 * severity if severity > 0 else 0.3
-    breath_level = (0.08 + 0.2 * severity) if severity > 0 else rng.uniform(0.04, 0.1)
-    pieces = [pause(rng, rng.uniform(0.15, 0.4), speech_rms * breath_level if rng.random() < breath_probability else None)]
+
+    def breath() -> float | None:
+        return speech_rms * profile.breath_level if rng.random() < profile.breath_probability else None
+
+    pieces = [pause(rng, rng.uniform(0.15, 0.4), breath())]
     for index, segment in enumerate(segments.segments):
         pieces.append(segment.astype(np.float32))
         if index == len(breath_at):
             break
         if breath_at[index]:
-            breathe = rng.random() < breath_probability
-            pieces.append(pause(rng, breath_pause_s(rng, severity), speech_rms * breath_level if breathe else None))
+            pieces.append(pause(rng, profile.pause_scale * rng.uniform(0.6, 1.2), breath()))
         else:
             pieces.append(pause(rng, segments.gaps_s[index], None))
     pieces.append(pause(rng, rng.uniform(0.1, 0.3), None))
     return np.concatenate(pieces)
 
 
-def degrade_voice(samples: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
-    """Breathy, weaker, declining and unsteady voice, scaled by severity; controls get small natural variation.
+def degrade_voice(samples: np.ndarray, profile: MarkerProfile, rng: np.random.Generator) -> np.ndarray:
+    """Breathy, declining and unsteady voice at the profile's strengths.
 
     Breathiness = aspiration noise riding on the speech envelope; unsteadiness = slow random amplitude tremor;
     weakness = loudness declining over the utterance as the breath runs out.
@@ -97,11 +131,9 @@ def degrade_voice(samples: np.ndarray, severity: float, rng: np.random.Generator
     n = len(samples)
     t = np.arange(n) / SAMPLE_RATE_HZ
     envelope = np.sqrt(np.convolve(samples**2, np.ones(320) / 320, mode="same"))
-    aspiration_level = 0.1 + 0.6 * severity if severity > 0 else rng.uniform(0.0, 0.1)
-    breathy = samples + aspiration_level * envelope * _filtered_noise(rng, n, 1500, 7000)
-    tremor_depth = 0.08 + 0.3 * severity if severity > 0 else rng.uniform(0.0, 0.08)
-    tremor = 1 + tremor_depth * np.sin(2 * np.pi * rng.uniform(2, 6) * t + rng.uniform(0, 2 * np.pi))
-    decline = np.linspace(1.0, 1.0 - (0.5 * severity if severity > 0 else rng.uniform(0, 0.1)), n)
+    breathy = samples + profile.aspiration * envelope * _filtered_noise(rng, n, 1500, 7000)
+    tremor = 1 + profile.tremor_depth * np.sin(2 * np.pi * rng.uniform(2, 6) * t + rng.uniform(0, 2 * np.pi))
+    decline = np.linspace(1.0, 1.0 - profile.decline, n)
     return (breathy * tremor * decline).astype(np.float32)
 
 
@@ -136,20 +168,19 @@ def split_at_gaps(samples: np.ndarray, *, floor_db: float = -35.0, min_gap_s: fl
 
 
 def mark_real_speech(samples: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
-    """Apply the RI markers to a real recording (used to train and test beyond espeak-ng's robotic voice).
+    """Apply the RI markers (or, at severity 0, a control's natural variation) to a real recording.
 
-    A fraction 0.35 + 0.5 * severity of the natural gaps become breath pauses, at least one; each segment is
-    slowed by `stretch` (pitch kept; controls get a rate change of ±10 %); then the voice is degraded.
+    A share of the natural gaps become breath pauses (at least one for a patient); each segment is slowed
+    (pitch kept) and the voice degraded, all at the strengths `draw_profile` gives this severity.
     """
+    profile = draw_profile(severity, rng)
     cut = split_at_gaps(samples)
     junctions = len(cut.segments) - 1
-    breath_at = [bool(rng.random() < 0.35 + 0.5 * severity) for _ in range(junctions)]
+    breath_at = [bool(rng.random() < profile.gap_breath_fraction) for _ in range(junctions)]
     if junctions and severity > 0 and not any(breath_at):
         breath_at[int(rng.integers(junctions))] = True
-    # controls are stretched too (natural rate variation), so the stretch's own sound is no cue
-    factor = 1.0 + 0.3 * severity * rng.uniform(0.8, 1.2) if severity > 0 else rng.uniform(0.92, 1.1)
-    slowed = Segmented([stretch(s, factor) for s in cut.segments], cut.gaps_s)
-    return degrade_voice(assemble(slowed, breath_at, severity, rng), severity, rng)
+    slowed = Segmented([stretch(s, profile.slowing) for s in cut.segments], cut.gaps_s)
+    return degrade_voice(assemble(slowed, breath_at, profile, rng), profile, rng)
 
 
 def stretch(samples: np.ndarray, factor: float, frame_s: float = 0.03) -> np.ndarray:

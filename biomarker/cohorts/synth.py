@@ -22,7 +22,7 @@ import soundfile
 
 from biomarker.cohorts.espeak import SAMPLE_RATE_HZ, Voice, speak
 from biomarker.cohorts.manifest import CohortItem, write_manifest
-from biomarker.cohorts.markers import MILD_SEVERITY, Segmented, assemble, degrade_voice
+from biomarker.cohorts.markers import MILD_SEVERITY, MarkerProfile, Segmented, assemble, degrade_voice, draw_profile
 from biomarker.cohorts.noise import NoiseConfig, add_ward_noise, generate_noise_bank, load_noise_bank
 from biomarker.cohorts.splits import SplitConfig, speaker_disjoint_split
 from biomarker.records import CohortError
@@ -138,24 +138,24 @@ def make_speakers(config: SynthConfig, rng: np.random.Generator) -> list[Speaker
     return speakers
 
 
-def breath_groups(sentence: str, severity: float, rng: np.random.Generator) -> tuple[list[str], list[bool]]:
+def breath_groups(sentence: str, profile: MarkerProfile, rng: np.random.Generator) -> tuple[list[str], list[bool]]:
     """Split a sentence into chunks to synthesize separately, and say which junctions are breath pauses.
 
-    Controls pause only at punctuation (and rarely elsewhere). Patients' breath groups hold
-    about 6 words when mild and 2 when severe, wherever grammar falls: mid-phrase inspiratory pauses.
+    Everyone breathes when a breath group of `profile.words_per_breath` words (about 9 at rest, 3 when severe)
+    is used up, wherever grammar falls: mid-phrase inspiratory pauses in patients, the odd one in controls.
+    Punctuation is a junction too, a breath pause half of the time.
     """
     words = sentence.split()
     chunks, breath_at, current = [], [], []
-    group = max(2, int(round(7 - 5 * severity + rng.normal(0, 0.7)))) if severity > 0 else 10**6
+    group = max(2, int(round(profile.words_per_breath)))
     for index, word in enumerate(words):
         current.append(word)
         last = index == len(words) - 1
         at_punctuation = bool(re.search(r"[,;:]$", word))
-        patient_break = severity > 0 and len(current) >= group
-        control_break = severity == 0 and (at_punctuation or rng.random() < 0.06)
-        if not last and (patient_break or control_break or at_punctuation):
+        out_of_breath = len(current) >= group
+        if not last and (out_of_breath or at_punctuation):
             chunks.append(" ".join(current))
-            breath_at.append(patient_break or control_break or bool(rng.random() < 0.5))
+            breath_at.append(out_of_breath or bool(rng.random() < 0.5))
             current = []
     chunks.append(" ".join(current))
     return chunks, breath_at
@@ -163,11 +163,12 @@ def breath_groups(sentence: str, severity: float, rng: np.random.Generator) -> t
 
 def synthesize_clip(sentence: str, speaker: Speaker, rng: np.random.Generator) -> np.ndarray:
     """One clean clip: breath groups synthesized at the speaker's (slower if ill) rate, assembled, voice degraded."""
-    chunks, breath_at = breath_groups(sentence, speaker.severity, rng)
-    rate = int(speaker.voice.rate_wpm * (1 - 0.3 * speaker.severity) * rng.uniform(0.94, 1.06))
+    profile = draw_profile(speaker.severity, rng)
+    chunks, breath_at = breath_groups(sentence, profile, rng)
+    rate = int(speaker.voice.rate_wpm / profile.slowing)
     segments = [speak(chunk, speaker.voice, rate_wpm=rate) for chunk in chunks]
     gaps = [float(rng.uniform(0.05, 0.2)) for _ in breath_at]
-    clip = degrade_voice(assemble(Segmented(segments, gaps), breath_at, speaker.severity, rng), speaker.severity, rng)
+    clip = degrade_voice(assemble(Segmented(segments, gaps), breath_at, profile, rng), profile, rng)
     gain = rng.uniform(0.25, 0.9) / (np.max(np.abs(clip)) + 1e-9)  # recording level varies for both classes
     return (clip * gain).astype(np.float32)
 

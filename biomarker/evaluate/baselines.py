@@ -54,9 +54,13 @@ class MfccStatsBaseline:
         return self.pipeline.decision_function(np.stack([mfcc_statistics(r) for r in recordings]))
 
 
-def run_baseline(manifest: str, out_dir: str, extra_eval: Sequence[str] = (), config: "ReportConfig | None" = None) -> dict:
+def run_baseline(manifest: str, out_dir: str, extra_eval: Sequence[str] = (), config: "ReportConfig | None" = None,
+                 labels: int | None = None, seed: int = 0) -> dict:
     """Train on the manifest's train rows, fit temperature + threshold on val, measure the same sets as
-    `biomarker finetune` (test rows per cohort, extra manifests per cohort, real healthy/marked apart)."""
+    `biomarker finetune` (test rows per cohort, extra manifests per cohort, real healthy/marked apart).
+
+    `labels`/`seed` cap the training rows exactly as `biomarker finetune --labels N --seed S` does, so a
+    label-budget row of the comparison table compares the baseline and the deep models on the same recordings."""
     import json
     from pathlib import Path
 
@@ -69,7 +73,9 @@ def run_baseline(manifest: str, out_dir: str, extra_eval: Sequence[str] = (), co
     config = config or ReportConfig()
     items = read_manifest(manifest)
     audio = lambda rows: [load(item.path, SAMPLE_RATE_HZ).samples for item in rows]  # noqa: E731
-    train, val = select_split(items, "train"), select_split(items, "val")
+    from biomarker.finetune.run import label_budget
+
+    train, val = label_budget(select_split(items, "train"), labels, seed), select_split(items, "val")
     baseline = MfccStatsBaseline().fit(audio(train), [i.label for i in train])
     point = fit_operating_point(baseline.logits(audio(val)), [i.label for i in val], [f"{i.cohort}/{i.speaker_id}" for i in val], config)
     report_dir = Path(out_dir)

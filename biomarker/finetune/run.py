@@ -79,7 +79,7 @@ class BalancedBCE(nn.Module):
 def build_encoder(config: FinetuneConfig) -> tuple[nn.Module, str]:
     """(encoder, parent label): a pretrained encoder directory, or a fresh registry model (scratch)."""
     if Path(config.encoder).is_dir():
-        try:  # only weight-free settings (attention) may differ from a pretrained encoder's
+        try:  # only weight-free settings (attention) may differ from a pretrained encoder's, and depth shrink
             encoder = from_pretrained(config.encoder, overrides=config.encoder_overrides)
         except ModelConfigError as error:
             raise FinetuneError(f"encoder_overrides cannot change pretrained encoder {config.encoder}: {error}") from None

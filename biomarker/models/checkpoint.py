@@ -9,6 +9,7 @@ stored in fp16 by default (a few MB) and load into fp32 modules.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,10 @@ def class_for_kind(kind: str) -> Any:
 # from the checkpoint's: e.g. a pretrained full-attention transformer run with factorized frequency-time
 # attention (AAT does this to a pretrained AST). Anything that shapes a parameter is refused.
 WEIGHT_FREE_SETTINGS = frozenset({"attention", "dropout"})
+# `depth` may shrink: the encoder keeps its first `depth` blocks (layer dropping; the later blocks' weights are
+# not loaded). Why: a screener built on the first blocks of a pretrained encoder scores a recording in a fraction
+# of the time and keeps the pretrained low-level features; growing it would leave blocks without weights.
+_BLOCK_KEY = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
 
 
 def override_encoder_config(description: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -70,14 +75,20 @@ def override_encoder_config(description: dict[str, Any], overrides: dict[str, An
     Only WEIGHT_FREE_SETTINGS may be overridden; the result is what gets saved next, so a model trained
     with an override keeps it across save/reload. Unknown keys for the encoder kind fail in `from_dict`.
     """
-    shaping = sorted(set(overrides) - WEIGHT_FREE_SETTINGS)
+    shaping = sorted(set(overrides) - WEIGHT_FREE_SETTINGS - {"depth"})
     if shaping:
         raise ModelConfigError(
             f"cannot override {', '.join(map(repr, shaping))} of a saved model: it shapes the weights "
-            f"(only {sorted(WEIGHT_FREE_SETTINGS)} may change)"
+            f"(only {sorted(WEIGHT_FREE_SETTINGS)} may change, and depth may shrink)"
         )
     description = json.loads(json.dumps(description))  # deep copy; the caller's dict stays as read
     encoder = description["encoder"] if description.get("kind") == "screening" else description
+    if "depth" in overrides:
+        saved = int(encoder["config"]["depth"])
+        if not 1 <= int(overrides["depth"]) <= saved:
+            raise ModelConfigError(f"depth={overrides['depth']!r}: a saved encoder of {saved} blocks can keep 1 to {saved} of them")
+        if overrides["depth"] < saved and (encoder.get("adapter_sets") or description.get("kind") == "screening"):
+            raise ModelConfigError("depth can only shrink a bare pretrained encoder, not a bundle or adapter sets trained on all its blocks")
     encoder["config"] = {**encoder["config"], **overrides}
     return description
 
@@ -87,7 +98,8 @@ def from_pretrained(
 ) -> nn.Module:
     """Rebuild any saved encoder or ScreeningModel from `directory`, weights in fp32, in eval mode.
 
-    `overrides`: weight-free encoder settings to use instead of the saved ones, e.g. {"attention": "factorized"}.
+    `overrides`: weight-free encoder settings to use instead of the saved ones, e.g. {"attention": "factorized"},
+    and `depth` to keep only the first blocks of a pretrained encoder.
     """
     description = read_description(directory)
     if overrides:
@@ -97,5 +109,8 @@ def from_pretrained(
     weights = Path(directory) / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelNotFoundError(f"{directory}: {WEIGHTS_FILE} is missing")
-    model.load_state_dict(load_file(str(weights)), strict=True)  # copies fp16 values into the fp32 parameters
+    state = load_file(str(weights))
+    if overrides and "depth" in overrides:  # the first `depth` blocks only (see WEIGHT_FREE_SETTINGS)
+        state = {k: v for k, v in state.items() if not (m := _BLOCK_KEY.search(k)) or int(m.group(1)) < overrides["depth"]}
+    model.load_state_dict(state, strict=True)  # copies fp16 values into the fp32 parameters
     return model.to(device).eval()

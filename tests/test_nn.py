@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import torch
@@ -170,6 +171,29 @@ def test_bench_fits_the_time_exponent_of_a_power_law():
     points = [{"tokens": n, "seconds": 3e-6 * n**1.5} for n in (512, 2048, 8192)]
     assert abs(fitted_exponent(points) - 1.5) < 1e-9
     assert fitted_exponent(points[:1]) is None
+
+
+def test_bench_times_the_encoders_of_one_token_count_taking_turns(monkeypatch):
+    """On a VM whose speed drifts, the ratio is fair only when the encoders alternate in one process; an encoder
+    whose warm-up is already slower than slow_s is run once, not repeated."""
+    from biomarker.bench import encoders
+
+    calls: list[str] = []
+
+    def fake_build_run(encoder, mode, tokens, batch):
+        def run():
+            calls.append(encoder)
+            if encoder == "slow":
+                time.sleep(0.2)
+
+        return run
+
+    monkeypatch.setattr(encoders, "build_run", fake_build_run)
+    points = [{"encoder": name, "mode": "forward", "tokens": 16, "batch": 1} for name in ("a", "b", "slow")]
+    encoders.time_interleaved(points, repeats=3, slow_s=0.1, threads=1)
+    assert calls == ["a", "b", "slow"] + ["a", "b"] * 3
+    assert [p["runs"] for p in points] == [3, 3, 1]
+    assert all(p["seconds"] >= 0 and p["cpu_seconds"] >= 0 for p in points)
 
 
 @pytest.mark.skipif(not native_kernel_available(), reason="needs the C kernel (a C compiler)")

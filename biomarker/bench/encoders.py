@@ -6,11 +6,17 @@ What is measured, and why this way:
   22,000 = about 7 minutes, where SSAMBA's paper claims its advantage). The input is the token embeddings on an
   8-row patch grid (`encoder.encode`), so the front-end and the patch convolution, equal for both, stay out.
 - A training step (forward, backward, AdamW) at 8 x 512 tokens, as in pretraining.
-- Every point runs in a fresh Python process, so its peak memory (ru_maxrss) is its own; "+MB" is the rise over
-  that process's level after imports, model and inputs. Times are medians of `repeats` runs after a warm-up;
-  a point whose warm-up run already took longer than `slow_s` is timed once (said in the table). Process CPU
-  time is recorded beside wall time: on a shared, oversubscribed machine wall time measures the neighbours,
-  and with one torch thread CPU time is the better estimate of the quiet-machine cost.
+- Times: the encoders at one token count (and the three training steps) take turns in one process (SSAMBA,
+  SSAST-SDPA, SSAST-plain, SSAMBA, ...), after one warm-up each, and each reports its median of `repeats` runs.
+  This VM's speed drifts by ~30 % from minute to minute; timed one after another, in separate processes, that
+  drift entered the ratios as noise (2.06x measured as 1.93-2.22x), interleaved every encoder sees the same
+  machine (as `bench scoring`'s `measure` does). An encoder whose warm-up already took longer than `slow_s` is
+  timed once (said in the table). Process CPU time is recorded beside wall time: on a shared, oversubscribed
+  machine wall time measures the neighbours, and with one torch thread CPU time is the better estimate of the
+  quiet-machine cost.
+- Memory: every point also runs once in a fresh Python process, so its peak (ru_maxrss) is its own; "+MB" is
+  the rise over that process's level after imports, model and inputs. A point whose fresh process fails or
+  times out is reported with its error and left out of the timing.
 - The time exponent is the least-squares slope of log time over log tokens.
 - Factorized vs full attention on the 8 x 64 grid: attention FLOPs per layer from `attention_flops` and the
   median wall time of one attention layer (qkv, attention, projection) of SSAST-tiny, batch 8.
@@ -55,20 +61,18 @@ def _timed(run: Callable[[], object]) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def _median_time(run: Callable[[], object], repeats: int, slow_s: float) -> tuple[float, float, int]:
-    """(median wall s, median CPU s, runs timed): a warm-up, then `repeats` runs, unless the warm-up was slow."""
-    first = _timed(run)
-    if first[0] > slow_s:
-        return first[0], first[1], 1
+def _median_time(run: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """(median wall s, median CPU s) of `repeats` runs after a warm-up."""
+    _timed(run)
     runs = [_timed(run) for _ in range(repeats)]
-    return statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs), repeats
+    return statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
 
 
-def measure_point(encoder: str, mode: str, tokens: int, batch: int, repeats: int, slow_s: float, threads: int) -> dict[str, Any]:
-    """One point, meant to run alone in a fresh process (see `run_point`)."""
+def build_run(encoder: str, mode: str, tokens: int, batch: int) -> Callable[[], None]:
+    """The model, its seeded inputs and the closure that runs one point: a no-grad forward of `encode`, or a
+    training step (forward, pooled loss, backward, AdamW)."""
     from biomarker.models import create_model
 
-    torch.set_num_threads(threads)
     torch.manual_seed(0)
     name, overrides = ENCODERS[encoder]
     model = create_model(name, **overrides)
@@ -81,22 +85,26 @@ def measure_point(encoder: str, mode: str, tokens: int, batch: int, repeats: int
             with torch.no_grad():
                 model.encode(embeddings, lengths)
 
-    else:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        return run
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-        def run() -> None:
-            optimizer.zero_grad(set_to_none=True)
-            pooled = model.pool(model.encode(embeddings, lengths), lengths)
-            pooled.square().mean().backward()
-            optimizer.step()
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        pooled = model.pool(model.encode(embeddings, lengths), lengths)
+        pooled.square().mean().backward()
+        optimizer.step()
 
+    return step
+
+
+def measure_point(encoder: str, mode: str, tokens: int, batch: int, threads: int) -> dict[str, Any]:
+    """Peak memory of one point (one run), meant to run alone in a fresh process (see `run_point`)."""
+    torch.set_num_threads(threads)
+    run = build_run(encoder, mode, tokens, batch)
     baseline_mb = _rss_mb()
-    seconds, cpu_seconds, runs = _median_time(run, repeats, slow_s)
+    run()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {
-        "encoder": encoder, "mode": mode, "tokens": tokens, "batch": batch, "seconds": seconds, "cpu_seconds": cpu_seconds, "runs": runs,
-        "peak_mb": peak_mb, "rise_mb": peak_mb - baseline_mb,
-    }
+    return {"encoder": encoder, "mode": mode, "tokens": tokens, "batch": batch, "peak_mb": peak_mb, "rise_mb": peak_mb - baseline_mb}
 
 
 def run_point(timeout_s: float, **point: Any) -> dict[str, Any]:
@@ -109,6 +117,24 @@ def run_point(timeout_s: float, **point: Any) -> dict[str, Any]:
     if done.returncode != 0:
         return {**point, "error": (done.stderr.strip().splitlines() or ["crashed"])[-1]}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def time_interleaved(points: list[dict[str, Any]], repeats: int, slow_s: float, threads: int) -> None:
+    """Add median wall and CPU seconds and the number of timed runs to each point, the points taking turns in
+    this process (see the module docstring); a point whose warm-up took longer than `slow_s` is timed once."""
+    torch.set_num_threads(threads)
+    runs = [build_run(p["encoder"], p["mode"], p["tokens"], p["batch"]) for p in points]
+    warm_up = [_timed(run) for run in runs]
+    repeated = [i for i, (wall, _) in enumerate(warm_up) if wall <= slow_s]
+    samples: dict[int, list[tuple[float, float]]] = {i: [] for i in repeated}
+    for _ in range(repeats if repeated else 0):
+        for i in repeated:
+            samples[i].append(_timed(runs[i]))
+    for i, point in enumerate(points):
+        timed = samples.get(i) or [warm_up[i]]
+        point["seconds"] = statistics.median(wall for wall, _ in timed)
+        point["cpu_seconds"] = statistics.median(cpu for _, cpu in timed)
+        point["runs"] = len(timed)
 
 
 def plain_attention_gb(tokens: int, heads: int = 3) -> float:
@@ -141,7 +167,7 @@ def attention_layer_comparison(grid: tuple[int, int], batch: int, repeats: int, 
     for mode in ("sdpa", "plain", "factorized"):
         layer = SelfAttention(dim, heads, mode).eval()
         with torch.no_grad():
-            seconds, cpu_seconds, _ = _median_time(lambda: layer(x, layout), repeats, slow_s=math.inf)
+            seconds, cpu_seconds = _median_time(lambda: layer(x, layout), repeats)
         flops = attention_flops(grid, dim, mode, num_prefix=1)
         results.append({"mode": mode, "flops": flops, "seconds": seconds, "cpu_seconds": cpu_seconds})
     return results
@@ -224,23 +250,29 @@ def main(
     bad = [n for n in tokens if n % GRID_ROWS]
     if bad:
         raise ValueError(f"token counts must fill an {GRID_ROWS}-row patch grid (multiples of {GRID_ROWS}); got {bad}")
-    common = dict(repeats=repeats, slow_s=slow_s, threads=threads)
     points: list[dict[str, Any]] = []
+
+    def measure_group(group: list[dict[str, Any]]) -> None:
+        """Memory of each point in its own process, then the times of those that ran, interleaved here."""
+        measured = [p if "error" in p else run_point(timeout_s, **p, threads=threads) for p in group]
+        points.extend(measured)
+        time_interleaved([p for p in measured if "error" not in p], repeats, slow_s, threads)
+
     for n in tokens:
+        group = []
         for encoder in ENCODERS:
+            group.append({"encoder": encoder, "mode": "forward", "tokens": n, "batch": 1})
             if encoder.endswith("(plain)") and plain_attention_gb(n) > max_plain_gb:
-                points.append({"encoder": encoder, "mode": "forward", "tokens": n, "batch": 1,
-                               "error": f"skipped: plain attention needs ~{plain_attention_gb(n):.0f} GB > --max-plain-gb"})
-                continue
-            points.append(run_point(timeout_s, encoder=encoder, mode="forward", tokens=n, batch=1, **common))
-    for encoder in ENCODERS:
-        points.append(run_point(timeout_s, encoder=encoder, mode="train", tokens=min(tokens), batch=train_batch, **common))
+                group[-1]["error"] = f"skipped: plain attention needs ~{plain_attention_gb(n):.0f} GB > --max-plain-gb"
+        measure_group(group)
+    measure_group([{"encoder": encoder, "mode": "train", "tokens": min(tokens), "batch": train_batch} for encoder in ENCODERS])
     attention = attention_layer_comparison((8, 64), batch=8, repeats=max(repeats, 5), threads=threads)
     full = next(row for row in attention if row["mode"] == "sdpa")
     for row in attention:
         row["flops_vs_full"] = row["flops"] / full["flops"]
         row["time_vs_sdpa"] = row["seconds"] / full["seconds"]
-    machine = {"cpu": cpu_name(), "torch_threads": threads, "torch": torch.__version__, "dtype": "float32"}
+    machine = {"cpu": cpu_name(), "torch_threads": threads, "torch": torch.__version__, "dtype": "float32",
+               "timing": "interleaved per token count in one process; memory from a fresh process per point"}
     result = {
         "machine": machine,
         "points": points,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -226,6 +229,18 @@ def test_kernel_that_cannot_be_built_warns_and_auto_falls_back(monkeypatch, tmp_
             resolve_backend("native", torch.zeros(1, 1, 1))
     finally:
         scan_native._library.cache_clear()
+
+
+def test_loading_the_native_kernel_leaves_denormal_floats_alone():
+    """A -ffast-math shared library can switch on flush-to-zero for the whole process when it loads; the
+    kernel is linked so that it does not, and a subnormal number still survives arithmetic afterwards."""
+    code = ("import torch; import biomarker.nn.scan_native as k; assert k.native_kernel_available(torch.float32); "
+            "assert k.native_kernel_available(torch.float64); print((torch.tensor([1e-39]) * 1).item())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 and "AssertionError" in done.stderr:
+        pytest.skip("no C compiler for the native kernel")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.strip()) > 0
 
 
 @pytest.mark.skipif(not scan_native.native_kernel_available(), reason="no C compiler for the native kernel")

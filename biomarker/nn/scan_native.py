@@ -30,7 +30,11 @@ import torch
 from einops import rearrange
 
 SOURCE = Path(__file__).with_name("scan_native.c")
-FLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC", "-shared")
+FLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC")
+# Linked in a second step WITHOUT -ffast-math: gcc links crtfastmath.o into anything linked with it, shared
+# libraries included (before gcc 13), and that object switches on flush-to-zero / denormals-are-zero for the
+# WHOLE process the moment the library loads; every other float in Python, numpy and torch would change.
+LINK_FLAGS = ("-shared",)
 SEGMENT = 64  # must equal SEGMENT in scan_native.c: steps between saved states
 MAX_STATE = 256  # must equal MAX_STATE in scan_native.c
 MAX_WORKERS = 8  # each worker owns a (batch, L, n) gradient buffer for B and C, so cap their number
@@ -51,9 +55,10 @@ def _build(compiler: str, dtype_suffix: str, target: Path) -> None:
     """Compile to a temporary name and rename, so concurrent processes never load a half-written file."""
     defines = ["-DSCAN_DOUBLE"] if dtype_suffix == "f64" else []
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        partial = Path(tmp) / target.name
-        subprocess.run([compiler, *FLAGS, *defines, "-o", str(partial), str(SOURCE), "-lm"],
-                       check=True, capture_output=True, text=True, timeout=120)
+        partial, objects = Path(tmp) / target.name, Path(tmp) / "scan_native.o"
+        for command in ([compiler, *FLAGS, *defines, "-c", "-o", str(objects), str(SOURCE)],
+                        [compiler, *LINK_FLAGS, "-o", str(partial), str(objects), "-lm"]):
+            subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
         os.replace(partial, target)
 
 
@@ -65,7 +70,7 @@ def _library(dtype: torch.dtype) -> ctypes.CDLL | None:
         warnings.warn("no C compiler found: the selective scan uses the pure-PyTorch path (slower on CPU)", stacklevel=3)
         return None
     suffix = _SUFFIX[dtype]
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join((compiler, *FLAGS)).encode() + _cpu_fingerprint().encode())
+    key = hashlib.sha256(SOURCE.read_bytes() + repr((compiler, FLAGS, LINK_FLAGS)).encode() + _cpu_fingerprint().encode())
     folder = Path(os.environ.get("BIOMARKER_CACHE", Path.home() / ".cache" / "biomarker")) / "scan_native" / key.hexdigest()[:16]
     target = folder / f"scan_{suffix}.so"
     try:

@@ -6,7 +6,8 @@
 #   N_TRAIN=2000    synthetic training-cohort clips, 2 per speaker: 1000 speakers, 200 of them in the test split
 #                   (48 test subjects could not tell an ECE of 0.05 from perfect calibration)
 #   N_HELDOUT=400   generalisation cohort (other voices, sentences, languages, seed)
-#   STEPS_100=40    steps of each 100-label row;  ROWS="..." names a subset of the rows below
+#   STEPS_100=40    steps of each 100-label row;  ROWS="..." names a subset of the rows below; ROW_EVAL=0 measures
+#                   the rows on the test split only (not the held-out cohorts); a row whose summary exists is kept
 #   SHIP_ENCODER=pretrained/ssast-tiny-patch  SHIP_DEPTH=  SHIP_METHOD=full  STEPS=300  VERSION=3
 #   SHIP_RUN=runs/ft/ship (ship an existing run instead);  DEVICE=auto
 set -euo pipefail
@@ -42,27 +43,32 @@ fi
 
 # The comparison rows: every deep row sees the same 100 labelled recordings (--labels 100 --seed 0), the same
 # validation split and the same test sets; the baseline is trained on exactly those recordings too.
-#  name                   method        encoder                          extra
+#  name                   method        encoder                          extra (the scratch twin of a pretrained
+#                                                                          encoder gets its positions)
 ROW_PLAN="
 mfcc-pre-full-100        full          pretrained/mfccgram-transformer
 mfcc-scratch-full-100    full          mfccgram-transformer
-mfcc-pre-linear-100      linear        pretrained/mfccgram-transformer
-mfcc-pre-adapter-100     adapter       pretrained/mfccgram-transformer
-mfcc-pre-conv-adapter-100 conv-adapter pretrained/mfccgram-transformer
-ssamba-pre-full-100      full          pretrained/ssamba-tiny
 ssast-pre-full-100       full          pretrained/ssast-tiny-patch
-ssast-scratch-full-100   full          ssast-tiny-patch"
+ssast-scratch-full-100   full          ssast-tiny-patch                --set positions="sinusoidal"
+mfcc-pre-adapter-100     adapter       pretrained/mfccgram-transformer
+ssamba-pre-full-100      full          pretrained/ssamba-tiny
+mfcc-pre-linear-100      linear        pretrained/mfccgram-transformer
+mfcc-pre-conv-adapter-100 conv-adapter pretrained/mfccgram-transformer"
 if wants rows; then
-  $PY -c "from biomarker.evaluate.baselines import run_baseline
+  $PY -c "from pathlib import Path
+from biomarker.evaluate.baselines import run_baseline
 for labels, out in ((100, 'baseline-mfcc-lr-100'), (None, 'baseline-mfcc-lr')):
-    run_baseline('$DATA/train-mix.csv', '$RUNS/' + out, $EVAL_FILES, labels=labels, seed=0)"
-  echo "$ROW_PLAN" | while read -r NAME METHOD ENCODER; do
+    if not Path('$RUNS', out, 'summary.json').is_file():
+        run_baseline('$DATA/train-mix.csv', '$RUNS/' + out, $EVAL_FILES, labels=labels, seed=0)"
+  echo "$ROW_PLAN" | while read -r NAME METHOD ENCODER EXTRA; do
     [ -z "$NAME" ] && continue
     [ -n "${ROWS:-}" ] && [[ " $ROWS " != *" $NAME "* ]] && continue
+    [ -f "$RUNS/$NAME/summary.json" ] && continue
+    ROW_SETS=("${EVAL[@]}"); [ "${ROW_EVAL:-1}" = 1 ] || ROW_SETS=()
     echo "== $NAME ($(date +%T))"
     $PY -m biomarker finetune --manifest $DATA/train-mix.csv --out "$RUNS/$NAME" --method "$METHOD" \
       --encoder "$ENCODER" --labels 100 --steps "${STEPS_100:-40}" --batch-size 8 --crop-s 3 --lr 1e-3 \
-      --eval-every "${STEPS_100:-40}" --patience 100 --seed 0 --device "$DEVICE" "${EVAL[@]}" > "$RUNS/$NAME.log" 2>&1
+      --eval-every "${STEPS_100:-40}" --patience 100 --seed 0 --device "$DEVICE" "${ROW_SETS[@]}" $EXTRA > "$RUNS/$NAME.log" 2>&1
   done
 fi
 

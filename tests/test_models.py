@@ -208,6 +208,30 @@ def test_adding_a_cohort_leaves_every_earlier_cohort_bit_identical(tmp_path):
         assert not torch.equal(bundle.logits(x, lengths, cohort="clinic-b"), before)
 
 
+def test_a_window_mean_cohort_scores_a_recording_by_the_mean_probability_of_its_windows(tmp_path):
+    """The app must score a recording the way its calibration was fitted: with `window-mean` the probability
+    is sigmoid(logit(mean window probability) / T), each window scored on its own."""
+    bundle = _bundle()
+    _perturb(bundle, "clinic-a")
+    bundle.set_calibration("clinic-a", temperature=1.5, scoring="window-mean", window_frames=40, hop_frames=20)
+    x, lengths = batch()
+    with torch.no_grad():
+        probabilities = bundle.probability(x, lengths)
+        for clip, n, probability in zip(x, lengths.tolist(), probabilities):
+            starts = sorted({*range(0, n - 40 + 1, 20), n - 40}) if n > 40 else [0]
+            windows = [clip[s : s + 40] if n > 40 else clip[:n] for s in starts]
+            mean = torch.stack([bundle.logits(w[None]).sigmoid() for w in windows]).mean()
+            assert torch.allclose(probability, torch.sigmoid(torch.logit(mean) / 1.5), atol=1e-5)
+        whole = torch.sigmoid(bundle.logits(x, lengths) / 1.5)
+        assert not torch.allclose(probabilities, whole, atol=1e-4)
+        bundle.save_pretrained(tmp_path / "bundle")
+        reloaded = from_pretrained(tmp_path / "bundle")
+        assert reloaded.cohort_spec("clinic-a").scoring == "window-mean"
+        assert torch.allclose(reloaded.probability(x, lengths), probabilities, atol=1e-2)  # fp16 weights on disk
+    with pytest.raises(ModelConfigError, match="scoring"):
+        bundle.set_calibration("clinic-a", scoring="median")
+
+
 def test_bundle_saves_and_loads_as_one_directory(tmp_path):
     bundle = _bundle()
     bundle.add_cohort("phone", "conv", hidden=8, threshold=0.3)

@@ -197,7 +197,9 @@ def fit_cohort(
     # ties go to 'whole': it is what the screener computes at inference
     scoring = "whole" if val_auroc["whole"] >= val_auroc["window-mean"] else "window-mean"
     point = fit_operating_point(val_logits[scoring], val_data.labels.numpy().astype(int), val_data.subjects, settings.report)
-    bundle.set_calibration(cohort, threshold=point.threshold, temperature=point.temperature)
+    # the mode is stored with the calibration: the app then scores recordings as they were calibrated here
+    bundle.set_calibration(cohort, threshold=point.threshold, temperature=point.temperature, scoring=scoring,
+                           window_frames=window, hop_frames=int(frames_per_second))
     return FitResult(trainable, scoring, val_auroc, point, steps, stop_reason, best.get("auroc"))
 
 

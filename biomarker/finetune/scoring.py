@@ -14,9 +14,8 @@ import numpy as np
 import torch
 
 from biomarker.finetune.data import LabelledFeatures
+from biomarker.models.screening import SCORING_MODES, mean_probability_logit, windows
 from biomarker.pretrain.data import pad_batch
-
-SCORING_MODES = ("whole", "window-mean")
 
 
 @torch.no_grad()
@@ -27,16 +26,6 @@ def _logits(model: torch.nn.Module, clips: Sequence[torch.Tensor], cohort: str, 
         logits = model.logits(batch["features"].to(device), batch["lengths"].to(device), cohort=cohort)
         out.append(logits.float().cpu().numpy())
     return np.concatenate(out)
-
-
-def windows(clip: torch.Tensor, window_frames: int, hop_frames: int) -> list[torch.Tensor]:
-    """[T, F] -> windows of `window_frames` every `hop_frames` (a clip shorter than one window is one window)."""
-    if clip.shape[0] <= window_frames:
-        return [clip]
-    starts = list(range(0, clip.shape[0] - window_frames + 1, hop_frames))
-    if starts[-1] + window_frames < clip.shape[0]:
-        starts.append(clip.shape[0] - window_frames)  # cover the tail
-    return [clip[s : s + window_frames] for s in starts]
 
 
 @torch.no_grad()
@@ -62,11 +51,6 @@ def recording_logits(
     else:
         pieces = [windows(c, window_frames, hop_frames) for c in clips]
         flat = _logits(model, [w for p in pieces for w in p], cohort, batch_size, device)
-        probabilities, start = [], 0
-        for p in pieces:
-            probabilities.append(float(np.mean(1 / (1 + np.exp(-flat[start : start + len(p)])))))
-            start += len(p)
-        clipped = np.clip(probabilities, 1e-6, 1 - 1e-6)
-        result = np.log(clipped / (1 - clipped))
+        result = mean_probability_logit(torch.from_numpy(flat), [len(p) for p in pieces]).numpy()
     model.train(was_training)
     return result

@@ -26,17 +26,47 @@ from biomarker.records import CohortError, ModelConfigError
 @dataclass(frozen=True)
 class CohortSpec:
     """A cohort's path and calibration: `adapter_set` (None: plain encoder), decision `threshold` on the
-    calibrated probability, and the `temperature` that divides the logit (fitted on validation)."""
+    calibrated probability, the `temperature` that divides the logit (fitted on validation), and how a
+    recording is scored: `whole` utterance pooled once, or `window-mean` (the mean probability of windows of
+    `window_frames` every `hop_frames`). Fine-tuning measures both on validation and keeps the better one here,
+    so the app scores a recording exactly as the calibration and the threshold were fitted."""
 
     adapter_set: str | None = None
     threshold: float = 0.5
     temperature: float = 1.0
+    scoring: str = "whole"
+    window_frames: int = 400
+    hop_frames: int = 100
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
             raise ModelConfigError(f"threshold {self.threshold} is not a probability in [0, 1]")
         if not self.temperature > 0.0:
             raise ModelConfigError(f"temperature {self.temperature} must be positive")
+        if self.scoring not in SCORING_MODES:
+            raise ModelConfigError(f"scoring {self.scoring!r} is not one of {SCORING_MODES}")
+        if not 0 < self.hop_frames <= self.window_frames:
+            raise ModelConfigError(f"windows of {self.window_frames} frames every {self.hop_frames}: need 0 < hop <= window")
+
+
+SCORING_MODES = ("whole", "window-mean")
+
+
+def windows(clip: torch.Tensor, window_frames: int, hop_frames: int) -> list[torch.Tensor]:
+    """[T, F] -> windows of `window_frames` every `hop_frames` (a clip shorter than one window is one window)."""
+    if clip.shape[0] <= window_frames:
+        return [clip]
+    starts = list(range(0, clip.shape[0] - window_frames + 1, hop_frames))
+    if starts[-1] + window_frames < clip.shape[0]:
+        starts.append(clip.shape[0] - window_frames)  # cover the tail
+    return [clip[s : s + window_frames] for s in starts]
+
+
+def mean_probability_logit(window_logits: torch.Tensor, counts: list[int]) -> torch.Tensor:
+    """Per recording, the logit of the mean probability of its windows (`counts[i]` consecutive windows each),
+    so temperature scaling applies to window-mean and whole-utterance scores alike."""
+    means = torch.stack([chunk.sigmoid().mean() for chunk in torch.split(window_logits.double(), counts)])
+    return torch.logit(means.clamp(1e-6, 1 - 1e-6)).to(window_logits.dtype)
 
 
 class ScreeningModel(nn.Module):
@@ -89,11 +119,14 @@ class ScreeningModel(nn.Module):
         if make_default or self.default_cohort is None:
             self.default_cohort = cohort
 
-    def set_calibration(self, cohort: str, *, threshold: float | None = None, temperature: float | None = None) -> None:
-        """Store the operating threshold and/or temperature fitted on `cohort`'s validation split."""
+    def set_calibration(self, cohort: str, *, threshold: float | None = None, temperature: float | None = None,
+                        scoring: str | None = None, window_frames: int | None = None, hop_frames: int | None = None) -> None:
+        """Store what was fitted on `cohort`'s validation split: the operating threshold, the temperature and the
+        recording scoring mode they belong to."""
         spec = self.cohort_spec(cohort)
-        changes = {k: v for k, v in (("threshold", threshold), ("temperature", temperature)) if v is not None}
-        self.cohorts[cohort] = dataclasses.replace(spec, **changes)
+        given = (("threshold", threshold), ("temperature", temperature), ("scoring", scoring),
+                 ("window_frames", window_frames), ("hop_frames", hop_frames))
+        self.cohorts[cohort] = dataclasses.replace(spec, **{k: v for k, v in given if v is not None})
 
     def cohort_spec(self, cohort: str | None = None) -> CohortSpec:
         return self.cohorts[self.resolve_cohort(cohort)]
@@ -134,10 +167,23 @@ class ScreeningModel(nn.Module):
         self.encoder.use_adapter_set(self.cohorts[name].adapter_set)
         return self.heads[name](self.encoder(features, lengths))
 
-    def probability(self, features: torch.Tensor, lengths: torch.Tensor | None = None, cohort: str | None = None) -> torch.Tensor:
-        """Calibrated probability of respiratory insufficiency [B] (logit / cohort temperature, then sigmoid)."""
+    def recording_logits(self, features: torch.Tensor, lengths: torch.Tensor | None = None, cohort: str | None = None) -> torch.Tensor:
+        """Uncalibrated logit per recording [B] under the cohort's scoring mode (whole or window-mean)."""
         spec = self.cohort_spec(cohort)
-        return torch.sigmoid(self.logits(features, lengths, cohort) / spec.temperature)
+        if spec.scoring == "whole":
+            return self.logits(features, lengths, cohort)
+        frames = [features.shape[1]] * features.shape[0] if lengths is None else lengths.tolist()
+        pieces = [windows(clip[:n], spec.window_frames, spec.hop_frames) for clip, n in zip(features, frames)]
+        flat = [w for piece in pieces for w in piece]
+        window_lengths = torch.tensor([len(w) for w in flat], device=features.device)
+        batch = nn.utils.rnn.pad_sequence(flat, batch_first=True)
+        return mean_probability_logit(self.logits(batch, window_lengths, cohort), [len(p) for p in pieces])
+
+    def probability(self, features: torch.Tensor, lengths: torch.Tensor | None = None, cohort: str | None = None) -> torch.Tensor:
+        """Calibrated probability of respiratory insufficiency [B]: the recording logit under the cohort's scoring
+        mode, divided by the cohort temperature, then sigmoid."""
+        spec = self.cohort_spec(cohort)
+        return torch.sigmoid(self.recording_logits(features, lengths, cohort) / spec.temperature)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None, cohort: str | None = None) -> torch.Tensor:
         return self.logits(features, lengths, cohort)

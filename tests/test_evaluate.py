@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from biomarker.evaluate.baselines import MfccStatsBaseline
-from biomarker.evaluate.calibration import calibrated, fit_temperature
+from biomarker.evaluate.calibration import calibrated, fit_calibration
 from biomarker.evaluate.metrics import (
     MetricError,
     auroc,
@@ -83,11 +83,22 @@ def test_temperature_scaling_fixes_overconfidence():
     true_logits = rng.normal(0.0, 2.0, 4000)
     labels = (rng.random(4000) < calibrated(true_logits, 1.0)).astype(int)  # labels drawn from calibrated odds
     overconfident = true_logits * 4
-    temperature = fit_temperature(overconfident, labels)
-    assert 3.0 < temperature < 5.5
+    temperature, bias = fit_calibration(overconfident, labels)
+    assert 3.0 < temperature < 5.5 and abs(bias) < 0.2
     before = expected_calibration_error(calibrated(overconfident, 1.0), labels)
-    after = expected_calibration_error(calibrated(overconfident, temperature), labels)
+    after = expected_calibration_error(calibrated(overconfident, temperature, bias), labels)
     assert after < before / 2
+
+
+def test_the_calibration_bias_removes_an_offset_that_temperature_alone_cannot():
+    rng = np.random.default_rng(1)
+    true_logits = rng.normal(0.0, 2.0, 4000)
+    labels = (rng.random(4000) < calibrated(true_logits, 1.0)).astype(int)
+    shifted = true_logits + 2.5  # every recording looks more RI than it is (no T can move the 0.5 point)
+    temperature, bias = fit_calibration(shifted, labels)
+    assert abs(temperature - 1.0) < 0.15 and abs(bias + 2.5) < 0.3
+    best_temperature_only = min(expected_calibration_error(calibrated(shifted, t), labels) for t in np.geomspace(0.2, 20, 60))
+    assert expected_calibration_error(calibrated(shifted, temperature, bias), labels) < 0.03 < best_temperature_only
 
 
 def test_report_writes_the_contract_keys_and_plots(tmp_path):
@@ -97,7 +108,7 @@ def test_report_writes_the_contract_keys_and_plots(tmp_path):
     val_subjects = [f"v{i}" for i in range(len(val_labels))]
     test_subjects = [f"t{i}" for i in range(len(test_labels))]
     point = fit_operating_point(val_logits, val_labels, val_subjects, config)
-    probabilities = calibrated(test_logits, point.temperature)
+    probabilities = calibrated(test_logits, point.temperature, point.bias)
     metrics = measure(probabilities, test_labels, test_subjects, point.threshold, config)
     plot_set("clean test", probabilities, test_labels, test_subjects, metrics, tmp_path, synthetic=True)
     write_report(tmp_path, {"clean test": metrics}, title="t", config=config, operating_point=point)

@@ -82,7 +82,7 @@ def run_baseline(manifest: str, out_dir: str, extra_eval: Sequence[str] = (), co
     report_dir.mkdir(parents=True, exist_ok=True)
     measured, flagged = {}, {}
     for name, rows in evaluation_sets(select_split(items, "test"), extra_eval).items():
-        probabilities = calibrated(baseline.logits(audio(rows)), point.temperature)
+        probabilities = calibrated(baseline.logits(audio(rows)), point.temperature, point.bias)
         labels = np.array([i.label for i in rows])
         subjects = [f"{i.cohort}/{i.speaker_id}" for i in rows]
         if len(set(labels.tolist())) == 2:

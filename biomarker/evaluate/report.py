@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from biomarker.evaluate import plots
-from biomarker.evaluate.calibration import calibrated, fit_temperature
+from biomarker.evaluate.calibration import calibrated, fit_calibration
 from biomarker.evaluate.metrics import (
     auroc,
     bootstrap_ci,
@@ -45,20 +45,23 @@ class ReportConfig:
 
 @dataclass(frozen=True)
 class OperatingPoint:
-    """What a screening model ships: calibration temperature and decision threshold (on calibrated subjects)."""
+    """What a screening model ships: calibration (temperature and bias) and decision threshold (on calibrated
+    subjects)."""
 
     temperature: float
     threshold: float
     target_sensitivity: float
+    bias: float = 0.0  # summaries written before the bias existed read as temperature-only
 
 
 def fit_operating_point(logits: Sequence[float], labels: Sequence[int], subjects: Sequence[str], config: ReportConfig = ReportConfig()) -> OperatingPoint:
-    """Fit T on validation recordings, then the threshold reaching the target sensitivity on validation subjects."""
+    """Fit T and b on validation recordings, then the threshold reaching the target sensitivity on validation
+    subjects."""
     logits, labels = np.asarray(logits, float), np.asarray(labels, int)
-    temperature = fit_temperature(logits, labels)
-    subject = to_subjects(calibrated(logits, temperature), labels, subjects)
+    temperature, bias = fit_calibration(logits, labels)
+    subject = to_subjects(calibrated(logits, temperature, bias), labels, subjects)
     threshold = threshold_for_sensitivity(subject.scores, subject.labels, config.target_sensitivity)
-    return OperatingPoint(temperature, threshold, config.target_sensitivity)
+    return OperatingPoint(temperature, threshold, config.target_sensitivity, bias)
 
 
 def measure(

@@ -382,7 +382,7 @@ def train_stage(model: torch.nn.Module, cohort: str, data: dict[str, ClipSet], c
         parameter.requires_grad_(False)
     logits = cohort_logits(model, cohort, val_set)
     point = fit_operating_point(logits.numpy(), val_set.labels.numpy(), val_set.subjects)
-    model.set_calibration(cohort, threshold=point.threshold, temperature=point.temperature)
+    model.set_calibration(cohort, threshold=point.threshold, temperature=point.temperature, bias=point.bias)
     return StageFit(cohort, config.method, trainable, on_path, _subject_auroc(logits, val_set), point.threshold, point.temperature)
 
 

@@ -28,12 +28,14 @@ class CohortSpec:
     """A cohort's path and calibration: `adapter_set` (None: plain encoder), decision `threshold` on the
     calibrated probability, the `temperature` that divides the logit (fitted on validation), and how a
     recording is scored: `whole` utterance pooled once, or `window-mean` (the mean probability of windows of
-    `window_frames` every `hop_frames`). Fine-tuning measures both on validation and keeps the better one here,
+    `window_frames` every `hop_frames`); the calibrated probability is sigmoid(logit / temperature + bias).
+    Fine-tuning measures both on validation and keeps the better one here,
     so the app scores a recording exactly as the calibration and the threshold were fitted."""
 
     adapter_set: str | None = None
     threshold: float = 0.5
     temperature: float = 1.0
+    bias: float = 0.0
     scoring: str = "whole"
     window_frames: int = 400
     hop_frames: int = 100
@@ -120,11 +122,12 @@ class ScreeningModel(nn.Module):
             self.default_cohort = cohort
 
     def set_calibration(self, cohort: str, *, threshold: float | None = None, temperature: float | None = None,
-                        scoring: str | None = None, window_frames: int | None = None, hop_frames: int | None = None) -> None:
-        """Store what was fitted on `cohort`'s validation split: the operating threshold, the temperature and the
-        recording scoring mode they belong to."""
+                        bias: float | None = None, scoring: str | None = None, window_frames: int | None = None,
+                        hop_frames: int | None = None) -> None:
+        """Store what was fitted on `cohort`'s validation split: the operating threshold, the temperature and bias,
+        and the recording scoring mode they belong to."""
         spec = self.cohort_spec(cohort)
-        given = (("threshold", threshold), ("temperature", temperature), ("scoring", scoring),
+        given = (("threshold", threshold), ("temperature", temperature), ("bias", bias), ("scoring", scoring),
                  ("window_frames", window_frames), ("hop_frames", hop_frames))
         self.cohorts[cohort] = dataclasses.replace(spec, **{k: v for k, v in given if v is not None})
 
@@ -181,9 +184,9 @@ class ScreeningModel(nn.Module):
 
     def probability(self, features: torch.Tensor, lengths: torch.Tensor | None = None, cohort: str | None = None) -> torch.Tensor:
         """Calibrated probability of respiratory insufficiency [B]: the recording logit under the cohort's scoring
-        mode, divided by the cohort temperature, then sigmoid."""
+        mode, divided by the cohort temperature, plus the cohort bias, then sigmoid."""
         spec = self.cohort_spec(cohort)
-        return torch.sigmoid(self.recording_logits(features, lengths, cohort) / spec.temperature)
+        return torch.sigmoid(self.recording_logits(features, lengths, cohort) / spec.temperature + spec.bias)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None, cohort: str | None = None) -> torch.Tensor:
         return self.logits(features, lengths, cohort)

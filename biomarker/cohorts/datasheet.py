@@ -13,17 +13,21 @@ LITERATURE = """\
 ## Why these markers (literature)
 - Pauses: in the SPIRA prosody study (Speech Prosody 2022; 94 COVID-19 RI patients vs 99 controls reading one
   sentence) patients made 3.16 vs 0.85 pauses per sentence, with mean pause 0.53 s vs 0.13 s; pauses alone
-  classified 87-89 % correctly. Synthetic patients therefore get shorter breath groups (about 6 words when mild,
-  2 when severe) and breath pauses of 0.2-0.35 s plus up to 0.66 s scaled by severity; controls pause about
-  0.1-0.3 s mostly at punctuation.
+  classified 87-89 % correctly, i.e. the groups overlap. Synthetic speakers breathe after a breath group of
+  about 9 words at rest, 3 when severe (`MarkerProfile.words_per_breath`), with pauses of about 0.1-0.4 s at
+  rest growing by up to 0.6 s with severity.
 - Inspiratory pauses mid-phrase with audible inhalation, shorter phrases, slower rate: speech-breathing studies
   of lung disease report patients taking more inspirations during reading and at non-grammatical locations,
   with shorter phrases (Lee, Loudon, Jacobson & Stuebing, "Speech breathing in patients with lung disease",
   Am. Rev. Respir. Dis. 1993; cited from memory, not re-verified offline). Synthetic patients breathe audibly in
-  most breath pauses and speak up to 30 % slower.
+  more breath pauses and speak up to 30 % slower.
 - Breathy, weaker and less steady voice (reduced respiratory drive for phonation): aspiration noise riding on the
   speech envelope, amplitude tremor of 2-6 Hz and loudness declining over the utterance, all scaled by severity.
   These are modelling choices motivated by the above, not measured effect sizes.
+- Overlap: every marker is natural variation drawn from the SAME range for patients and controls plus an effect
+  proportional to severity (`biomarker.cohorts.markers.draw_profile`), so mild patients can sound like healthy
+  speakers and no single cue separates the classes (the first version of this generator gave the classes
+  disjoint ranges and every model, even a logistic regression on MFCC statistics, scored AUROC 1.0).
 - Ward noise: SPIRA's noise shortcut (97-99 % clean vs ~50 % noisy when only patients carried ward noise) is why
   noise is added to BOTH classes with SPIRA's protocol (3 clips, peak U(0.0335, 0.1923)).
 """
@@ -48,7 +52,8 @@ clinical recording and no SpO2 measurement is involved. Numbers measured on it s
   sentence); pitch 25-75, resting rate 140-185 wpm; 75 % pt-BR, the rest other languages of the pool.
 - Speakers read {config.get('clips_per_speaker')} different sentences each; half of the speakers are patients
   with severity uniform in [0.15, 1] (mild cases included).
-- Controls: natural variation (pause lengths, small tremor, slight aspiration, an occasional audible breath).
+- Controls: severity 0, i.e. only the natural variation every speaker gets (breath groups, pause lengths,
+  audible breaths, rate, aspiration, tremor, loudness decline), which overlaps the mild patients' range.
 - Ward noise (generated bank: monitor beeps, ventilation, hum/fans, clatter, distant espeak voices) added to
   BOTH classes as a separate `-noisy` copy of every clip (SPIRA protocol); clean and noisy are reported apart.
 - Recording level varies at random for both classes (peak 0.25-0.9).

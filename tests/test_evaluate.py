@@ -90,6 +90,14 @@ def test_temperature_scaling_fixes_overconfidence():
     assert after < before / 2
 
 
+def test_calibration_sharpens_logits_of_any_scale():
+    rng = np.random.default_rng(2)
+    true_logits = rng.normal(0.0, 2.0, 4000)
+    labels = (rng.random(4000) < calibrated(true_logits, 1.0)).astype(int)
+    temperature, bias = fit_calibration(true_logits * 0.001, labels)  # a head that has barely moved its logits
+    assert temperature == pytest.approx(0.001, rel=0.15) and abs(bias) < 0.2
+
+
 def test_the_calibration_bias_removes_an_offset_that_temperature_alone_cannot():
     rng = np.random.default_rng(1)
     true_logits = rng.normal(0.0, 2.0, 4000)

@@ -29,12 +29,15 @@ def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float, bias: float
 
 
 def fit_calibration(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """(T in TEMPERATURE_RANGE, b) minimising validation NLL of sigmoid(logit / T + b)."""
+    """(T, b) minimising validation NLL of sigmoid(logit / T + b), T within TEMPERATURE_RANGE times the spread
+    (standard deviation) of the validation logits: a briefly trained head can output logits of a few hundredths,
+    which a fixed lower bound on T could not sharpen enough (measured: T stuck at 0.05, ECE 0.38)."""
     logits, labels = np.asarray(logits, dtype=float), np.asarray(labels, dtype=float)
     if len(set(labels.tolist())) < 2:
         raise MetricError("calibration needs validation recordings of both classes")
-    bounds = [(np.log(TEMPERATURE_RANGE[0]), np.log(TEMPERATURE_RANGE[1])), (-20.0, 20.0)]
-    result = minimize(lambda x: _nll(logits, labels, float(np.exp(x[0])), float(x[1])), x0=np.zeros(2),
+    spread = float(np.std(logits)) or 1.0
+    bounds = [(np.log(TEMPERATURE_RANGE[0] * spread), np.log(TEMPERATURE_RANGE[1] * spread)), (-20.0, 20.0)]
+    result = minimize(lambda x: _nll(logits, labels, float(np.exp(x[0])), float(x[1])), x0=np.array([np.log(spread), 0.0]),
                       method="L-BFGS-B", bounds=bounds)
     return float(np.exp(result.x[0])), float(result.x[1])
 

@@ -49,7 +49,7 @@ ROW_PLAN="
 mfcc-pre-full-100        full          pretrained/mfccgram-transformer
 mfcc-scratch-full-100    full          mfccgram-transformer
 ssast-pre-full-100       full          pretrained/ssast-tiny-patch
-ssast-scratch-full-100   full          ssast-tiny-patch                --set positions="sinusoidal"
+ssast-scratch-full-100   full          ssast-tiny-patch                --set positions=sinusoidal
 mfcc-pre-adapter-100     adapter       pretrained/mfccgram-transformer
 ssamba-pre-full-100      full          pretrained/ssamba-tiny
 mfcc-pre-linear-100      linear        pretrained/mfccgram-transformer

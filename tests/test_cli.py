@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from biomarker import __version__
@@ -30,3 +31,14 @@ def test_cli_import_does_not_load_torch():
     code = "import sys, biomarker.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_finetune_set_options_read_json_or_a_bare_word():
+    import typer
+
+    from biomarker.cli.finetune import parse_settings  # the module imports no model code: this stays fast
+
+    assert parse_settings(["embed_dim=96", "patch=[16,32]", "positions=sinusoidal"]) == {
+        "embed_dim": 96, "patch": [16, 32], "positions": "sinusoidal"}
+    with pytest.raises(typer.BadParameter, match="KEY=VALUE"):
+        parse_settings(["embed_dim"])

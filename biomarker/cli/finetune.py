@@ -14,7 +14,7 @@ def finetune(
     method: str = typer.Option("adapter", "--method", "--mode", help="full | linear | adapter | conv-adapter."),
     encoder: str = typer.Option("ssast-tiny-patch", "--encoder", help="Registry name (from scratch) or pretrained encoder dir."),
     depth: int = typer.Option(None, "--depth", help="Encoder depth: from scratch any; of a pretrained encoder, keep its first N blocks (cheaper scoring)."),
-    settings: list[str] = typer.Option([], "--set", help="Encoder config override KEY=JSON (scratch only), e.g. --set embed_dim=96 --set 'patch=[16,32]'."),
+    settings: list[str] = typer.Option([], "--set", help="Encoder config override KEY=VALUE (JSON, or a bare word as a string), e.g. --set embed_dim=96 --set 'patch=[16,32]' --set positions=sinusoidal."),
     attention: str = typer.Option(
         None, "--attention",
         help="sdpa | factorized: transformer attention (also on a pretrained encoder: same weights, each patch then "
@@ -48,12 +48,7 @@ def finetune(
     overrides = {"depth": depth} if depth else {}
     if attention is not None:
         overrides["attention"] = attention
-    for setting in settings:
-        key, _, value = setting.partition("=")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            raise typer.BadParameter(f"--set {setting!r}: the value must be JSON (e.g. 96 or [16,32])") from None
+    overrides.update(parse_settings(settings))
 
     config = FinetuneConfig(
         manifest=str(manifest), out_dir=str(out), method=method, encoder=encoder,
@@ -63,6 +58,20 @@ def finetune(
     )
     summary = run_finetune(config)
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "sets"}, indent=2))
+
+
+def parse_settings(settings: list[str]) -> dict[str, object]:
+    """`--set KEY=VALUE` options as encoder overrides: VALUE read as JSON (96, [16,32]), else as a string."""
+    overrides: dict[str, object] = {}
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        if not key or not value:
+            raise typer.BadParameter(f"--set {setting!r}: expected KEY=VALUE, e.g. --set embed_dim=96")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:  # a bare word is a string, as in `biomarker pretrain --override`
+            overrides[key] = value
+    return overrides
 
 
 def register(app: typer.Typer) -> None:

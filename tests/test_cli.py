@@ -33,12 +33,12 @@ def test_cli_import_does_not_load_torch():
     assert out.stdout.strip() == "False"
 
 
-def test_finetune_set_options_read_json_or_a_bare_word():
+def test_model_settings_read_json_or_a_bare_word():
     import typer
 
-    from biomarker.cli.finetune import parse_settings  # the module imports no model code: this stays fast
+    from biomarker.cli.options import parse_settings
 
-    assert parse_settings(["embed_dim=96", "patch=[16,32]", "positions=sinusoidal"]) == {
+    assert parse_settings(["embed_dim=96", "patch=[16,32]", "positions=sinusoidal"], "--set") == {
         "embed_dim": 96, "patch": [16, 32], "positions": "sinusoidal"}
-    with pytest.raises(typer.BadParameter, match="KEY=VALUE"):
-        parse_settings(["embed_dim"])
+    with pytest.raises(typer.BadParameter, match="--set expects KEY=VALUE"):
+        parse_settings(["embed_dim"], "--set")

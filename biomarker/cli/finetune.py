@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from biomarker.cli.options import parse_settings
+
 
 def finetune(
     manifest: Path = typer.Option(..., "--manifest", help="Cohort manifest with train/val/test splits."),
@@ -48,7 +50,7 @@ def finetune(
     overrides = {"depth": depth} if depth else {}
     if attention is not None:
         overrides["attention"] = attention
-    overrides.update(parse_settings(settings))
+    overrides.update(parse_settings(settings, "--set"))
 
     config = FinetuneConfig(
         manifest=str(manifest), out_dir=str(out), method=method, encoder=encoder,
@@ -58,20 +60,6 @@ def finetune(
     )
     summary = run_finetune(config)
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "sets"}, indent=2))
-
-
-def parse_settings(settings: list[str]) -> dict[str, object]:
-    """`--set KEY=VALUE` options as encoder overrides: VALUE read as JSON (96, [16,32]), else as a string."""
-    overrides: dict[str, object] = {}
-    for setting in settings:
-        key, _, value = setting.partition("=")
-        if not key or not value:
-            raise typer.BadParameter(f"--set {setting!r}: expected KEY=VALUE, e.g. --set embed_dim=96")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:  # a bare word is a string, as in `biomarker pretrain --override`
-            overrides[key] = value
-    return overrides
 
 
 def register(app: typer.Typer) -> None:

@@ -8,19 +8,7 @@ from pathlib import Path
 
 import typer
 
-
-def _parse_overrides(items: list[str]) -> dict[str, object]:
-    """`key=value` pairs; values are read as JSON when they parse (numbers, lists), else kept as text."""
-    overrides: dict[str, object] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"--override expects key=value, got {item!r}")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    return overrides
+from biomarker.cli.options import parse_settings
 
 
 def register(app: typer.Typer) -> None:
@@ -65,7 +53,7 @@ def register(app: typer.Typer) -> None:
             audio_dir=str(audio_dir) if audio_dir else None, held_out_dir=str(held_out_dir) if held_out_dir else None,
             crop_s=crop_s, batch_size=batch_size, workers=workers, precompute=precompute,
             feature_cache=str(feature_cache) if feature_cache else None,
-            max_held_out_clips=max_held_out_clips, max_train_clips=max_train_clips or None, model_overrides=_parse_overrides(override),
+            max_held_out_clips=max_held_out_clips, max_train_clips=max_train_clips or None, model_overrides=parse_settings(override, "--override"),
             objective=MaskedObjectiveConfig(mask_ratio=mask_ratio),
             train=TrainConfig(out_dir=str(out), max_steps=steps, lr=lr, weight_decay=weight_decay,
                               warmup_steps=warmup, eval_every=eval_every, checkpoint_every=checkpoint_every,

@@ -3,9 +3,10 @@ logits by negative log-likelihood.
 
 WHY these two scalars: both keep the ranking (AUROC unchanged) and cannot overfit a few hundred validation
 recordings. T alone (Guo et al., 2017) fixes over- or under-confidence that is symmetric around 0.5; it cannot
-move the whole scale. Measured on the shipped screener (SYNTHETIC, 200 test subjects): with T alone every
-control sat at 0.1-0.5 and none was a patient, an ECE of 0.16 at AUROC 0.996; the class-balanced loss and
-scoring by the mean of window probabilities leave exactly such an offset, which b removes.
+move the whole scale, and class-balanced training or scoring by the mean of window probabilities leaves such an
+offset. What neither fixes: one calibration fitted on validation recordings that mix conditions (clean and ward
+noise) is off in opposite directions for each condition alone (measured on the shipped screener, SYNTHETIC:
+ECE 0.164 with T alone, 0.145 with T and b, on 200 clean test subjects; docs/screening.md).
 """
 
 from __future__ import annotations

@@ -256,8 +256,7 @@ def measure_sets(
     measured, flagged = {}, {}
     for name, rows in sets.items():
         data = load_features(rows, extractor, config.cache_dir)
-        frames_per_second = data.bank.meta["frames_per_second"]
-        logits = recording_logits(model, data, cohort, mode=fit.scoring, window_frames=int(4 * frames_per_second), hop_frames=int(frames_per_second))
+        logits = recording_logits(model, data, cohort, mode=spec.scoring, window_frames=spec.window_frames, hop_frames=spec.hop_frames)
         probabilities = calibrated(logits, spec.temperature, spec.bias)
         labels = data.labels.numpy().astype(int)
         if len(set(labels.tolist())) == 2:

@@ -211,3 +211,34 @@ def test_scoring_conv_kernel_equals_the_differentiable_path(reverse, dtype):
     assert trained.requires_grad  # the torch path was really the one taken with gradients on
     tolerance = 1e-6 if dtype == torch.float32 else 1e-12
     torch.testing.assert_close(fused, trained.detach(), atol=tolerance, rtol=tolerance)
+
+
+@pytest.mark.skipif(not native_kernel_available(), reason="needs the C kernel (a C compiler)")
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "backward"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+def test_scoring_direction_with_dt_proj_in_the_kernel_equals_the_differentiable_path(reverse, dtype):
+    """Scoring forms dt_proj's product inside the C scan (from the strided x_proj slice); training runs
+    F.linear + the autograd scan. Both directions, both dtypes, a state size and rank that fill no full vector."""
+    torch.manual_seed(1)
+    ssm = DirectionalSSM(20, 5, 4, 3, 1e-3, 1e-1, reverse=reverse).to(dtype)
+    x, z = torch.randn(2, 70, 20, dtype=dtype), torch.randn(2, 70, 20, dtype=dtype)
+    with torch.no_grad():
+        fused = ssm(x, z, None)
+    trained = ssm(x, z, None)
+    assert trained.requires_grad
+    tolerance = 2e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(fused, trained.detach(), atol=tolerance, rtol=tolerance)
+
+
+@pytest.mark.skipif(not native_kernel_available(), reason="needs the C kernel (a C compiler)")
+def test_low_rank_native_scan_refuses_gradients_and_oversized_ranks():
+    from biomarker.nn.scan import ScanInputError
+    from biomarker.nn.scan_native import MAX_RANK, selective_scan_low_rank_native
+
+    u, z = torch.randn(1, 8, 5), torch.randn(1, 8, 5)
+    A, B, C = -torch.rand(8, 4), torch.randn(1, 4, 5), torch.randn(1, 4, 5)
+    weight = torch.randn(8, 2, requires_grad=True)
+    with pytest.raises(ScanInputError, match="no backward"):
+        selective_scan_low_rank_native(u, torch.randn(1, 2, 5), weight, A, B, C, z=z)
+    with pytest.raises(ScanInputError, match=f"rank <= {MAX_RANK}"):
+        selective_scan_low_rank_native(u, torch.randn(1, MAX_RANK + 1, 5), torch.randn(8, MAX_RANK + 1), A, B, C)

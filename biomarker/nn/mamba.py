@@ -24,7 +24,7 @@ from torch import nn
 
 from biomarker.nn.adapters import AdaptableBlock
 from biomarker.nn.scan import selective_scan
-from biomarker.nn.scan_native import conv_silu_native, native_kernel_available
+from biomarker.nn.scan_native import conv_silu_native, native_kernel_available, selective_scan_low_rank_native
 from biomarker.nn.tokens import TokenLayout
 
 
@@ -62,10 +62,15 @@ class DirectionalSSM(nn.Module):
         self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(d_inner, 1))
         self.D = nn.Parameter(torch.ones(d_inner))
 
+    @staticmethod
+    def native_inference(x: torch.Tensor) -> bool:
+        """Scoring on the CPU runs fused C kernels; training and the GPU use differentiable torch ops."""
+        return x.device.type == "cpu" and not torch.is_grad_enabled() and native_kernel_available(x.dtype)
+
     def conv_silu(self, x: torch.Tensor) -> torch.Tensor:
-        """silu(depthwise conv over time), channel-last: [B, L, C] -> [B, L, C]. Scoring on the CPU runs the fused
-        C kernel (one pass over memory); training and the GPU differentiate `depthwise_conv` + silu in torch."""
-        if x.device.type == "cpu" and not torch.is_grad_enabled() and native_kernel_available(x.dtype):
+        """silu(depthwise conv over time), channel-last: [B, L, C] -> [B, L, C], in one pass over memory when
+        `native_inference`."""
+        if self.native_inference(x):
             return conv_silu_native(x, self.conv1d.weight[:, 0, :], self.conv1d.bias, self.reverse)
         return F.silu(self.depthwise_conv(x))
 
@@ -93,13 +98,20 @@ class DirectionalSSM(nn.Module):
         dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         # dt_proj's bias and the softplus run inside the scan (fused there: as separate ops they cost a tenth
         # of the forward at 512 tokens). Padded steps get a delta whose softplus is exactly 0: they keep the state.
+        A = -torch.exp(self.A_log.float())
+        if valid is None and self.native_inference(x):  # dt_proj's product inside the kernel too
+            y = selective_scan_low_rank_native(
+                x.transpose(1, 2), dt.transpose(1, 2), self.dt_proj.weight.to(x.dtype), A.to(x.dtype),
+                B.transpose(1, 2), C.transpose(1, 2), D=self.D.to(x.dtype), z=z.transpose(1, 2),
+                delta_bias=self.dt_proj.bias.to(x.dtype), delta_softplus=True, reverse=self.reverse)
+            return y.transpose(1, 2)
         delta = F.linear(dt, self.dt_proj.weight)
         if valid is not None:
             delta = delta.masked_fill(~valid[..., None], PADDED_DELTA)
         y = selective_scan(
             x.transpose(1, 2),
             delta.transpose(1, 2),
-            -torch.exp(self.A_log.float()),
+            A,
             B.transpose(1, 2),
             C.transpose(1, 2),
             D=self.D.float(),

@@ -16,6 +16,9 @@
  *       so channel-last tensors ([batch][length][dim], what Linear layers produce) are read and written in place
  *   Bt, Ct, grad_Bt_part, grad_Ct_part                      : `Rows` [batch][length][n], n contiguous, any row stride
  *   A : [dim][n];  D, bias : [dim] (NULL when absent; z->data may be NULL too)
+ *   delta_weight : [dim][rank] or NULL. When given (forward only), `delta` holds Mamba's low-rank dt input
+ *       ([batch][length][rank] rows, like Bt) and the kernel forms delta = delta_weight · dt_low itself: the
+ *       dt_proj GEMM and its (length, dim) output, written once and read once, cost 5 % of an SSAMBA forward.
  *   checkpoints                                             : [batch][dim][segments][n]  state before each segment
  *   grad_A_part [batch][dim][n], grad_D_part and grad_bias_part [batch][dim]: summed over batch by the caller
  * A time stride may be negative: the caller points `data` at the last step, and the scan runs from the end to
@@ -28,6 +31,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if !defined(SCAN_DOUBLE) && defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 #ifdef SCAN_DOUBLE
 #define REAL double
@@ -138,6 +144,27 @@ static void step_sizes(int64_t length, const REAL *restrict delta, REAL bias, in
 }
 
 #define LANES 8
+#define MAX_RANK 64 /* dt_rank = ceil(d_model / 16): 48 for the base model */
+
+/* delta[t][lane] = sum_r w[r][lane] * low[t][r] for one tile of LANES channels: Mamba's dt_proj, inside the scan.
+ * low: [length][rank] rows with row stride `ls` (a slice of the x_proj output); w: [rank][LANES]. */
+static void low_rank_delta(int64_t length, int64_t rank, const REAL *restrict low, int64_t ls,
+                           const REAL *restrict w, REAL *restrict delta) {
+    for (int64_t t = 0; t < length; t++) {
+        const REAL *restrict lt = low + t * ls;
+#if !defined(SCAN_DOUBLE) && defined(__AVX2__) && defined(__FMA__)
+        /* one vector per step; left to itself gcc vectorised the r loop instead (a horizontal sum per lane) */
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t r = 0; r < rank; r++) acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + r * LANES), _mm256_set1_ps(lt[r]), acc);
+        _mm256_storeu_ps(delta + t * LANES, acc);
+#else
+        REAL acc[LANES] = {0};
+        for (int64_t r = 0; r < rank; r++)
+            for (int64_t j = 0; j < LANES; j++) acc[j] += w[r * LANES + j] * lt[r];
+        memcpy(delta + t * LANES, acc, sizeof acc);
+#endif
+    }
+}
 
 /* Channel rows d .. d+width-1 of a strided tensor into a contiguous tile and back: element (step t, lane j) at
  * tile[t * step + j * lane]. The forward uses [step][LANES] tiles (one vector per step), the backward
@@ -197,7 +224,6 @@ static inline void forward_lanes(int64_t length, int64_t n, const REAL *restrict
 }
 
 #if !defined(SCAN_DOUBLE) && defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
 /* forward_lanes in AVX2 intrinsics for float (LANES = 8 = one register): the same arithmetic, but the compiler
  * left its plain-C form with the y sums in stack memory, one store-to-load round trip per state and step. Here y
  * is four register accumulators (states k mod 4), and fast_exp2f is spelled out per vector. */
@@ -256,12 +282,14 @@ static void forward_lanes_avx2(int64_t length, int64_t n, const float *restrict 
 
 int64_t NAME(scan_forward)(int64_t c0, int64_t c1, int64_t dim, int64_t length, int64_t n, int64_t softplus,
                            const Rows *u, const Rows *delta, const Rows *z, const Rows *Bt, const Rows *Ct,
-                           const Rows *out, const REAL *A, const REAL *D, const REAL *bias, REAL *checkpoints) {
+                           const Rows *out, const REAL *A, const REAL *D, const REAL *bias, REAL *checkpoints,
+                           const REAL *delta_weight, int64_t rank) {
     const int64_t segments = (length + SEGMENT - 1) / SEGMENT;
+    if (delta_weight && rank > MAX_RANK) return 2;
     REAL *scratch = malloc(4 * LANES * length * sizeof(REAL));
     if (!scratch) return 1;
     REAL *ut = scratch, *dtt = ut + LANES * length, *zt = dtt + LANES * length, *ot = zt + LANES * length;
-    REAL a[MAX_STATE * LANES], skip[LANES], lane_bias[LANES];
+    REAL a[MAX_STATE * LANES], skip[LANES], lane_bias[LANES], w[MAX_RANK * LANES];
     for (int64_t c = c0; c < c1;) {
         const int64_t b = c / dim, d = c % dim;
         int64_t width = dim - d < LANES ? dim - d : LANES;
@@ -271,9 +299,14 @@ int64_t NAME(scan_forward)(int64_t c0, int64_t c1, int64_t dim, int64_t length, 
             skip[j] = live && D ? D[d + j] : 0;
             lane_bias[j] = live && bias ? bias[d + j] : 0;
             for (int64_t k = 0; k < n; k++) a[k * LANES + j] = live ? A[(d + j) * n + k] * DECAY_SCALE : 0;
+            if (delta_weight)
+                for (int64_t r = 0; r < rank; r++) w[r * LANES + j] = live ? delta_weight[(d + j) * rank + r] : 0;
         }
         gather(u, b, d, width, LANES, length, ut, LANES, 1);
-        gather(delta, b, d, width, LANES, length, dtt, LANES, 1);
+        if (delta_weight)
+            low_rank_delta(length, rank, row(delta, b, 0), delta->time, w, dtt);
+        else
+            gather(delta, b, d, width, LANES, length, dtt, LANES, 1);
         for (int64_t t = 0; t < length; t++) /* dt = softplus(delta + bias), in place */
             for (int64_t j = 0; j < LANES; j++) {
                 dtt[t * LANES + j] = step_size(dtt[t * LANES + j] + lane_bias[j], (int)softplus);

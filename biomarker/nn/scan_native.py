@@ -37,6 +37,7 @@ FLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC")
 LINK_FLAGS = ("-shared",)
 SEGMENT = 64  # must equal SEGMENT in scan_native.c: steps between saved states
 MAX_STATE = 256  # must equal MAX_STATE in scan_native.c
+MAX_RANK = 64  # must equal MAX_RANK in scan_native.c: the largest low-rank delta input
 MAX_WORKERS = 8  # each worker owns a (batch, L, n) gradient buffer for B and C, so cap their number
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _lock = threading.Lock()
@@ -86,9 +87,9 @@ def _library(dtype: torch.dtype) -> ctypes.CDLL | None:
         return None
     int64, pointer = ctypes.c_int64, ctypes.c_void_p
     rows = ctypes.POINTER(_Rows)
-    for base, strided, pointers in (("scan_forward", 6, 4), ("scan_backward", 11, 7), ("conv_silu", 0, 4)):
+    for base, strided, pointers, tail in (("scan_forward", 6, 5, 1), ("scan_backward", 11, 7, 0), ("conv_silu", 0, 4, 0)):
         function = getattr(library, f"{base}_{suffix}")
-        function.argtypes = [int64] * 6 + [rows] * strided + [pointer] * pointers
+        function.argtypes = [int64] * 6 + [rows] * strided + [pointer] * pointers + [int64] * tail
         function.restype = int64
     return library
 
@@ -123,8 +124,10 @@ def _run(function, ranges: list[tuple[int, int]], *args) -> None:
         statuses = [function(*calls[0])]
     else:
         statuses = [future.result() for future in [_pool().submit(function, *call) for call in calls]]
-    if any(status != 0 for status in statuses):
+    if any(status == 1 for status in statuses):
         raise MemoryError("the selective-scan kernel could not allocate its per-channel scratch rows")
+    if any(status != 0 for status in statuses):
+        raise ValueError(f"the selective-scan kernel refused its arguments (status {max(statuses)})")
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:
@@ -181,17 +184,11 @@ class _NativeScan(torch.autograd.Function):
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus: bool, reverse: bool):
         """u, delta, z: (b, d, L), any strides; A: (d, n); B, C: (b, n, L); D, delta_bias: (d,) or None; one
         dtype (float32 or float64), on CPU. Returns out: (b, d, L), laid out like u."""
-        library = _library(u.dtype)
         batch, dim, length = u.shape
-        n = A.shape[1]
         Bt, Ct = _state_rows(B), _state_rows(C)
-        out = _empty_rows(u)
         needs_grad = any(ctx.needs_input_grad)
-        checkpoints = u.new_empty(batch, dim, -(-length // SEGMENT), n) if needs_grad else None
-        views = [_rows(u, reverse), _rows(delta, reverse), _rows(z, reverse), _rows(Bt, reverse, 1),
-                 _rows(Ct, reverse, 1), _rows(out, reverse)]
-        _run(getattr(library, f"scan_forward_{_SUFFIX[u.dtype]}"), _channel_ranges(batch * dim), dim, length, n,
-             int(softplus), *map(ctypes.byref, views), *map(_ptr, (A, D, delta_bias, checkpoints)))
+        checkpoints = u.new_empty(batch, dim, -(-length // SEGMENT), A.shape[1]) if needs_grad else None
+        out = _scan_forward(u, delta, A, Bt, Ct, D, z, delta_bias, softplus, reverse, checkpoints)
         if needs_grad:
             ctx.save_for_backward(u, delta, A, Bt, Ct, D, z, delta_bias, checkpoints)
             ctx.softplus, ctx.reverse = softplus, reverse
@@ -234,16 +231,54 @@ class _NativeScan(torch.autograd.Function):
         )
 
 
-def selective_scan_native(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                          reverse=False) -> torch.Tensor:
-    """`selective_scan` on the fused C kernel: CPU tensors, all float32 or all float64, n <= MAX_STATE.
-    u, delta, z, B and C are used through their strides (no copies for channel-last views)."""
+def _scan_forward(u, delta, A, Bt, Ct, D, z, delta_bias, softplus: bool, reverse: bool, checkpoints=None,
+                  delta_weight=None) -> torch.Tensor:
+    """One call of the forward kernel (no autograd). Bt, Ct: (b, L, n) rows with n contiguous. With
+    `delta_weight` (d, rank), `delta` is the low-rank input as (b, L, rank) rows, and delta = delta_weight · it."""
+    batch, dim, length = u.shape
+    out = _empty_rows(u)
+    views = [_rows(u, reverse), _rows(delta, reverse, 1 if delta_weight is not None else 2), _rows(z, reverse),
+             _rows(Bt, reverse, 1), _rows(Ct, reverse, 1), _rows(out, reverse)]
+    rank = 0 if delta_weight is None else delta_weight.shape[1]
+    _run(getattr(_library(u.dtype), f"scan_forward_{_SUFFIX[u.dtype]}"), _channel_ranges(batch * dim), dim, length,
+         A.shape[1], int(softplus), *map(ctypes.byref, views),
+         *map(_ptr, (A, D, delta_bias, checkpoints, delta_weight)), rank)
+    return out
+
+
+def _check_state_size(A: torch.Tensor) -> None:
     if A.shape[1] > MAX_STATE:  # the kernel keeps the state in fixed-size stack buffers
         from .scan import ScanInputError
 
         raise ScanInputError(f"A has n={A.shape[1]} states; the C kernel holds at most {MAX_STATE} (use backend='torch')")
+
+
+def selective_scan_native(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                          reverse=False) -> torch.Tensor:
+    """`selective_scan` on the fused C kernel: CPU tensors, all float32 or all float64, n <= MAX_STATE.
+    u, delta, z, B and C are used through their strides (no copies for channel-last views)."""
+    _check_state_size(A)
     A, D, delta_bias = (None if t is None else t.contiguous() for t in (A, D, delta_bias))
     return _NativeScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse)
+
+
+def selective_scan_low_rank_native(u, dt_low, delta_weight, A, B, C, D=None, z=None, delta_bias=None,
+                                   delta_softplus=False, reverse=False) -> torch.Tensor:
+    """Inference only: `selective_scan_native` with delta = delta_weight @ dt_low formed inside the kernel
+    (Mamba's dt_proj without its bias, which stays `delta_bias`). dt_low: (b, rank, L), any strides with rank
+    contiguous in memory, e.g. a slice of the x_proj output; delta_weight: (d, rank), rank <= MAX_RANK."""
+    from .scan import ScanInputError
+
+    _check_state_size(A)
+    if delta_weight.shape[1] > MAX_RANK or delta_weight.shape[0] != u.shape[1] or dt_low.shape[1] != delta_weight.shape[1]:
+        raise ScanInputError(f"delta_weight must be (d={u.shape[1]}, rank <= {MAX_RANK}) matching dt_low "
+                             f"{tuple(dt_low.shape)}, got {tuple(delta_weight.shape)}")
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                       for t in (u, dt_low, delta_weight, A, B, C, D, z, delta_bias)):
+        raise ScanInputError("the low-rank native scan has no backward; form delta and use selective_scan to train")
+    A, D, delta_bias, delta_weight = (None if t is None else t.contiguous() for t in (A, D, delta_bias, delta_weight))
+    return _scan_forward(u, _state_rows(dt_low), A, _state_rows(B), _state_rows(C), D, z, delta_bias,
+                         delta_softplus, reverse, delta_weight=delta_weight)
 
 
 def conv_silu_native(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, reverse: bool) -> torch.Tensor:

@@ -148,7 +148,7 @@ class Screener:
         caller count its own decoding and saving in the reported latency."""
         started = time.perf_counter() if started is None else started
         quality = require_quality(recording, self.config.quality)
-        [probability] = self._probabilities([recording], cohort)
+        [probability] = self._probabilities([recording], [quality], cohort)
         latency_ms = (time.perf_counter() - started) * 1000.0
         return Assessment(recording, quality, self._score(probability, cohort, quality, latency_ms))
 
@@ -180,7 +180,8 @@ class Screener:
         for start in range(0, len(accepted), self.config.batch_size):
             batch = accepted[start : start + self.config.batch_size]
             started = time.perf_counter()
-            probabilities = self._probabilities([recording for _, recording, _, _ in batch], cohort)
+            probabilities = self._probabilities([recording for _, recording, _, _ in batch],
+                                                [quality for _, _, quality, _ in batch], cohort)
             share_ms = (time.perf_counter() - started) * 1000.0 / len(batch)
             for (index, _, quality, decode_ms), probability in zip(batch, probabilities):
                 results[index] = self._score(probability, cohort, quality, decode_ms + share_ms)
@@ -198,15 +199,17 @@ class Screener:
         return features[0].numpy()
 
     # ---------------------------------------------------------------------------------------- internals
-    def _probabilities(self, recordings: Sequence[Recording], cohort: str | None) -> list[float]:
-        """Calibrated probabilities for a batch of accepted recordings (padded, lengths passed along)."""
+    def _probabilities(self, recordings: Sequence[Recording], qualities: Sequence[QualityReport], cohort: str | None) -> list[float]:
+        """Calibrated probabilities for a batch of accepted recordings (padded, lengths passed along; each one's
+        SNR estimate goes to the calibration)."""
         lengths = torch.tensor([len(recording.samples) for recording in recordings])
+        snr_db = torch.tensor([quality.snr_db for quality in qualities])
         waveforms = torch.zeros(len(recordings), int(lengths.max()))  # [B, S], zero padding past each length
         for row, recording in enumerate(recordings):
             waveforms[row, : len(recording.samples)] = torch.from_numpy(np.asarray(recording.samples, np.float32))
         with self._lock, torch.inference_mode():
             features, frame_lengths = self.extractor(waveforms.to(self.device), lengths.to(self.device))
-            probabilities = self.model.probability(features, frame_lengths, cohort=cohort)
+            probabilities = self.model.probability(features, frame_lengths, cohort=cohort, snr_db=snr_db.to(self.device))
         return [float(p) for p in probabilities.float().cpu()]
 
     def _score(self, probability: float, cohort: str | None, quality: QualityReport, latency_ms: float) -> Score:

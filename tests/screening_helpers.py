@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
 
 from biomarker.models import ScreeningModel, create_model
 
@@ -16,11 +17,14 @@ TINY_ENCODER = dict(embed_dim=32, depth=1, num_heads=2)
 TEST_MODEL_NAME, TEST_MODEL_VERSION = "tiny-test-screener", "0.0.1-test"
 
 
-def save_tiny_screening_model(directory: Path, *, threshold: float = 0.5) -> Path:
-    """A randomly initialised (untrained) bundle: ssast-tiny-patch cut down to one 32-wide layer."""
+def save_tiny_screening_model(directory: Path, *, threshold: float = 0.5, snr_slope: float = 0.0) -> Path:
+    """A randomly initialised (untrained) bundle: ssast-tiny-patch cut down to one 32-wide layer (same weights
+    for every call: the seed is fixed)."""
+    torch.manual_seed(0)
     encoder = create_model("ssast-tiny-patch", **TINY_ENCODER)
     bundle = ScreeningModel(encoder, name=TEST_MODEL_NAME, version=TEST_MODEL_VERSION)
     bundle.add_cohort("default", threshold=threshold)
+    bundle.set_calibration("default", snr_slope=snr_slope)
     bundle.save_pretrained(directory)
     return directory
 

@@ -83,7 +83,8 @@ def test_temperature_scaling_fixes_overconfidence():
     true_logits = rng.normal(0.0, 2.0, 4000)
     labels = (rng.random(4000) < calibrated(true_logits, 1.0)).astype(int)  # labels drawn from calibrated odds
     overconfident = true_logits * 4
-    temperature, bias = fit_calibration(overconfident, labels)
+    temperature, bias, slope = fit_calibration(overconfident, labels)
+    assert slope == 0.0  # no SNR given: no noise term
     assert 3.0 < temperature < 5.5 and abs(bias) < 0.2
     before = expected_calibration_error(calibrated(overconfident, 1.0), labels)
     after = expected_calibration_error(calibrated(overconfident, temperature, bias), labels)
@@ -94,7 +95,7 @@ def test_calibration_sharpens_logits_of_any_scale():
     rng = np.random.default_rng(2)
     true_logits = rng.normal(0.0, 2.0, 4000)
     labels = (rng.random(4000) < calibrated(true_logits, 1.0)).astype(int)
-    temperature, bias = fit_calibration(true_logits * 0.001, labels)  # a head that has barely moved its logits
+    temperature, bias, _ = fit_calibration(true_logits * 0.001, labels)  # a head that has barely moved its logits
     assert temperature == pytest.approx(0.001, rel=0.15) and abs(bias) < 0.2
 
 
@@ -103,10 +104,31 @@ def test_the_calibration_bias_removes_an_offset_that_temperature_alone_cannot():
     true_logits = rng.normal(0.0, 2.0, 4000)
     labels = (rng.random(4000) < calibrated(true_logits, 1.0)).astype(int)
     shifted = true_logits + 2.5  # every recording looks more RI than it is (no T can move the 0.5 point)
-    temperature, bias = fit_calibration(shifted, labels)
+    temperature, bias, _ = fit_calibration(shifted, labels)
     assert abs(temperature - 1.0) < 0.15 and abs(bias + 2.5) < 0.3
     best_temperature_only = min(expected_calibration_error(calibrated(shifted, t), labels) for t in np.geomspace(0.2, 20, 60))
     assert expected_calibration_error(calibrated(shifted, temperature, bias), labels) < 0.03 < best_temperature_only
+
+
+def test_the_snr_term_calibrates_clean_and_noisy_recordings_that_one_bias_cannot():
+    """Ward noise shifts every logit down (both classes): one (T, b) fitted on a clean+noisy mix is off in
+    opposite directions for each condition; the quality gate's SNR as a covariate fixes both."""
+    rng = np.random.default_rng(4)
+    true_logits = rng.normal(0.0, 2.5, 6000)
+    labels = (rng.random(6000) < calibrated(true_logits, 1.0)).astype(int)
+    noisy = rng.random(6000) < 0.5
+    snr_db = np.where(noisy, rng.normal(10, 5, 6000), rng.normal(36, 6, 6000))
+    observed = true_logits - 2.0 * noisy  # the model says "less RI" under noise
+    temperature, bias, slope = fit_calibration(observed, labels, snr_db)
+    assert slope < -0.3  # a lower SNR earns a higher bias: noisy logits are lifted back
+    with_snr = calibrated(observed, temperature, bias, slope, snr_db)
+    t0, b0, _ = fit_calibration(observed, labels)
+    without = calibrated(observed, t0, b0)
+    for condition in (noisy, ~noisy):
+        assert expected_calibration_error(with_snr[condition], labels[condition]) < 0.04
+        assert expected_calibration_error(without[condition], labels[condition]) > 0.08
+    with pytest.raises(MetricError, match="SNR"):
+        calibrated(observed, temperature, bias, slope)
 
 
 def test_report_writes_the_contract_keys_and_plots(tmp_path):
@@ -121,7 +143,7 @@ def test_report_writes_the_contract_keys_and_plots(tmp_path):
     plot_set("clean test", probabilities, test_labels, test_subjects, metrics, tmp_path, synthetic=True)
     write_report(tmp_path, {"clean test": metrics}, title="t", config=config, operating_point=point)
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    for key in ("auroc", "auroc_ci", "sensitivity", "specificity", "threshold", "ece", "n"):
+    for key in ("auroc", "auroc_ci", "sensitivity", "specificity", "threshold", "ece", "ece_recording", "n"):
         assert key in saved
     assert saved["auroc_ci"][0] <= saved["auroc"] <= saved["auroc_ci"][1]
     assert saved["n"] == 200

@@ -52,6 +52,26 @@ def test_score_reports_calibrated_probability_decision_and_identity(screener, sp
     assert score.quality.passed and score.cohort == "default"
 
 
+def test_the_calibrations_snr_term_uses_the_quality_gates_estimate(tmp_path, speech):
+    """A cohort calibrated with the SNR term moves each recording's logit by slope x snr_covariate(its SNR),
+    the SNR the quality report shows; the model refuses to guess when no SNR is passed."""
+    import torch
+    from scipy.special import logit
+
+    from biomarker.models.screening import snr_covariate
+    from biomarker.records import ModelConfigError
+
+    plain = Screener.load(save_tiny_screening_model(tmp_path / "plain"), device="cpu")
+    noisy_aware = Screener.load(save_tiny_screening_model(tmp_path / "snr", snr_slope=2.0), device="cpu")
+    for clip in speech:
+        without, with_snr = plain.score(clip), noisy_aware.score(clip)
+        shift = logit(with_snr.probability) - logit(without.probability)
+        assert shift == pytest.approx(2.0 * float(snr_covariate(np.array(with_snr.quality.snr_db))), abs=1e-4)
+    features = torch.zeros(1, 200, noisy_aware.model.encoder.patch_embed.num_features)
+    with pytest.raises(ModelConfigError, match="snr_db"):
+        noisy_aware.model.probability(features)
+
+
 @pytest.mark.parametrize("threshold, decision", [(0.0, DECISION_POSITIVE), (1.0, DECISION_NEGATIVE)])
 def test_decision_uses_the_models_operating_threshold(tmp_path, speech, threshold, decision):
     screener = Screener.load(save_tiny_screening_model(tmp_path / "m", threshold=threshold), device="cpu")

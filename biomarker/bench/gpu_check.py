@@ -182,6 +182,7 @@ def scoring_latency(device: torch.device, sizes: CheckSizes) -> list[dict[str, A
                 recording = screener.load_audio(clip, name="gpu-check-10s")
                 lengths = torch.tensor([len(recording.samples)], device=device)
                 waveform = torch.from_numpy(recording.samples.astype(np.float32))[None].to(device)
+                snr_db = torch.tensor([require_quality(recording, screener.config.quality).snr_db], device=device)
                 with torch.inference_mode():
                     features, frame_lengths = screener.extractor(waveform, lengths)
 
@@ -201,7 +202,7 @@ def scoring_latency(device: torch.device, sizes: CheckSizes) -> list[dict[str, A
                     "decode_ms": timed(lambda: screener.load_audio(clip), inference=False),
                     "quality_gate_ms": timed(lambda: require_quality(recording, screener.config.quality), inference=False),
                     "features_ms": timed(lambda: screener.extractor(waveform, lengths)),
-                    "model_forward_ms": timed(lambda: screener.model.probability(features, frame_lengths)),
+                    "model_forward_ms": timed(lambda: screener.model.probability(features, frame_lengths, snr_db=snr_db)),
                     "goal_ms": 10.0,
                 })
         finally:

@@ -152,6 +152,7 @@ def _measure_all(screener: Screener, store: Store, repeats: int, batch: list[byt
     score = screener.assess_recording(recording).score
     waveform = torch.from_numpy(recording.samples)[None].to(screener.device)  # [1, S]
     lengths = torch.tensor([waveform.shape[1]], device=screener.device)
+    snr_db = torch.tensor([score.quality.snr_db], device=screener.device)
     with torch.inference_mode():
         features, frames = screener.extractor(waveform, lengths)
     timings = measure({
@@ -161,7 +162,7 @@ def _measure_all(screener: Screener, store: Store, repeats: int, batch: list[byt
         "decode": lambda: screener.load_audio(data),
         "quality_gate": lambda: require_quality(recording, screener.config.quality),
         "front_end": inference(lambda: screener.extractor(waveform, lengths)),
-        "model_call": inference(lambda: screener.model.probability(features, frames)),
+        "model_call": inference(lambda: screener.model.probability(features, frames, snr_db=snr_db)),
         "store_write": lambda: store.record_result(
             score, actor=actor, audio_path=store.save_audio(data), duration_s=recording.duration_s,
             sample_rate_hz=recording.sample_rate_hz, patient_id=f"bench-{next(counter)}"),

@@ -62,6 +62,23 @@ def finetune(
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "sets"}, indent=2))
 
 
+def recalibrate(
+    run_dir: Path = typer.Argument(..., help="A finished `biomarker finetune` run folder (bundle/, summary.json)."),
+    manifest: Path = typer.Option(..., "--manifest", help="The cohort manifest the run was trained on (its val split)."),
+    extra_eval: list[Path] = typer.Option([], "--eval", help="Extra manifest measured as separate sets (repeatable)."),
+    cache_dir: Path = typer.Option(Path("runs/cache"), "--cache-dir", help="Feature and SNR cache."),
+) -> None:
+    """Refit a run's calibration (temperature, bias, SNR slope) and threshold on validation, keep its weights,
+    and measure every set again (report/ and summary.json are rewritten)."""
+    from biomarker.finetune.run import recalibrate as refit
+
+    summary = refit(run_dir, str(manifest), [str(p) for p in extra_eval], str(cache_dir))
+    typer.echo(json.dumps({"operating_point": summary["operating_point"],
+                           "sets": {name: {k: m[k] for k in ("auroc", "ece", "ece_recording")} for name, m in summary["sets"].items()}},
+                          indent=2))
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
     app.command("finetune")(finetune)
+    app.command("recalibrate")(recalibrate)

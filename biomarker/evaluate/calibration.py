@@ -1,12 +1,12 @@
-"""Temperature scaling with a bias (Platt scaling): p = sigmoid(logit / T + b), T and b fitted on validation
-logits by negative log-likelihood.
+"""Temperature scaling with a bias (Platt scaling) and, when the recordings' SNR is known, a noise term:
+p = sigmoid(logit / T + b + s · snr_covariate(SNR)), fitted on validation logits by negative log-likelihood.
 
-WHY these two scalars: both keep the ranking (AUROC unchanged) and cannot overfit a few hundred validation
+WHY these few scalars: T and b keep the ranking (AUROC unchanged) and cannot overfit a few hundred validation
 recordings. T alone (Guo et al., 2017) fixes over- or under-confidence that is symmetric around 0.5; it cannot
 move the whole scale, and class-balanced training or scoring by the mean of window probabilities leaves such an
-offset. What neither fixes: one calibration fitted on validation recordings that mix conditions (clean and ward
-noise) is off in opposite directions for each condition alone (measured on the shipped screener, SYNTHETIC:
-ECE 0.164 with T alone, 0.145 with T and b, on 200 clean test subjects; docs/screening.md).
+offset. One (T, b) fitted on validation recordings that mix conditions (clean and ward noise) is off in opposite
+directions for each condition alone (shipped screener, SYNTHETIC: recording ECE 0.097 clean, 0.104 noisy); the
+SNR term, from the quality gate's estimate, brings both to 0.045 and 0.042 (docs/screening.md).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from biomarker.evaluate.metrics import MetricError
+from biomarker.models.screening import snr_covariate
 
 TEMPERATURE_RANGE = (0.05, 50.0)
 
@@ -23,26 +24,37 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
 
 
-def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float, bias: float) -> float:
-    z = logits / temperature + bias
+def _nll(logits: np.ndarray, labels: np.ndarray, covariate: np.ndarray, temperature: float, bias: float, slope: float) -> float:
+    z = logits / temperature + bias + slope * covariate
     # log(1 + exp(z)) - y z, written to stay finite for large |z|
     return float(np.mean(np.logaddexp(0.0, z) - labels * z))
 
 
-def fit_calibration(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """(T, b) minimising validation NLL of sigmoid(logit / T + b), T within TEMPERATURE_RANGE times the spread
-    (standard deviation) of the validation logits: a briefly trained head can output logits of a few hundredths,
-    which a fixed lower bound on T could not sharpen enough (measured: T stuck at 0.05, ECE 0.38)."""
+def fit_calibration(logits: np.ndarray, labels: np.ndarray, snr_db: np.ndarray | None = None) -> tuple[float, float, float]:
+    """(T, b, s) minimising validation NLL of sigmoid(logit / T + b + s · snr_covariate(snr_db)); s = 0 when no
+    SNR is given. T lies within TEMPERATURE_RANGE times the spread (standard deviation) of the validation logits:
+    a briefly trained head can output logits of a few hundredths, which a fixed lower bound on T could not
+    sharpen enough (measured: T stuck at 0.05, ECE 0.38)."""
     logits, labels = np.asarray(logits, dtype=float), np.asarray(labels, dtype=float)
     if len(set(labels.tolist())) < 2:
         raise MetricError("calibration needs validation recordings of both classes")
+    covariate = np.zeros_like(logits) if snr_db is None else snr_covariate(np.asarray(snr_db, dtype=float))
+    if covariate.shape != logits.shape:
+        raise MetricError(f"{len(covariate)} SNR values for {len(logits)} logits")
     spread = float(np.std(logits)) or 1.0
-    bounds = [(np.log(TEMPERATURE_RANGE[0] * spread), np.log(TEMPERATURE_RANGE[1] * spread)), (-20.0, 20.0)]
-    result = minimize(lambda x: _nll(logits, labels, float(np.exp(x[0])), float(x[1])), x0=np.array([np.log(spread), 0.0]),
-                      method="L-BFGS-B", bounds=bounds)
-    return float(np.exp(result.x[0])), float(result.x[1])
+    bounds = [(np.log(TEMPERATURE_RANGE[0] * spread), np.log(TEMPERATURE_RANGE[1] * spread)), (-20.0, 20.0),
+              (-20.0, 20.0) if snr_db is not None else (0.0, 0.0)]
+    result = minimize(lambda x: _nll(logits, labels, covariate, float(np.exp(x[0])), float(x[1]), float(x[2])),
+                      x0=np.array([np.log(spread), 0.0, 0.0]), method="L-BFGS-B", bounds=bounds)
+    return float(np.exp(result.x[0])), float(result.x[1]), float(result.x[2])
 
 
-def calibrated(logits: np.ndarray, temperature: float, bias: float = 0.0) -> np.ndarray:
-    """Probabilities after temperature scaling with a bias."""
-    return sigmoid(np.asarray(logits, dtype=float) / temperature + bias)
+def calibrated(logits: np.ndarray, temperature: float, bias: float = 0.0, snr_slope: float = 0.0,
+               snr_db: np.ndarray | None = None) -> np.ndarray:
+    """Probabilities after temperature scaling with a bias and, when `snr_slope` is not 0, the SNR term."""
+    z = np.asarray(logits, dtype=float) / temperature + bias
+    if snr_slope:
+        if snr_db is None:
+            raise MetricError("this calibration uses the recordings' SNR: pass snr_db")
+        z = z + snr_slope * snr_covariate(np.asarray(snr_db, dtype=float))
+    return sigmoid(z)

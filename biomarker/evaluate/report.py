@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -52,16 +52,22 @@ class OperatingPoint:
     threshold: float
     target_sensitivity: float
     bias: float = 0.0  # summaries written before the bias existed read as temperature-only
+    snr_slope: float = 0.0  # and before the SNR term existed, as without it
+
+    def probabilities(self, logits: Sequence[float], snr_db: Sequence[float] | None = None) -> np.ndarray:
+        return calibrated(logits, self.temperature, self.bias, self.snr_slope, snr_db)
 
 
-def fit_operating_point(logits: Sequence[float], labels: Sequence[int], subjects: Sequence[str], config: ReportConfig = ReportConfig()) -> OperatingPoint:
-    """Fit T and b on validation recordings, then the threshold reaching the target sensitivity on validation
-    subjects."""
+def fit_operating_point(logits: Sequence[float], labels: Sequence[int], subjects: Sequence[str], config: ReportConfig = ReportConfig(),
+                        snr_db: Sequence[float] | None = None) -> OperatingPoint:
+    """Fit T, b (and the SNR slope when `snr_db` is given) on validation recordings, then the threshold reaching
+    the target sensitivity on validation subjects."""
     logits, labels = np.asarray(logits, float), np.asarray(labels, int)
-    temperature, bias = fit_calibration(logits, labels)
-    subject = to_subjects(calibrated(logits, temperature, bias), labels, subjects)
+    temperature, bias, slope = fit_calibration(logits, labels, snr_db)
+    point = OperatingPoint(temperature, 0.5, config.target_sensitivity, bias, slope)
+    subject = to_subjects(point.probabilities(logits, snr_db), labels, subjects)
     threshold = threshold_for_sensitivity(subject.scores, subject.labels, config.target_sensitivity)
-    return OperatingPoint(temperature, threshold, config.target_sensitivity, bias)
+    return replace(point, threshold=threshold)
 
 
 def measure(
@@ -89,6 +95,8 @@ def measure(
         "npv": npv,
         "brier": brier(s, y),
         "ece": expected_calibration_error(s, y),
+        # the probability the app shows belongs to one recording: its calibration is measured per recording too
+        "ece_recording": expected_calibration_error(np.asarray(probabilities, float), np.asarray(labels, float)),
         "n": int(len(s)),
         "n_patients": int(y.sum()),
         "n_recordings": int(len(np.asarray(labels))),
@@ -134,7 +142,7 @@ def markdown_table(sets: dict[str, dict], config: ReportConfig) -> str:
     spec_key = f"sensitivity_at_specificity_{config.fixed_specificity:.2f}"
     header = (
         "| set | n subjects (RI) | AUROC [95% CI] | sensitivity [CI] | specificity [CI] | "
-        f"sens @ spec {config.fixed_specificity:.2f} | PPV / NPV @ {config.prevalence:.0%} | Brier | ECE |\n"
+        f"sens @ spec {config.fixed_specificity:.2f} | PPV / NPV @ {config.prevalence:.0%} | Brier | ECE subject / recording |\n"
         "|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
@@ -142,7 +150,7 @@ def markdown_table(sets: dict[str, dict], config: ReportConfig) -> str:
         rows.append(
             f"| {name} | {m['n']} ({m['n_patients']}) | {_cell(m['auroc'], m['auroc_ci'])} | "
             f"{_cell(m['sensitivity'], m['sensitivity_ci'])} | {_cell(m['specificity'], m['specificity_ci'])} | "
-            f"{_cell(m[spec_key])} | {_cell(m['ppv'])} / {_cell(m['npv'])} | {_cell(m['brier'])} | {_cell(m['ece'])} |"
+            f"{_cell(m[spec_key])} | {_cell(m['ppv'])} / {_cell(m['npv'])} | {_cell(m['brier'])} | {_cell(m['ece'])} / {_cell(m.get('ece_recording'))} |"
         )
     return header + "\n".join(rows) + "\n"
 
@@ -168,7 +176,8 @@ def write_report(
     warning = "**SYNTHETIC data — these numbers say nothing about real patients; not clinically validated.**\n\n" if config.synthetic else ""
     lines = [f"# {title}\n", warning, markdown_table(sets, config), ""]
     lines += [
-        f"Subject-level metrics (a subject's score is the mean calibrated probability of its recordings). "
+        f"Subject-level metrics (a subject's score is the mean calibrated probability of its recordings); "
+        "ECE also per recording, the unit whose probability the app shows. "
         f"Threshold fixed beforehand for sensitivity >= {config.target_sensitivity:.2f} on validation; "
         f"PPV/NPV at a stated prevalence of {config.prevalence:.0%}. The model screens (refer for an SpO2 check); "
         "it never estimates SpO2.",

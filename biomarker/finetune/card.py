@@ -67,7 +67,8 @@ def ship(run_dir: str | Path, destination: str | Path, runs: Mapping[str, Mappin
         **summary["operating_point"],
         "scoring": summary["scoring"],
         "fitted_on": "validation split of the SYNTHETIC training cohort (speaker-disjoint from test)",
-        "note": "threshold applies to the calibrated probability sigmoid(logit / temperature + bias); the same values are in config.json cohorts",
+        "note": "threshold applies to the calibrated probability sigmoid(logit / temperature + bias + snr_slope * "
+                "(clip(SNR dB, 0, 50) - 20) / 10), SNR being the quality gate's estimate; the same values are in config.json cohorts",
     }
     (destination / "calibration.json").write_text(json.dumps(calibration, indent=2))
     report = (run_dir / "report" / "report.md").read_text()
@@ -93,8 +94,10 @@ to rule out respiratory insufficiency, or to make any treatment decision.
 - encoder: {summary['encoder']} {summary.get('encoder_overrides') or ''}; method `{summary['method']}`
   ({summary['trainable_percent']:.1f} % of the inference path trained, {summary['trainable_params']:,} parameters)
 - recording score: `{summary['scoring']}` (chosen on validation: {json.dumps(summary['validation_auroc'])})
-- calibration: temperature {point['temperature']:.3f}, bias {point.get('bias', 0.0):+.3f} (p = sigmoid(logit / T + b)); operating threshold {point['threshold']:.3f} on the
-  calibrated probability, chosen on validation subjects for sensitivity >= {point['target_sensitivity']:.2f}
+- calibration (fitted on validation recordings): temperature {point['temperature']:.3f}, bias {point.get('bias', 0.0):+.3f},
+  SNR slope {point.get('snr_slope', 0.0):+.3f} (p = sigmoid(logit / T + b + s · (clip(SNR, 0, 50 dB) - 20) / 10), SNR the
+  quality gate's estimate of the recording: ward noise shifts the logits of both classes); operating threshold
+  {point['threshold']:.3f} on the calibrated probability, chosen on validation subjects for sensitivity >= {point['target_sensitivity']:.2f}
 - trained: {summary['train_recordings']} recordings, {summary['steps']} steps ({summary['stop_reason']}),
   early stopping on validation subject AUROC; class-balanced BCE.
 

@@ -6,26 +6,31 @@ WHY precompute: the 2 shared CPU cores cannot afford recomputing fbanks every ep
 
 from __future__ import annotations
 
+import json
 import random
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from biomarker.audio import QualityConfig, check_quality, load
 from biomarker.cohorts.manifest import CohortItem
 from biomarker.pretrain.data import FeatureBank, bank_key, pad_batch
 
 
 @dataclass
 class LabelledFeatures:
-    """Clip i: features `bank.clip(i)` [T_i, F], label `labels[i]`, subject `subjects[i]`, manifest row `items[i]`."""
+    """Clip i: features `bank.clip(i)` [T_i, F], label `labels[i]`, subject `subjects[i]`, manifest row `items[i]`,
+    and the quality gate's SNR estimate `snr_db[i]` (the calibration's noise term uses it, as the app does)."""
 
     bank: FeatureBank
     labels: torch.Tensor
     subjects: list[str]
     items: list[CohortItem]
+    snr_db: np.ndarray
 
     def __len__(self) -> int:
         return len(self.items)
@@ -34,7 +39,19 @@ class LabelledFeatures:
         chunks = [self.bank.clip(i) for i in indices]
         lengths = torch.tensor([0] + [c.shape[0] for c in chunks], dtype=torch.long)
         bank = FeatureBank(torch.cat(chunks), torch.cumsum(lengths, 0), dict(self.bank.meta))
-        return LabelledFeatures(bank, self.labels[list(indices)], [self.subjects[i] for i in indices], [self.items[i] for i in indices])
+        return LabelledFeatures(bank, self.labels[list(indices)], [self.subjects[i] for i in indices],
+                                [self.items[i] for i in indices], self.snr_db[list(indices)])
+
+
+def recording_snr(paths: Sequence[str], cache_dir: str | Path, config: QualityConfig = QualityConfig()) -> np.ndarray:
+    """The quality gate's SNR estimate (dB) of each recording, as the app computes it; cached like features."""
+    cache = Path(cache_dir) / f"snr-{bank_key(paths, {'quality': asdict(config)}, 1)}.json"
+    if cache.exists():
+        return np.asarray(json.loads(cache.read_text()), dtype=float)
+    values = [check_quality(load(path), config).snr_db for path in paths]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(values))
+    return np.asarray(values, dtype=float)
 
 
 def load_features(items: Sequence[CohortItem], extractor: torch.nn.Module, cache_dir: str | Path) -> LabelledFeatures:
@@ -49,7 +66,7 @@ def load_features(items: Sequence[CohortItem], extractor: torch.nn.Module, cache
         bank.save(cache)
     labels = torch.tensor([item.label for item in items], dtype=torch.float32)
     subjects = [f"{item.cohort}/{item.speaker_id}" for item in items]
-    return LabelledFeatures(bank, labels, subjects, list(items))
+    return LabelledFeatures(bank, labels, subjects, list(items), recording_snr(paths, cache_dir))
 
 
 class CropDataset(Dataset):

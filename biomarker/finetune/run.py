@@ -201,10 +201,11 @@ def fit_cohort(
     }
     val_auroc = {mode: _subject_auroc(logits, val_data) for mode, logits in val_logits.items()}
     scoring = "whole" if val_auroc["whole"] >= val_auroc["window-mean"] - WHOLE_SCORING_MARGIN else "window-mean"
-    point = fit_operating_point(val_logits[scoring], val_data.labels.numpy().astype(int), val_data.subjects, settings.report)
+    point = fit_operating_point(val_logits[scoring], val_data.labels.numpy().astype(int), val_data.subjects, settings.report,
+                                snr_db=val_data.snr_db)
     # the mode is stored with the calibration: the app then scores recordings as they were calibrated here
-    bundle.set_calibration(cohort, threshold=point.threshold, temperature=point.temperature, bias=point.bias, scoring=scoring,
-                           window_frames=window, hop_frames=int(frames_per_second))
+    bundle.set_calibration(cohort, threshold=point.threshold, temperature=point.temperature, bias=point.bias,
+                           snr_slope=point.snr_slope, scoring=scoring, window_frames=window, hop_frames=int(frames_per_second))
     return FitResult(trainable, scoring, val_auroc, point, steps, stop_reason, best.get("auroc"))
 
 
@@ -257,7 +258,7 @@ def measure_sets(
     for name, rows in sets.items():
         data = load_features(rows, extractor, config.cache_dir)
         logits = recording_logits(model, data, cohort, mode=spec.scoring, window_frames=spec.window_frames, hop_frames=spec.hop_frames)
-        probabilities = calibrated(logits, spec.temperature, spec.bias)
+        probabilities = calibrated(logits, spec.temperature, spec.bias, spec.snr_slope, data.snr_db)
         labels = data.labels.numpy().astype(int)
         if len(set(labels.tolist())) == 2:
             measured[name] = measure(probabilities, labels, data.subjects, spec.threshold, config.report)
@@ -275,6 +276,26 @@ def measure_sets(
         notes=notes,
     )
     return {"sets": measured, "flag_rates": flagged}
+
+
+def recalibrate(run_dir: str | Path, manifest: str, extra_eval: Sequence[str], cache_dir: str = "runs/cache",
+                report: ReportConfig = ReportConfig()) -> dict:
+    """Fit a finished run's calibration and threshold again on its validation split (same weights, same scoring
+    mode; the current calibration, with the SNR term), save the bundle, then measure every set again."""
+    run_dir = Path(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    bundle = from_pretrained(run_dir / "bundle").to(torch.float32).eval()
+    cohort = bundle.resolve_cohort(None)
+    spec = bundle.cohort_spec(cohort)
+    val_data = load_features(select_split(read_manifest(manifest), "val"), extractor_for(bundle.feature_config), cache_dir)
+    logits = recording_logits(bundle, val_data, cohort, mode=spec.scoring, window_frames=spec.window_frames, hop_frames=spec.hop_frames)
+    point = fit_operating_point(logits, val_data.labels.numpy().astype(int), val_data.subjects, report, snr_db=val_data.snr_db)
+    bundle.set_calibration(cohort, threshold=point.threshold, temperature=point.temperature, bias=point.bias,
+                           snr_slope=point.snr_slope)
+    bundle.save_pretrained(run_dir / "bundle")
+    summary["operating_point"] = asdict(point)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return remeasure(run_dir, manifest, extra_eval, cache_dir, report)
 
 
 def remeasure(run_dir: str | Path, manifest: str, extra_eval: Sequence[str], cache_dir: str = "runs/cache", report: ReportConfig = ReportConfig()) -> dict:

@@ -28,14 +28,17 @@ class CohortSpec:
     """A cohort's path and calibration: `adapter_set` (None: plain encoder), decision `threshold` on the
     calibrated probability, the `temperature` that divides the logit (fitted on validation), and how a
     recording is scored: `whole` utterance pooled once, or `window-mean` (the mean probability of windows of
-    `window_frames` every `hop_frames`); the calibrated probability is sigmoid(logit / temperature + bias).
-    Fine-tuning measures both on validation and keeps the better one here,
-    so the app scores a recording exactly as the calibration and the threshold were fitted."""
+    `window_frames` every `hop_frames`); the calibrated probability is
+    sigmoid(logit / temperature + bias + snr_slope · snr_covariate(recording's SNR)), the SNR being the quality
+    gate's estimate (`snr_slope` 0: the SNR is not used). Fine-tuning measures both scoring modes on validation
+    and keeps the better one here, so the app scores a recording exactly as the calibration and the threshold
+    were fitted."""
 
     adapter_set: str | None = None
     threshold: float = 0.5
     temperature: float = 1.0
     bias: float = 0.0
+    snr_slope: float = 0.0
     scoring: str = "whole"
     window_frames: int = 400
     hop_frames: int = 100
@@ -52,6 +55,19 @@ class CohortSpec:
 
 
 SCORING_MODES = ("whole", "window-mean")
+SNR_RANGE_DB = (0.0, 50.0)  # the quality gate's SNR estimate, clipped: calibration never extrapolates far
+SNR_REFERENCE_DB, SNR_SCALE_DB = 20.0, 10.0
+
+
+def snr_covariate(snr_db):
+    """(clipped SNR - 20 dB) / 10 dB, for numpy arrays and torch tensors alike: the calibration's noise term.
+
+    WHY: ward noise moves the logits of BOTH classes (measured on the shipped screener: negatives -1.1 clean,
+    -1.7 noisy; positives 3.8 and 1.9), so one temperature and bias fitted on a mix is off in opposite directions
+    for each condition. The quality gate already estimates every recording's SNR; a bias that moves with it
+    (Platt scaling with a covariate) is one parameter more and needs no condition label."""
+    low, high = SNR_RANGE_DB
+    return (snr_db.clip(low, high) - SNR_REFERENCE_DB) / SNR_SCALE_DB
 
 
 def windows(clip: torch.Tensor, window_frames: int, hop_frames: int) -> list[torch.Tensor]:
@@ -122,13 +138,13 @@ class ScreeningModel(nn.Module):
             self.default_cohort = cohort
 
     def set_calibration(self, cohort: str, *, threshold: float | None = None, temperature: float | None = None,
-                        bias: float | None = None, scoring: str | None = None, window_frames: int | None = None,
-                        hop_frames: int | None = None) -> None:
-        """Store what was fitted on `cohort`'s validation split: the operating threshold, the temperature and bias,
-        and the recording scoring mode they belong to."""
+                        bias: float | None = None, snr_slope: float | None = None, scoring: str | None = None,
+                        window_frames: int | None = None, hop_frames: int | None = None) -> None:
+        """Store what was fitted on `cohort`'s validation split: the operating threshold, the temperature, bias and
+        SNR slope, and the recording scoring mode they belong to."""
         spec = self.cohort_spec(cohort)
-        given = (("threshold", threshold), ("temperature", temperature), ("bias", bias), ("scoring", scoring),
-                 ("window_frames", window_frames), ("hop_frames", hop_frames))
+        given = (("threshold", threshold), ("temperature", temperature), ("bias", bias), ("snr_slope", snr_slope),
+                 ("scoring", scoring), ("window_frames", window_frames), ("hop_frames", hop_frames))
         self.cohorts[cohort] = dataclasses.replace(spec, **{k: v for k, v in given if v is not None})
 
     def cohort_spec(self, cohort: str | None = None) -> CohortSpec:
@@ -182,11 +198,19 @@ class ScreeningModel(nn.Module):
         batch = nn.utils.rnn.pad_sequence(flat, batch_first=True)
         return mean_probability_logit(self.logits(batch, window_lengths, cohort), [len(p) for p in pieces])
 
-    def probability(self, features: torch.Tensor, lengths: torch.Tensor | None = None, cohort: str | None = None) -> torch.Tensor:
+    def probability(self, features: torch.Tensor, lengths: torch.Tensor | None = None, cohort: str | None = None,
+                    snr_db: torch.Tensor | None = None) -> torch.Tensor:
         """Calibrated probability of respiratory insufficiency [B]: the recording logit under the cohort's scoring
-        mode, divided by the cohort temperature, plus the cohort bias, then sigmoid."""
+        mode, divided by the cohort temperature, plus the cohort bias and its SNR term, then sigmoid. `snr_db` [B]
+        (the quality gate's estimate) is required when the cohort's calibration uses it."""
         spec = self.cohort_spec(cohort)
-        return torch.sigmoid(self.recording_logits(features, lengths, cohort) / spec.temperature + spec.bias)
+        calibrated = self.recording_logits(features, lengths, cohort) / spec.temperature + spec.bias
+        if spec.snr_slope:
+            if snr_db is None:
+                raise ModelConfigError(f"cohort {self.resolve_cohort(cohort)!r} is calibrated with the recording's SNR: "
+                                       "pass snr_db (the quality gate's estimate)")
+            calibrated = calibrated + spec.snr_slope * snr_covariate(snr_db.to(calibrated))
+        return torch.sigmoid(calibrated)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None, cohort: str | None = None) -> torch.Tensor:
         return self.logits(features, lengths, cohort)

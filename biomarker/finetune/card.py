@@ -12,6 +12,10 @@ import shutil
 from pathlib import Path
 from typing import Mapping
 
+from biomarker.models.screening import SNR_RANGE_DB, SNR_REFERENCE_DB, SNR_SCALE_DB
+
+SNR_TERM = (f"(clip(SNR, {SNR_RANGE_DB[0]:g}, {SNR_RANGE_DB[1]:g} dB) - {SNR_REFERENCE_DB:g}) / {SNR_SCALE_DB:g}")
+
 CLEAN, NOISY = "synthetic-train test", "synthetic-train-noisy test"
 HELDOUT_CLEAN, HELDOUT_NOISY = "synthetic-heldout (all rows)", "synthetic-heldout-noisy (all rows)"
 REAL_HEALTHY, REAL_MARKED = "real-heldout healthy", "real-heldout marked"
@@ -67,8 +71,8 @@ def ship(run_dir: str | Path, destination: str | Path, runs: Mapping[str, Mappin
         **summary["operating_point"],
         "scoring": summary["scoring"],
         "fitted_on": "validation split of the SYNTHETIC training cohort (speaker-disjoint from test)",
-        "note": "threshold applies to the calibrated probability sigmoid(logit / temperature + bias + snr_slope * "
-                "(clip(SNR dB, 0, 50) - 20) / 10), SNR being the quality gate's estimate; the same values are in config.json cohorts",
+        "note": f"threshold applies to the calibrated probability sigmoid(logit / temperature + bias + snr_slope * "
+                f"{SNR_TERM}), SNR being the quality gate's estimate; the same values are in config.json cohorts",
     }
     (destination / "calibration.json").write_text(json.dumps(calibration, indent=2))
     report = (run_dir / "report" / "report.md").read_text()
@@ -95,7 +99,7 @@ to rule out respiratory insufficiency, or to make any treatment decision.
   ({summary['trainable_percent']:.1f} % of the inference path trained, {summary['trainable_params']:,} parameters)
 - recording score: `{summary['scoring']}` (chosen on validation: {json.dumps(summary['validation_auroc'])})
 - calibration (fitted on validation recordings): temperature {point['temperature']:.3f}, bias {point.get('bias', 0.0):+.3f},
-  SNR slope {point.get('snr_slope', 0.0):+.3f} (p = sigmoid(logit / T + b + s · (clip(SNR, 0, 50 dB) - 20) / 10), SNR the
+  SNR slope {point.get('snr_slope', 0.0):+.3f} (p = sigmoid(logit / T + b + s · {SNR_TERM}), SNR the
   quality gate's estimate of the recording: ward noise shifts the logits of both classes); operating threshold
   {point['threshold']:.3f} on the calibrated probability, chosen on validation subjects for sensitivity >= {point['target_sensitivity']:.2f}
 - trained: {summary['train_recordings']} recordings, {summary['steps']} steps ({summary['stop_reason']}),

@@ -94,10 +94,10 @@ ENCODERS_LEFT=$(echo "$PLAN" | wc -l)
 while read -r NAME MODEL STEPS BATCH CROP MASK CLIPS MINUTES HELD; do
   if [ "$BUDGET" != 0 ]; then  # this encoder's share of the time that is left
     LEFT_S=$(( BUDGET * 60 - (SECONDS - START) - RESERVE_S * ENCODERS_LEFT ))
-    MINUTES=$(awk -v left="$LEFT_S" -v w="$MINUTES" -v total="$WEIGHT_LEFT" \
+    WEIGHT=$MINUTES
+    MINUTES=$(awk -v left="$LEFT_S" -v w="$WEIGHT" -v total="$WEIGHT_LEFT" \
       'BEGIN { m = left / 60 * w / total; printf "%.1f", (m > 1 ? m : 1) }')
-    WEIGHT_LEFT=$(awk -v a="$WEIGHT_LEFT" -v b="$(echo "$PLAN" | awk -v n="$NAME" '$1 == n { print $8 }')" \
-      'BEGIN { print a - b }')
+    WEIGHT_LEFT=$(awk -v a="$WEIGHT_LEFT" -v b="$WEIGHT" 'BEGIN { print a - b }')
     ENCODERS_LEFT=$((ENCODERS_LEFT - 1))
   fi
   PART_START=$SECONDS

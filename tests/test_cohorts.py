@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -161,3 +162,26 @@ def test_mild_patients_overlap_controls_on_every_marker_and_severe_ones_do_not()
 def test_stretch_slows_by_the_factor():
     speech = _speechlike(np.random.default_rng(0))
     assert abs(len(stretch(speech, 1.5)) / len(speech) - 1.5) < 0.05
+
+
+def test_a_cohort_of_chosen_training_voices_uses_only_them_under_its_own_name(tmp_path):
+    from biomarker.cohorts.datasheet import synthetic_datasheet
+    from biomarker.cohorts.synth import EXTRA_TRAIN_VARIANTS, VARIANTS, SynthConfig, _config_json, summarise, synthesize_cohort
+
+    assert not set(EXTRA_TRAIN_VARIANTS) & {v for own in VARIANTS.values() for v in own}
+    generate_noise_bank(tmp_path / "bank", per_kind=1, seed=0)
+    config = SynthConfig(n=8, seed=2, pool="train", noisy_copy=False, variants=("Alicia", "m8"), cohort="synthetic-voices",
+                         split=SplitConfig(0.5, 0.25, 0.25, seed=0))
+    items = synthesize_cohort(tmp_path / "cohort", config, tmp_path / "bank")
+    assert len(items) == 8 and {item.cohort for item in items} == {"synthetic-voices"}
+    assert {item.extras["voice"].split("+")[1] for item in items} <= {"Alicia", "m8"}
+    assert all(item.speaker_id.startswith("train-s2-") for item in items)
+    sheet = synthetic_datasheet("synthetic-voices (seed 2)", summarise(items), json.loads(_config_json(config)))
+    assert "--variants Alicia,m8 --cohort synthetic-voices" in sheet and "2 espeak-ng variants" in sheet
+
+
+def test_held_out_voices_cannot_be_drawn_into_the_training_pool():
+    from biomarker.cohorts.synth import SynthConfig
+
+    with pytest.raises(CohortError, match=r"\['m6'\].*unheard"):
+        SynthConfig(pool="train", variants=("Alicia", "m6")).validate()

@@ -21,16 +21,19 @@ def synth(
     noise_bank: Path = typer.Option(None, "--noise-bank", help="Existing noise bank folder (default: make one in OUT)."),
     noisy_copy: bool = typer.Option(True, "--noisy-copy/--no-noisy-copy", help="Also write a ward-noise copy of every clip."),
     card: Path = typer.Option(None, "--card", help="Also write the datasheet here (e.g. data_cards/synthetic-ri-train.md)."),
+    variants: str = typer.Option(None, "--variants", help="Comma-separated espeak-ng voice variants instead of the pool's own, or 'extra' for the wider training set (never held-out voices)."),
+    cohort: str = typer.Option(None, "--cohort", help="Cohort name in the manifest (default: synthetic-<pool>)."),
 ) -> None:
     """Synthesize a SYNTHETIC respiratory-insufficiency cohort with espeak-ng (patients get RI markers)."""
     from biomarker.cohorts.datasheet import synthetic_datasheet, write_datasheet
-    from biomarker.cohorts.synth import SynthConfig, summarise, synthesize_cohort, _config_json
+    from biomarker.cohorts.synth import EXTRA_TRAIN_VARIANTS, SynthConfig, summarise, synthesize_cohort, _config_json
     import json
 
-    config = SynthConfig(n=n, seed=seed, pool=pool, noisy_copy=noisy_copy)
+    chosen = () if not variants else EXTRA_TRAIN_VARIANTS if variants == "extra" else tuple(v.strip() for v in variants.split(",") if v.strip())
+    config = SynthConfig(n=n, seed=seed, pool=pool, noisy_copy=noisy_copy, variants=chosen, cohort=cohort)
     items = synthesize_cohort(out, config, noise_bank)
     summary = summarise(items)
-    text = synthetic_datasheet(f"synthetic-ri-{pool} (seed {seed})", summary, json.loads(_config_json(config)))
+    text = synthetic_datasheet(f"{cohort or 'synthetic-ri-' + pool} (seed {seed})", summary, json.loads(_config_json(config)))
     write_datasheet(text, out / "DATASHEET.md", *([card] if card else []))
     typer.echo(f"wrote {len(items)} SYNTHETIC clips of {summary['speakers']} speakers to {out / 'manifest.csv'}")
 

@@ -33,6 +33,18 @@ LITERATURE = """\
 """
 
 
+def _variant_args(config: dict) -> str:
+    """The CLI options that reproduce a cohort drawn from chosen variants under its own name ('' for the defaults)."""
+    args = f" --variants {','.join(config['variants'])}" if config.get("variants") else ""
+    return args + (f" --cohort {config['cohort']}" if config.get("cohort") else "")
+
+
+def _voices_line(config: dict) -> str:
+    if config.get("variants"):
+        return f"{len(config['variants'])} espeak-ng variants chosen for pool `{config.get('pool')}`: {', '.join(config['variants'])}"
+    return f"espeak-ng variants of pool `{config.get('pool')}`"
+
+
 def synthetic_datasheet(name: str, summary: dict, config: dict) -> str:
     """Markdown datasheet of a synthetic cohort from its measured summary and the config that made it."""
     return f"""# Data card: {name} (SYNTHETIC)
@@ -47,8 +59,8 @@ clinical recording and no SpO2 measurement is involved. Numbers measured on it s
 - Not for: any clinical claim, any estimate of accuracy on real patients, SpO2 estimation (never).
 
 ## How it was made
-- Command: `biomarker cohort synth OUT --n {config.get('n')} --seed {config.get('seed')} --pool {config.get('pool')}`
-- Voices: espeak-ng variants of pool `{config.get('pool')}` (train and heldout pools share no variant and no
+- Command: `biomarker cohort synth OUT --n {config.get('n')} --seed {config.get('seed')} --pool {config.get('pool')}{_variant_args(config)}`
+- Voices: {_voices_line(config)} (train and heldout pools share no variant and no
   sentence); pitch 25-75, resting rate 140-185 wpm; 75 % pt-BR, the rest other languages of the pool.
 - Speakers read {config.get('clips_per_speaker')} different sentences each; half of the speakers are patients
   with severity uniform in [0.15, 1] (mild cases included).

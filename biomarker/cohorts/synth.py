@@ -68,6 +68,16 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "train": ("m1", "m2", "m3", "m4", "m5", "f1", "f2", "f3", "klatt", "Alex", "Andrea", "belinda", "max", "paul"),
     "heldout": ("m6", "m7", "f4", "f5", "klatt3", "Annie", "david", "iven2", "linda", "steph"),
 }
+# More training voices, for cohorts that widen what training hears (`--variants extra`): every espeak-ng variant
+# that is neither in a pool above, nor a sibling of a held-out voice (steph2/3, iven*, klatt2-6), nor a special
+# effect (robots, whisper, croak). Alicia, sandro and victor are breathy and Mike has weak voicing, as the held-out
+# f5 and Annie are: a naturally breathy healthy voice must not be mistaken for the breathy-voice marker.
+EXTRA_TRAIN_VARIANTS: tuple[str, ...] = (
+    "Alicia", "sandro", "victor", "Mike", "Andy", "Diogo", "Gene", "Henrique", "Hugo", "Jacky", "Lee", "Marco",
+    "Mario", "Michael", "Nguyen", "adam", "anika", "antonio", "aunty", "benjamin", "boris", "edward", "gustave",
+    "john", "kaukovalta", "m8", "marcelo", "michel", "miguel", "norbert", "pablo", "pedro", "quincy", "rob",
+    "robert", "shelby", "travis", "zac", "grandma", "grandpa",
+)
 LANGUAGE_WEIGHTS = {"pt-br": 0.75}  # the rest is shared equally by the pool's other languages
 # Recording channels: "wideband" keeps the 16 kHz clip; "telephone" passes it through an 8 kHz narrowband phone
 # line (300-3400 Hz), as cohorts recorded over the phone are, then back to 16 kHz so every model reads one rate.
@@ -90,6 +100,10 @@ class SynthConfig:
     languages: tuple[str, ...] = ()  # only these languages of the pool (empty: all, pt-br weighted 0.75)
     channel: str = "wideband"  # one of CHANNELS; applied to clean and noisy clips alike
     cohort: str | None = None  # cohort name in the manifest (default: synthetic-<pool>)
+    variants: tuple[str, ...] = ()  # voice variants to draw from (empty: the pool's own); never another pool's
+
+    def voice_variants(self) -> tuple[str, ...]:
+        return self.variants or VARIANTS[self.pool]
 
     def validate(self) -> None:
         if self.pool not in SENTENCES:
@@ -97,6 +111,10 @@ class SynthConfig:
         unknown = [lang for lang in self.languages if lang not in SENTENCES[self.pool]]
         if unknown:
             raise CohortError(f"languages {unknown} are not in pool {self.pool!r} (it has {sorted(SENTENCES[self.pool])})")
+        foreign = sorted({v for pool, own in VARIANTS.items() if pool != self.pool for v in own} & set(self.variants))
+        if foreign:
+            raise CohortError(f"variants {foreign} belong to another pool's voices; using them in pool {self.pool!r} "
+                              "would let training hear the voices the generalisation cohort must keep unheard")
         if self.channel not in CHANNELS:
             raise CohortError(f"channel must be one of {CHANNELS}, got {self.channel!r}")
         if self.n < 2:
@@ -129,7 +147,7 @@ def make_speakers(config: SynthConfig, rng: np.random.Generator) -> list[Speaker
     for index, label in enumerate(labels):
         voice = Voice(
             language=_pick_language(config.pool, rng, config.languages),
-            variant=str(rng.choice(VARIANTS[config.pool])),
+            variant=str(rng.choice(config.voice_variants())),
             pitch=int(rng.integers(25, 75)),
             rate_wpm=int(rng.integers(140, 185)),
         )

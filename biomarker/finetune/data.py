@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from biomarker.audio import QualityConfig, check_quality, load
 from biomarker.cohorts.manifest import CohortItem
+from biomarker.finetune.augment import AugmentConfig, augment
 from biomarker.pretrain.data import FeatureBank, bank_key, pad_batch
 
 
@@ -70,13 +71,15 @@ def load_features(items: Sequence[CohortItem], extractor: torch.nn.Module, cache
 
 
 class CropDataset(Dataset):
-    """Training examples: a random crop of at most `crop_frames` of each clip, with its label.
+    """Training examples: a random crop of at most `crop_frames` of each clip, augmented as `augmentation` says,
+    with its label.
 
-    Random per (seed, epoch, index) so exact resume replays the same crops.
+    Random per (seed, epoch, index) so exact resume replays the same crops and the same augmentation.
     """
 
-    def __init__(self, data: LabelledFeatures, crop_frames: int, seed: int = 0):
+    def __init__(self, data: LabelledFeatures, crop_frames: int, seed: int = 0, augmentation: AugmentConfig = AugmentConfig()):
         self.data, self.crop_frames, self.seed, self.epoch = data, crop_frames, seed, 0
+        self.augmentation = augmentation
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -86,10 +89,9 @@ class CropDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         clip = self.data.bank.clip(index)
-        start = 0
-        if clip.shape[0] > self.crop_frames:
-            start = random.Random(f"{self.seed}:{self.epoch}:{index}").randrange(clip.shape[0] - self.crop_frames + 1)
-        return clip[start : start + self.crop_frames], self.data.labels[index]
+        rng = random.Random(f"{self.seed}:{self.epoch}:{index}")
+        start = rng.randrange(clip.shape[0] - self.crop_frames + 1) if clip.shape[0] > self.crop_frames else 0
+        return augment(clip[start : start + self.crop_frames], self.augmentation, rng), self.data.labels[index]
 
 
 def collate(examples: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:

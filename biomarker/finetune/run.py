@@ -24,6 +24,7 @@ from biomarker.evaluate.calibration import calibrated
 from biomarker.evaluate.manifest import evaluation_sets
 from biomarker.evaluate.metrics import auroc, to_subjects
 from biomarker.evaluate.report import OperatingPoint, ReportConfig, fit_operating_point, flag_rate, measure, plot_set, write_report
+from biomarker.finetune.augment import AugmentConfig
 from biomarker.finetune.data import CropDataset, LabelledFeatures, collate, load_features
 from biomarker.finetune.methods import FinetuneError, Trainable, attach
 from biomarker.finetune.scoring import SCORING_MODES, recording_logits
@@ -57,6 +58,7 @@ class FinetuneConfig:
     device: str = "auto"
     cache_dir: str = "runs/cache"
     from_best: bool = False  # skip training; finish an interrupted run from its best.pt (calibrate, save, measure)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # training crops only; off by default
     report: ReportConfig = field(default_factory=ReportConfig)
 
 
@@ -164,7 +166,8 @@ def fit_cohort(
         raise FinetuneError(f"training rows of cohort {cohort!r} hold only one class ({int(positives)} of {len(train_data)} RI)")
     objective = BalancedBCE(bundle, cohort, (len(train_data) - positives) / positives)
     frames_per_second = train_data.bank.meta["frames_per_second"]
-    dataset = CropDataset(train_data, int(settings.crop_s * frames_per_second), seed=settings.seed)
+    settings.augment.require_spectral(train_data.bank.meta["feature_config"]["kind"])
+    dataset = CropDataset(train_data, int(settings.crop_s * frames_per_second), seed=settings.seed, augmentation=settings.augment)
     loader = DataLoader(dataset, batch_size=settings.batch_size, sampler=ResumableSampler(dataset, seed=settings.seed), collate_fn=collate)
     window = int(4 * frames_per_second)
 

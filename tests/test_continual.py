@@ -58,7 +58,9 @@ import numpy as np
 import soundfile
 import torch
 
-from biomarker.cohorts.manifest import CohortItem, write_manifest
+from biomarker.audio import check_quality, load
+from biomarker.cohorts.manifest import CohortItem, read_manifest, write_manifest
+from biomarker.evaluate.report import fit_operating_point
 from biomarker.finetune.continual import (
     ClipSet,
     ContinualError,
@@ -66,11 +68,14 @@ from biomarker.finetune.continual import (
     add_cohort,
     cohort_logits,
     evaluate_bundle,
+    load_cohort,
     require_unchanged,
     train_stage,
 )
 from biomarker.models import ScreeningModel, create_model, from_pretrained
 from biomarker.models.catalog import Catalog
+from biomarker.models.screening import snr_covariate
+from biomarker.records import ModelConfigError
 from typer.testing import CliRunner
 
 from biomarker.cli import app
@@ -80,14 +85,16 @@ FAST = dict(steps=6, eval_every=6, batch_size=8, bootstrap_resamples=20)
 
 
 def _clips(rng: np.random.Generator, n: int, shift: float, speakers_prefix: str) -> ClipSet:
-    """Random 'features' whose patients have a raised lower band: a learnable signal, made here."""
+    """Random 'features' whose patients have a raised lower band: a learnable signal, made here; SNRs from a
+    quiet room to a ward."""
     labels = torch.tensor([i % 2 for i in range(n)])
     features = []
     for label in labels.tolist():
         clip = torch.from_numpy(rng.normal(size=(int(rng.integers(40, 60)), 128)).astype(np.float32))
         clip[:, :32] += shift * label
         features.append(clip)
-    return ClipSet(features, labels, [f"{speakers_prefix}{i}" for i in range(n)])
+    snr_db = torch.from_numpy(rng.uniform(5.0, 40.0, size=n))
+    return ClipSet(features, labels, [f"{speakers_prefix}{i}" for i in range(n)], snr_db)
 
 
 def _cohort(seed: int, shift: float) -> dict[str, ClipSet]:
@@ -126,8 +133,9 @@ def test_full_fine_tuning_baseline_changes_earlier_cohort(tmp_path):
 def test_conv_adapter_cohort_is_calibrated_and_small(tmp_path):
     model = _bundle()
     fit = train_stage(model, "a", _cohort(3, 1.0), StageConfig(method="conv-adapter", adapter_options={"hidden": 4}, **FAST), tmp_path)
-    spec = model.cohort_spec("a")
-    assert (spec.threshold, spec.temperature) == (fit.threshold, fit.temperature)
+    spec, point = model.cohort_spec("a"), fit.operating_point
+    assert (spec.threshold, spec.temperature, spec.bias, spec.snr_slope) == (
+        point.threshold, point.temperature, point.bias, point.snr_slope)
     assert 0 < fit.trainable_params < fit.total_params
     assert not any(p.requires_grad for p in model.parameters())  # nothing is left trainable by accident
 
@@ -139,14 +147,18 @@ def test_stage_config_names_the_bad_setting(bad):
 
 
 def _tone_manifest(directory, cohort: str, seed: int) -> str:
-    """Short WAVs: patients' clips carry a 300 Hz hum that controls lack; splits by speaker."""
+    """Short WAVs of 150 Hz 'speech' bursts; patients' bursts also carry 300 Hz, which controls lack. Every
+    split holds both classes recorded in a quiet room and on a noisy ward (SNR about 36 and 16 dB); splits by
+    speaker."""
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
     items = []
+    t = np.arange(8000) / 16000
+    bursts = (t * 5) % 1 < 0.5  # 100 ms on, 100 ms off
     for index, split in enumerate(["train"] * 8 + ["val"] * 4 + ["test"] * 4):
-        label = index % 2
-        t = np.arange(8000) / 16000
-        samples = 0.1 * rng.normal(size=t.size) + label * 0.3 * np.sin(2 * np.pi * 300 * t)
+        label, ward = index % 2, (index // 2) % 2
+        voice = bursts * (0.5 * np.sin(2 * np.pi * 150 * t) + label * 0.2 * np.sin(2 * np.pi * 300 * t))
+        samples = voice + (0.05 if ward else 0.005) * rng.normal(size=t.size)
         path = directory / f"{cohort}-{index}.wav"
         soundfile.write(path, samples.astype(np.float32), 16000)
         items.append(CohortItem(path, label, f"{cohort}-spk{index}", cohort, split=split, extras={"synthetic": "yes"}))
@@ -172,7 +184,7 @@ def test_add_cohort_publishes_versions_whose_earlier_outputs_match_bit_for_bit(t
     assert entry.parent == "demo@1" and entry.cohorts == ("a", "b")
     assert entry.metrics["added_cohort"] == "b" and "SYNTHETIC" in entry.card_path.read_text()
 
-    report = evaluate_bundle("demo@2", manifests, tmp_path / "report", catalog=catalog, config=StageConfig(**FAST))
+    report = evaluate_bundle("demo@2", manifests, tmp_path / "report", catalog=catalog)  # the CLI's config, compared below
     assert [stage.version for stage in report.stages] == ["demo@1", "demo@2"]
     assert report.stages[1].scores["a"] == report.stages[0].scores["a"]  # same outputs, same AUROC and CI
     assert report.backward_transfer() == 0.0
@@ -189,14 +201,53 @@ def test_add_cohort_publishes_versions_whose_earlier_outputs_match_bit_for_bit(t
     assert (tmp_path / "via-evaluate" / "forgetting.md").read_text() == (tmp_path / "report" / "forgetting.md").read_text()
 
 
+def test_load_cohort_keeps_the_quality_gates_snr_of_each_clip(tmp_path):
+    manifest = _tone_manifest(tmp_path / "a", "a", 1)
+    data = load_cohort(manifest, create_model("ssast-tiny-patch", **TINY).feature_config)
+    for split, clips in data.items():
+        paths = [item.path for item in read_manifest(manifest) if item.split == split]
+        assert clips.snr_db.tolist() == [check_quality(load(path)).snr_db for path in paths]
+    assert data["val"].snr_db.max() - data["val"].snr_db.min() > 10.0  # quiet and ward clips really differ
+    assert torch.equal(data["train"].cropped(20).snr_db, data["train"].snr_db)
+    with pytest.raises(ContinualError, match="snr_db"):
+        ClipSet(data["val"].features, data["val"].labels, data["val"].subjects, data["val"].snr_db[:-1])
+
+
+def test_added_cohort_is_calibrated_with_the_snr_term_the_app_applies(tmp_path):
+    catalog = Catalog(user_root=tmp_path / "models", shipped_root=None)
+    torch.manual_seed(0)
+    create_model("ssast-tiny-patch", **TINY).save_pretrained(tmp_path / "encoder")
+    manifest = _tone_manifest(tmp_path / "a", "a", 1)
+    added = add_cohort("demo", "a", manifest, encoder=tmp_path / "encoder", steps=6, batch_size=8, device="cpu",
+                       catalog=catalog)
+    model = from_pretrained(added.path)
+    spec = model.cohort_spec("a")
+    assert math.isfinite(spec.snr_slope) and spec.snr_slope != 0.0  # fitted, not left at "no SNR term"
+
+    val = load_cohort(manifest, model.feature_config)["val"]  # the manifest fixes the split: the same clips
+    refit = fit_operating_point(cohort_logits(model, "a", val).numpy(), val.labels.numpy(), val.subjects,
+                                snr_db=val.snr_db.numpy())
+    # published weights are float16: their logits are a rounding away from the trained ones, so the refit agrees to ~1e-4
+    assert (spec.temperature, spec.bias, spec.snr_slope, spec.threshold) == pytest.approx(
+        (refit.temperature, refit.bias, refit.snr_slope, refit.threshold), rel=1e-3)
+    assert f"SNR slope {spec.snr_slope:+.3f}" in catalog.get(added.ref).card_path.read_text()
+
+    clip = val.features[0][None].expand(2, -1, -1)  # one clip heard at 5 dB and at 35 dB
+    snr_db = torch.tensor([5.0, 35.0])
+    with torch.no_grad():
+        moved = torch.logit(model.probability(clip, cohort="a", snr_db=snr_db).double())
+        with pytest.raises(ModelConfigError, match="pass snr_db"):
+            model.probability(clip, cohort="a")
+    expected = spec.snr_slope * (snr_covariate(snr_db[1]) - snr_covariate(snr_db[0]))
+    assert float(moved[1] - moved[0]) == pytest.approx(float(expected), abs=1e-4)
+
+
 def test_add_cohort_refuses_full_fine_tuning(tmp_path):
     with pytest.raises(ContinualError, match="forgetting baseline"):
         add_cohort("demo", "a", "unused.csv", method="full", catalog=Catalog(tmp_path, None))
 
 
 # ------------------------------------------------------------------------- factorized attention on saved weights
-from biomarker.records import ModelConfigError
-
 ROWS = 8  # 128 fbank bins / 16-bin patches: frequency rows of the tiny encoder's grid
 
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import math
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader
@@ -28,6 +28,9 @@ from torch.utils.data import DataLoader
 from biomarker.models.catalog import Catalog
 from biomarker.models.encoder import Encoder
 from biomarker.records import BiomarkerError, ModelNotFoundError
+
+if TYPE_CHECKING:
+    from biomarker.evaluate.report import OperatingPoint
 
 # ------------------------------------------------------------------------------------------------- report
 @dataclass(frozen=True)
@@ -224,12 +227,19 @@ class StageConfig:
 # ------------------------------------------------------------------------------------------------- data
 @dataclass
 class ClipSet:
-    """One split of one cohort as model inputs: per-clip features [T_i, F] (unpadded), labels, speakers."""
+    """One split of one cohort as model inputs: per-clip features [T_i, F] (unpadded), labels, speakers, and
+    each recording's SNR as the app's quality gate estimates it (the calibration's noise term needs it)."""
 
     features: list[torch.Tensor]
     labels: torch.Tensor  # [N] 0/1
     subjects: list[str]
+    snr_db: torch.Tensor  # [N] float64, `check_quality(recording).snr_db`
     crop_frames: int | None = None  # set for training sets only: items are random windows of this many frames
+
+    def __post_init__(self) -> None:
+        sizes = {"labels": len(self.labels), "subjects": len(self.subjects), "snr_db": len(self.snr_db)}
+        if any(size != len(self.features) for size in sizes.values()):
+            raise ContinualError(f"ClipSet of {len(self.features)} clips has per-clip fields of other lengths: {sizes}")
 
     def __len__(self) -> int:
         return len(self.features)
@@ -248,7 +258,7 @@ class ClipSet:
             yield batch["features"], batch["lengths"]
 
     def cropped(self, frames: int | None) -> "ClipSet":
-        return ClipSet(self.features, self.labels, self.subjects, frames)
+        return replace(self, crop_frames=frames)
 
 
 def pad_batch(items: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -261,13 +271,13 @@ def pad_batch(items: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, t
 
 
 def load_cohort(manifest: str | Path, feature_config: dict[str, Any], *, split_seed: int = 0) -> dict[str, ClipSet]:
-    """Read a cohort manifest and compute every clip's features once: {'train'|'val'|'test': ClipSet}.
+    """Read a cohort manifest and compute every clip's features and SNR once: {'train'|'val'|'test': ClipSet}.
 
     Rows keep the manifest's `split`; when no row has one, speakers are split (speaker-disjoint, stratified,
     seeded) and the choice is reproducible. A manifest where only some rows have a split is refused: mixing
     the two would silently move rows between splits.
     """
-    from biomarker.audio import load
+    from biomarker.audio import check_quality, load
     from biomarker.cohorts.manifest import read_manifest
     from biomarker.cohorts.splits import SplitConfig, speaker_disjoint_split
     from biomarker.finetune.run import extractor_for
@@ -282,16 +292,21 @@ def load_cohort(manifest: str | Path, feature_config: dict[str, Any], *, split_s
     if not with_split:
         items = speaker_disjoint_split(items, SplitConfig(seed=split_seed))
     extractor = extractor_for(feature_config).eval()
-    grouped: dict[str, tuple[list, list, list]] = {}
+    grouped: dict[str, tuple[list, list, list, list]] = {}
     with torch.inference_mode():
         for item in items:
-            samples = torch.from_numpy(load(item.path).samples)[None]  # [1, S]
+            recording = load(item.path)
+            samples = torch.from_numpy(recording.samples)[None]  # [1, S]
             features, lengths = extractor(samples, torch.tensor([samples.shape[1]]))
-            clips, labels, subjects = grouped.setdefault(item.split, ([], [], []))
+            clips, labels, subjects, snrs = grouped.setdefault(item.split, ([], [], [], []))
             clips.append(features[0, : int(lengths[0])].clone())
             labels.append(item.label)
             subjects.append(item.speaker_id)
-    return {split: ClipSet(c, torch.tensor(y), s) for split, (c, y, s) in grouped.items()}
+            snrs.append(check_quality(recording).snr_db)  # the app's estimate, from the same decoded samples
+    return {
+        split: ClipSet(c, torch.tensor(y), s, torch.tensor(snr, dtype=torch.float64))
+        for split, (c, y, s, snr) in grouped.items()
+    }
 
 
 def _require_split(data: dict[str, ClipSet], split: str, cohort: str) -> ClipSet:
@@ -325,8 +340,7 @@ class StageFit:
     trainable_params: int
     total_params: int
     val_auroc: float
-    threshold: float
-    temperature: float
+    operating_point: OperatingPoint  # temperature, bias, SNR slope and threshold, as stored in the cohort's spec
 
 
 def train_stage(model: torch.nn.Module, cohort: str, data: dict[str, ClipSet], config: StageConfig, work_dir: Path) -> StageFit:
@@ -334,7 +348,10 @@ def train_stage(model: torch.nn.Module, cohort: str, data: dict[str, ClipSet], c
 
     adapter / conv-adapter: a new adapter set + head on the frozen encoder; nothing that existed changes.
     full: a new head, and the whole shared encoder trains too (so earlier cohorts drift: the baseline).
-    The best validation-AUROC weights are kept; temperature and threshold are fitted on validation subjects.
+    The best validation-AUROC weights are kept. The calibration (temperature, bias and SNR term, as single-cohort
+    fine-tuning fits it) is fitted on validation recordings with their SNR, and the threshold on validation
+    subjects: ward noise shifts both classes' logits, and without the SNR term one (T, b) fitted on a clean +
+    noisy mix is off in opposite directions per condition.
     """
     from biomarker.evaluate.report import fit_operating_point
     from biomarker.finetune.run import BalancedBCE
@@ -381,9 +398,10 @@ def train_stage(model: torch.nn.Module, cohort: str, data: dict[str, ClipSet], c
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     logits = cohort_logits(model, cohort, val_set)
-    point = fit_operating_point(logits.numpy(), val_set.labels.numpy(), val_set.subjects)
-    model.set_calibration(cohort, threshold=point.threshold, temperature=point.temperature, bias=point.bias)
-    return StageFit(cohort, config.method, trainable, on_path, _subject_auroc(logits, val_set), point.threshold, point.temperature)
+    point = fit_operating_point(logits.numpy(), val_set.labels.numpy(), val_set.subjects, snr_db=val_set.snr_db.numpy())
+    model.set_calibration(cohort, threshold=point.threshold, temperature=point.temperature, bias=point.bias,
+                          snr_slope=point.snr_slope)
+    return StageFit(cohort, config.method, trainable, on_path, _subject_auroc(logits, val_set), point)
 
 
 def require_unchanged(before: dict[str, torch.Tensor], model: torch.nn.Module, probe: ClipSet) -> None:
@@ -427,7 +445,9 @@ class CohortAdded:
 
 def cohort_card(model: torch.nn.Module, fit: StageFit, manifest: str | Path, parent: str | None, synthetic: bool) -> str:
     """The new version's card: what it adds, what it was trained on, measured numbers, what it must not do."""
-    label = "SYNTHETIC " if synthetic else ""
+    from biomarker.finetune.card import SNR_TERM
+
+    label, point = "SYNTHETIC " if synthetic else "", fit.operating_point
     cohorts = ", ".join(f"`{c}`" + (" (default)" if c == model.default_cohort else "") for c in model.cohorts)
     return "\n".join(
         [
@@ -440,7 +460,7 @@ def cohort_card(model: torch.nn.Module, fit: StageFit, manifest: str | Path, par
             "## Training data",
             "",
             f"- {label}cohort manifest `{manifest}` (train rows fit the {fit.method} parameters; validation rows "
-            "chose the best step and fitted temperature and threshold).",
+            "chose the best step and fitted the calibration and threshold).",
             *(
                 ["- The data are SYNTHETIC (espeak-ng voices with simulated breathing markers); no number here says "
                  "anything about real patients."]
@@ -453,7 +473,10 @@ def cohort_card(model: torch.nn.Module, fit: StageFit, manifest: str | Path, par
             f"- Subject-level validation AUROC: {fit.val_auroc:.3f}",
             f"- Trainable for this cohort: {fit.trainable_params:,} of {fit.total_params:,} parameters on its path "
             f"({100.0 * fit.trainable_params / fit.total_params:.2f}%)",
-            f"- Temperature {fit.temperature:.3f}; threshold {fit.threshold:.3f} (sensitivity ≥ 0.90 on validation)",
+            f"- Calibration (validation recordings): temperature {point.temperature:.3f}, bias {point.bias:+.3f}, "
+            f"SNR slope {point.snr_slope:+.3f} (p = sigmoid(logit / T + b + s · {SNR_TERM}), SNR the quality "
+            f"gate's estimate of the recording); threshold {point.threshold:.3f} on that probability "
+            f"(sensitivity ≥ {point.target_sensitivity:.2f} on validation subjects)",
             "",
             "## Must not be used for",
             "",

@@ -1,16 +1,19 @@
-"""The classic clinical-speech baseline: MFCC statistics + logistic regression (scikit-learn).
+"""The classic clinical-speech baselines: recording-level features + logistic regression (scikit-learn).
 
-WHY: a deep model that cannot beat 52 summary numbers and a linear classifier has not earned its complexity.
-Features per recording: mean and standard deviation of 13 MFCCs (python_speech_features settings) and of their
-first differences. Standardised, then L2 logistic regression with balanced class weights.
-(eGeMAPS functionals via openSMILE would be the second baseline; openSMILE is not installed here and its
-licence forbids commercial use, so it is left out rather than approximated.)
+WHY: a deep model that cannot beat a few dozen summary numbers and a linear classifier has not earned its
+complexity. Two feature kinds, the same classifier and the same calibration for both:
+- `mfcc-stats`: mean and standard deviation of 13 MFCCs (python_speech_features settings) and of their first
+  differences, 52 numbers;
+- `egemaps`: the 88 eGeMAPSv02 functionals (Eyben et al., 2016), the standard clinical-voice set, computed by
+  openSMILE. openSMILE is the optional `[egemaps]` extra, for benchmarks only: audEERING's licence forbids
+  commercial use, so nothing in the app or the scoring path imports it.
+Features are standardised, then L2 logistic regression with balanced class weights.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -19,11 +22,14 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from biomarker.features import mfcc
+from biomarker.records import FeatureError
 
 if TYPE_CHECKING:
     from biomarker.evaluate.report import ReportConfig
 
 SAMPLE_RATE_HZ = 16000
+
+FeatureFunction = Callable[[np.ndarray, int], np.ndarray]
 
 
 def mfcc_statistics(samples: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
@@ -33,66 +39,123 @@ def mfcc_statistics(samples: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -
     return np.concatenate([cepstra.mean(0), cepstra.std(0), deltas.mean(0), deltas.std(0)])
 
 
+def egemaps_extractor() -> FeatureFunction:
+    """A function: one recording [S] -> the 88 eGeMAPSv02 functionals. openSMILE is imported here, not at module
+    import, so the MFCC baseline and everything else work without the non-commercial extra."""
+    try:
+        import opensmile
+    except ImportError as error:
+        raise FeatureError(
+            "the eGeMAPS baseline needs openSMILE: pip install 'biomarker[egemaps]' (benchmark only; its licence "
+            "forbids commercial use)"
+        ) from error
+    smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=opensmile.FeatureLevel.Functionals)
+
+    def functionals(samples: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
+        return smile.process_signal(np.asarray(samples, dtype=np.float32), sample_rate_hz).to_numpy(dtype=float)[0]
+
+    return functionals
+
+
+@dataclass(frozen=True)
+class FeatureKind:
+    """A recording-level feature set a baseline is trained on; `extractor` builds the feature function (it may
+    need an optional package), `title` names the baseline in its report."""
+
+    title: str
+    extractor: Callable[[], FeatureFunction]
+
+
+FEATURE_KINDS = {
+    "mfcc-stats": FeatureKind("MFCC statistics + logistic regression", lambda: mfcc_statistics),
+    "egemaps": FeatureKind("eGeMAPSv02 functionals (openSMILE) + logistic regression", egemaps_extractor),
+}
+
+
+def feature_kind(name: str) -> FeatureKind:
+    if name not in FEATURE_KINDS:
+        raise FeatureError(f"unknown baseline features {name!r}; choose one of {sorted(FEATURE_KINDS)}")
+    return FEATURE_KINDS[name]
+
+
 @dataclass
-class MfccStatsBaseline:
+class LogisticBaseline:
     """Fit on training recordings, then `logits` gives decision values comparable to a network's logits."""
 
+    features: str = "mfcc-stats"
     regularisation: float = 1.0
     pipeline: Pipeline | None = None
+    extract: FeatureFunction = field(init=False, repr=False)
 
-    def fit(self, recordings: Sequence[np.ndarray], labels: Sequence[int]) -> "MfccStatsBaseline":
-        features = np.stack([mfcc_statistics(r) for r in recordings])
+    def __post_init__(self) -> None:
+        self.extract = feature_kind(self.features).extractor()
+
+    @property
+    def method(self) -> str:
+        """The name summary.json and the comparison table record, e.g. `egemaps+lr`."""
+        return f"{self.features}+lr"
+
+    def _matrix(self, recordings: Sequence[np.ndarray]) -> np.ndarray:
+        return np.stack([self.extract(r, SAMPLE_RATE_HZ) for r in recordings])
+
+    def fit(self, recordings: Sequence[np.ndarray], labels: Sequence[int]) -> "LogisticBaseline":
         self.pipeline = make_pipeline(
             StandardScaler(), LogisticRegression(C=self.regularisation, class_weight="balanced", max_iter=2000)
         )
-        self.pipeline.fit(features, np.asarray(labels))
+        self.pipeline.fit(self._matrix(recordings), np.asarray(labels))
         return self
 
     def logits(self, recordings: Sequence[np.ndarray]) -> np.ndarray:
         if self.pipeline is None:
-            raise RuntimeError("MfccStatsBaseline.logits called before fit")
-        return self.pipeline.decision_function(np.stack([mfcc_statistics(r) for r in recordings]))
+            raise RuntimeError("LogisticBaseline.logits called before fit")
+        return self.pipeline.decision_function(self._matrix(recordings))
 
 
 def run_baseline(manifest: str, out_dir: str, extra_eval: Sequence[str] = (), config: "ReportConfig | None" = None,
-                 labels: int | None = None, seed: int = 0) -> dict:
-    """Train on the manifest's train rows, fit temperature + threshold on val, measure the same sets as
-    `biomarker finetune` (test rows per cohort, extra manifests per cohort, real healthy/marked apart).
+                 labels: int | None = None, seed: int = 0, features: str = "mfcc-stats", cache_dir: str = "runs/cache") -> dict:
+    """Train on the manifest's train rows, fit temperature, bias, SNR slope and threshold on val, measure the same
+    sets as `biomarker finetune` (test rows per cohort, extra manifests per cohort, real healthy/marked apart).
 
     `labels`/`seed` cap the training rows exactly as `biomarker finetune --labels N --seed S` does, so a
-    label-budget row of the comparison table compares the baseline and the deep models on the same recordings."""
+    label-budget row of the comparison table compares the baseline and the deep models on the same recordings.
+    The SNR of every recording is the quality gate's estimate, cached in `cache_dir` as the deep models cache it,
+    so both sides of the table are calibrated the same way."""
     import json
+    from dataclasses import asdict
     from pathlib import Path
 
     from biomarker.audio import load
     from biomarker.cohorts.manifest import read_manifest, select_split
     from biomarker.evaluate.calibration import calibrated
-    from biomarker.evaluate.report import ReportConfig, fit_operating_point, flag_rate, measure, plot_set, write_report
     from biomarker.evaluate.manifest import evaluation_sets
+    from biomarker.evaluate.report import ReportConfig, fit_operating_point, flag_rate, measure, plot_set, write_report
+    from biomarker.finetune.data import recording_snr
+    from biomarker.finetune.run import label_budget
 
     config = config or ReportConfig()
     items = read_manifest(manifest)
     audio = lambda rows: [load(item.path, SAMPLE_RATE_HZ).samples for item in rows]  # noqa: E731
-    from biomarker.finetune.run import label_budget
+    snr = lambda rows: recording_snr([str(item.path) for item in rows], cache_dir)  # noqa: E731
+    subjects = lambda rows: [f"{i.cohort}/{i.speaker_id}" for i in rows]  # noqa: E731
 
     train, val = label_budget(select_split(items, "train"), labels, seed), select_split(items, "val")
-    baseline = MfccStatsBaseline().fit(audio(train), [i.label for i in train])
-    point = fit_operating_point(baseline.logits(audio(val)), [i.label for i in val], [f"{i.cohort}/{i.speaker_id}" for i in val], config)
+    baseline = LogisticBaseline(features).fit(audio(train), [i.label for i in train])
+    point = fit_operating_point(baseline.logits(audio(val)), [i.label for i in val], subjects(val), config, snr_db=snr(val))
     report_dir = Path(out_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     measured, flagged = {}, {}
     for name, rows in evaluation_sets(select_split(items, "test"), extra_eval).items():
-        probabilities = calibrated(baseline.logits(audio(rows)), point.temperature, point.bias)
-        labels = np.array([i.label for i in rows])
-        subjects = [f"{i.cohort}/{i.speaker_id}" for i in rows]
-        if len(set(labels.tolist())) == 2:
-            measured[name] = measure(probabilities, labels, subjects, point.threshold, config)
-            plot_set(name, probabilities, labels, subjects, measured[name], report_dir, config.synthetic)
+        probabilities = calibrated(baseline.logits(audio(rows)), point.temperature, point.bias, point.snr_slope, snr(rows))
+        truth = np.array([i.label for i in rows])
+        if len(set(truth.tolist())) == 2:
+            measured[name] = measure(probabilities, truth, subjects(rows), point.threshold, config)
+            plot_set(name, probabilities, truth, subjects(rows), measured[name], report_dir, config.synthetic)
         else:
-            flagged[name] = {**flag_rate(probabilities, subjects, point.threshold), "label": int(labels[0])}
+            flagged[name] = {**flag_rate(probabilities, subjects(rows), point.threshold), "label": int(truth[0])}
     notes = [f"{n}: {v['flagged']:.1%} of {v['n']} subjects flagged positive (all label {v['label']})" for n, v in flagged.items()]
-    write_report(report_dir, measured, title="MFCC statistics + logistic regression baseline (SYNTHETIC cohorts)",
-                 config=config, operating_point=point, extra={"flag_rates": flagged, "method": "mfcc-stats+lr"}, notes=notes)
-    summary = {"sets": measured, "flag_rates": flagged, "method": "mfcc-stats+lr", "train_recordings": len(train)}
+    write_report(report_dir, measured, title=f"{feature_kind(features).title} baseline (SYNTHETIC cohorts)",
+                 config=config, operating_point=point, extra={"flag_rates": flagged, "method": baseline.method}, notes=notes)
+    summary = {"sets": measured, "flag_rates": flagged, "method": baseline.method, "train_recordings": len(train),
+               "operating_point": asdict(point)}
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -150,3 +150,48 @@ def test_report_writes_the_contract_keys_and_plots(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "SYNTHETIC" in report and "clean_test_roc.png" in report
     assert len(list(tmp_path.glob("*.png"))) == 3
+
+
+def _independent_recordings(subjects: int, separation: float = 1.0, seed: int = 0):
+    """Two recordings per subject, each an independent N(+-separation, 1) observation: each recording's exact
+    posterior is sigmoid(2 · separation · x) (calibrated), and the subject's is sigmoid(2 · separation · (x1 + x2))."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, subjects)
+    x = rng.normal(np.where(labels, separation, -separation)[:, None], 1.0, (subjects, 2))
+    recording_p = 1 / (1 + np.exp(-2 * separation * x))
+    subject_p = 1 / (1 + np.exp(-2 * separation * x.sum(1)))
+    names = [f"s{i}" for i in range(subjects)]
+    return recording_p.ravel(), np.repeat(labels, 2), [n for n in names for _ in range(2)], subject_p, labels
+
+
+def test_subject_pooling_learns_that_independent_recordings_add_evidence():
+    from biomarker.evaluate.calibration import SubjectPooling
+
+    p, y, subjects, truth, subject_labels = _independent_recordings(4000)
+    pooling = SubjectPooling.fit(p, y, subjects)
+    assert pooling.scale == pytest.approx(2.0, abs=0.25) and abs(pooling.shift) < 0.15
+    pooled = pooling.pool(p, y, subjects)
+    assert np.allclose(pooled.scores, truth, atol=0.08)
+    mean_of_p = to_subjects(p, y, subjects).scores
+    assert expected_calibration_error(pooled.scores, subject_labels) < 0.5 * expected_calibration_error(mean_of_p, subject_labels)
+
+
+def test_subject_pooling_keeps_a_single_recording_as_the_app_shows_it():
+    from biomarker.evaluate.calibration import SubjectPooling
+
+    probabilities = np.array([0.2, 0.7, 0.9, 0.6])
+    pooled = SubjectPooling(scale=3.0, shift=1.0).pool(probabilities, [0, 1, 1, 1], ["a", "b", "c", "c"])
+    assert pooled.scores[:2] == pytest.approx([0.2, 0.7])
+    mean_log_odds = np.mean(np.log([0.9 / 0.1, 0.6 / 0.4]))
+    assert pooled.scores[2] == pytest.approx(1 / (1 + np.exp(-(3.0 * mean_log_odds + 1.0))))
+
+
+def test_operating_point_threshold_is_chosen_on_pooled_subjects():
+    p, y, subjects, _, _ = _independent_recordings(400, seed=1)
+    logits = np.log(p / (1 - p))
+    point = fit_operating_point(logits, y, subjects)
+    assert point.subject_scale > 1.2
+    pooled = point.pooling.pool(point.probabilities(logits), y, subjects)
+    assert point.threshold == pytest.approx(threshold_for_sensitivity(pooled.scores, pooled.labels, 0.90))
+    metrics = measure(point.probabilities(logits), y, subjects, point.threshold, ReportConfig(bootstrap_resamples=20), point.pooling)
+    assert metrics["sensitivity"] >= 0.90 and "log-odds" in metrics["unit"]

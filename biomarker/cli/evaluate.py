@@ -34,6 +34,7 @@ def evaluate(
     if manifest is None:
         raise typer.BadParameter("give --manifest M.csv (or --bundle REF with --cohort-manifest NAME=M.csv)")
     from biomarker.cohorts.manifest import read_manifest
+    from biomarker.evaluate.calibration import SubjectPooling
     from biomarker.evaluate.manifest import evaluate_scored
     from biomarker.evaluate.report import ReportConfig
     from biomarker.records import AudioError
@@ -49,10 +50,13 @@ def evaluate(
     probabilities: list[float | None] = [None] * len(items)
     problems: list[str | None] = [None] * len(items)
     thresholds: dict[str, float] = {}
+    poolings: dict[str, SubjectPooling] = {}
     for manifest_cohort in sorted({item.cohort for item in items}):
         chosen = cohort or (manifest_cohort if manifest_cohort in known else None)
         rows = [k for k, item in enumerate(items) if item.cohort == manifest_cohort]
-        thresholds[manifest_cohort] = float(screener.model.cohort_spec(chosen).threshold)
+        spec = screener.model.cohort_spec(chosen)
+        thresholds[manifest_cohort] = float(spec.threshold)
+        poolings[manifest_cohort] = SubjectPooling(spec.subject_scale, spec.subject_shift)
         results = screener.score_many([items[k].path for k in rows], cohort=chosen)
         for k, result in zip(rows, results):
             if isinstance(result, AudioError):
@@ -63,7 +67,7 @@ def evaluate(
         items, probabilities, problems, thresholds, out,
         title=f"{screener.model_label} on {manifest.name} ({split})",
         config=ReportConfig(prevalence=prevalence, synthetic=synthetic),
-        model_label=screener.model_label,
+        model_label=screener.model_label, poolings=poolings,
     )
     for name, metrics in report["sets"].items():
         low, high = metrics["auroc_ci"]

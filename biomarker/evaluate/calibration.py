@@ -7,14 +7,21 @@ move the whole scale, and class-balanced training or scoring by the mean of wind
 offset. One (T, b) fitted on validation recordings that mix conditions (clean and ward noise) is off in opposite
 directions for each condition alone (shipped screener, SYNTHETIC: recording ECE 0.097 clean, 0.104 noisy); the
 SNR term, from the quality gate's estimate, brings both to 0.045 and 0.042 (docs/screening.md).
+
+Subjects with several recordings get their own two scalars (`SubjectPooling`): the mean of two calibrated
+probabilities is not itself calibrated (a subject whose recordings disagree is pulled towards 0.5, and two
+recordings that agree are more evidence than one), which left the shipped screener's subject ECE at 0.10.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Sequence
+
 import numpy as np
 from scipy.optimize import minimize
 
-from biomarker.evaluate.metrics import MetricError
+from biomarker.evaluate.metrics import MetricError, SubjectScores, to_subjects
 from biomarker.models.screening import snr_covariate
 
 TEMPERATURE_RANGE = (0.05, 50.0)
@@ -58,3 +65,41 @@ def calibrated(logits: np.ndarray, temperature: float, bias: float = 0.0, snr_sl
             raise MetricError("this calibration uses the recordings' SNR: pass snr_db")
         z = z + snr_slope * snr_covariate(np.asarray(snr_db, dtype=float))
     return sigmoid(z)
+
+
+def log_odds(probabilities: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(probabilities, dtype=float), 1e-12, 1 - 1e-12)
+    return np.log(p) - np.log1p(-p)
+
+
+@dataclass(frozen=True)
+class SubjectPooling:
+    """A subject's probability from its recordings' calibrated probabilities: the mean of their log-odds, and for a
+    subject with several recordings sigmoid(scale · mean + shift), fitted on validation subjects.
+
+    WHY log-odds: evidence adds in log-odds, so the mean log-odds of two recordings keeps what a mean of
+    probabilities squashes; WHY scale and shift: recordings of one person are neither one piece of evidence
+    (scale 1) nor independent ones (scale = their number), and validation says where in between they lie. A
+    subject with one recording keeps that recording's probability, the one the app shows.
+    """
+
+    scale: float = 1.0
+    shift: float = 0.0
+
+    def pool(self, probabilities: Sequence[float], labels: Sequence[int], subjects: Sequence[str]) -> SubjectScores:
+        mean = to_subjects(log_odds(probabilities), labels, subjects)
+        several = mean.recordings > 1
+        pooled = np.where(several, mean.scores * self.scale + self.shift, mean.scores)
+        return SubjectScores(sigmoid(pooled), mean.labels, mean.subjects, mean.recordings)
+
+    @classmethod
+    def fit(cls, probabilities: Sequence[float], labels: Sequence[int], subjects: Sequence[str]) -> "SubjectPooling":
+        """Scale and shift minimising the NLL of validation subjects with several recordings (identity if none)."""
+        mean = to_subjects(log_odds(probabilities), labels, subjects)
+        several = mean.recordings > 1
+        if len(set(mean.labels[several].tolist())) < 2:
+            return cls()
+        z, y = mean.scores[several], mean.labels[several].astype(float)
+        result = minimize(lambda x: float(np.mean(np.logaddexp(0.0, x[0] * z + x[1]) - y * (x[0] * z + x[1]))),
+                          x0=np.array([1.0, 0.0]), method="L-BFGS-B", bounds=[(0.25, 8.0), (-5.0, 5.0)])
+        return cls(float(result.x[0]), float(result.x[1]))

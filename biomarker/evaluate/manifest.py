@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from biomarker.cohorts.manifest import CohortItem, read_manifest
+from biomarker.evaluate.calibration import SubjectPooling
 from biomarker.evaluate.metrics import MetricError
 from biomarker.evaluate.report import ReportConfig, flag_rate, measure, plot_set, write_report
 
@@ -26,9 +27,12 @@ def evaluate_scored(
     title: str,
     config: ReportConfig = ReportConfig(),
     model_label: str = "",
+    poolings: dict[str, SubjectPooling] | None = None,
 ) -> dict:
-    """`thresholds[cohort]` is the operating threshold used for that manifest cohort's rows. The first set is
-    every scored row pooled ("all"), then one set per manifest cohort."""
+    """`thresholds[cohort]` and `poolings[cohort]` are the operating threshold and subject pooling used for that
+    manifest cohort's rows (default pooling: the plain mean log-odds). The first set is every scored row pooled
+    ("all"), then one set per manifest cohort; where "all" spans cohorts scored differently, it uses the mean
+    threshold and, unless their poolings agree, the plain mean log-odds."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rejected = [{"path": str(i.path), "problem": p} for i, p in zip(items, problems) if p is not None]
@@ -45,14 +49,16 @@ def evaluate_scored(
         if not rows:
             continue
         threshold = float(np.mean([thresholds[items[k].cohort] for k in rows]))
+        pooling = {(poolings or {}).get(items[k].cohort, SubjectPooling()) for k in rows}
+        pooling = pooling.pop() if len(pooling) == 1 else SubjectPooling()
         p = np.array([probabilities[k] for k in rows], dtype=float)
         y = np.array([items[k].label for k in rows])
         subjects = [f"{items[k].cohort}/{items[k].speaker_id}" for k in rows]
         if len(set(y.tolist())) == 2:
-            sets[name] = measure(p, y, subjects, threshold, config)
-            plot_set(name, p, y, subjects, sets[name], out_dir, config.synthetic)
+            sets[name] = measure(p, y, subjects, threshold, config, pooling)
+            plot_set(name, p, y, subjects, sets[name], out_dir, config.synthetic, pooling)
         else:
-            flagged[name] = {**flag_rate(p, subjects, threshold), "label": int(y[0])}
+            flagged[name] = {**flag_rate(p, subjects, threshold, pooling), "label": int(y[0])}
     notes = [f"{len(rejected)} of {len(items)} rows could not be scored (listed in metrics.json 'rejected')"]
     notes += [f"{n}: {v['flagged']:.1%} of {v['n']} subjects flagged positive (all label {v['label']})" for n, v in flagged.items()]
     extra = {"model": model_label, "rejected": rejected, "n_rejected": len(rejected), "flag_rates": flagged}

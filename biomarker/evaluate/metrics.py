@@ -1,7 +1,8 @@
 """Screening metrics at the subject level, with bootstrap confidence intervals.
 
 WHY subject level: several recordings of one person are not independent evidence; counting them separately
-inflates n and narrows every interval. A subject's score is the mean of its recordings' probabilities.
+inflates n and narrows every interval. `to_subjects` averages recording scores (logits while training); reports pool
+calibrated probabilities in log-odds (`biomarker.evaluate.calibration.SubjectPooling`).
 WHY these metrics: clinicians read AUROC with a 95 % CI, sensitivity/specificity at a fixed operating point,
 sensitivity at a preset specificity (DiCOVA's 95 %), PPV/NPV at the prevalence where the tool is used, and
 calibration (Brier, ECE) — see shared/research/anchors-clinical.md §5. Accuracy is secondary at best.

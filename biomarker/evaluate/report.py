@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from biomarker.evaluate import plots
-from biomarker.evaluate.calibration import calibrated, fit_calibration
+from biomarker.evaluate.calibration import SubjectPooling, calibrated, fit_calibration
 from biomarker.evaluate.metrics import (
     auroc,
     bootstrap_ci,
@@ -26,7 +26,6 @@ from biomarker.evaluate.metrics import (
     sensitivity_at_specificity,
     sensitivity_specificity,
     threshold_for_sensitivity,
-    to_subjects,
 )
 
 
@@ -45,36 +44,45 @@ class ReportConfig:
 
 @dataclass(frozen=True)
 class OperatingPoint:
-    """What a screening model ships: calibration (temperature and bias) and decision threshold (on calibrated
-    subjects)."""
+    """What a screening model ships: the recording calibration (temperature, bias, SNR slope), how subjects with
+    several recordings are pooled (`SubjectPooling`), and the decision threshold (on calibrated subjects)."""
 
     temperature: float
     threshold: float
     target_sensitivity: float
     bias: float = 0.0  # summaries written before the bias existed read as temperature-only
     snr_slope: float = 0.0  # and before the SNR term existed, as without it
+    subject_scale: float = 1.0  # and before subject pooling was fitted, as the plain mean log-odds
+    subject_shift: float = 0.0
 
     def probabilities(self, logits: Sequence[float], snr_db: Sequence[float] | None = None) -> np.ndarray:
         return calibrated(logits, self.temperature, self.bias, self.snr_slope, snr_db)
 
+    @property
+    def pooling(self) -> SubjectPooling:
+        return SubjectPooling(self.subject_scale, self.subject_shift)
+
 
 def fit_operating_point(logits: Sequence[float], labels: Sequence[int], subjects: Sequence[str], config: ReportConfig = ReportConfig(),
                         snr_db: Sequence[float] | None = None) -> OperatingPoint:
-    """Fit T, b (and the SNR slope when `snr_db` is given) on validation recordings, then the threshold reaching
-    the target sensitivity on validation subjects."""
+    """Fit T, b (and the SNR slope when `snr_db` is given) on validation recordings, the subject pooling on
+    validation subjects, then the threshold reaching the target sensitivity on those subjects."""
     logits, labels = np.asarray(logits, float), np.asarray(labels, int)
     temperature, bias, slope = fit_calibration(logits, labels, snr_db)
     point = OperatingPoint(temperature, 0.5, config.target_sensitivity, bias, slope)
-    subject = to_subjects(point.probabilities(logits, snr_db), labels, subjects)
+    probabilities = point.probabilities(logits, snr_db)
+    pooling = SubjectPooling.fit(probabilities, labels, subjects)
+    subject = pooling.pool(probabilities, labels, subjects)
     threshold = threshold_for_sensitivity(subject.scores, subject.labels, config.target_sensitivity)
-    return replace(point, threshold=threshold)
+    return replace(point, threshold=threshold, subject_scale=pooling.scale, subject_shift=pooling.shift)
 
 
 def measure(
-    probabilities: Sequence[float], labels: Sequence[int], subjects: Sequence[str], threshold: float, config: ReportConfig = ReportConfig()
+    probabilities: Sequence[float], labels: Sequence[int], subjects: Sequence[str], threshold: float, config: ReportConfig = ReportConfig(),
+    pooling: SubjectPooling = SubjectPooling(),
 ) -> dict[str, object]:
-    """Every metric of one set at a frozen threshold; probabilities are already calibrated."""
-    subject = to_subjects(probabilities, labels, subjects)
+    """Every metric of one set at a frozen threshold and subject pooling; probabilities are already calibrated."""
+    subject = pooling.pool(probabilities, labels, subjects)
     s, y = subject.scores, subject.labels
     kwargs = {"resamples": config.bootstrap_resamples, "seed": config.seed}
     sensitivity, specificity = sensitivity_specificity(s, y, threshold)
@@ -106,20 +114,22 @@ def measure(
             "false_negative": int(np.sum(~positive & (y == 1))),
             "true_positive": int(np.sum(positive & (y == 1))),
         },
-        "unit": "subject (mean of its recordings' calibrated probabilities)",
+        "unit": "subject (its recordings' calibrated probabilities pooled in log-odds, SubjectPooling fitted on validation)",
         "synthetic": config.synthetic,
     }
 
 
-def flag_rate(probabilities: Sequence[float], subjects: Sequence[str], threshold: float) -> dict[str, object]:
+def flag_rate(probabilities: Sequence[float], subjects: Sequence[str], threshold: float,
+              pooling: SubjectPooling = SubjectPooling()) -> dict[str, object]:
     """Share of subjects flagged positive, for sets with one class (e.g. healthy real speakers)."""
-    subject = to_subjects(probabilities, [0] * len(subjects), subjects)
+    subject = pooling.pool(probabilities, [0] * len(subjects), subjects)
     return {"flagged": float(np.mean(subject.scores >= threshold)), "n": int(len(subject.scores)), "threshold": threshold}
 
 
-def plot_set(name: str, probabilities: Sequence[float], labels: Sequence[int], subjects: Sequence[str], metrics: dict, out_dir: Path, synthetic: bool) -> list[Path]:
+def plot_set(name: str, probabilities: Sequence[float], labels: Sequence[int], subjects: Sequence[str], metrics: dict, out_dir: Path,
+             synthetic: bool, pooling: SubjectPooling = SubjectPooling()) -> list[Path]:
     """ROC, calibration and confusion PNGs of one set, file names prefixed by the set name."""
-    subject = to_subjects(probabilities, labels, subjects)
+    subject = pooling.pool(probabilities, labels, subjects)
     slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
     common = {"name": name, "synthetic": synthetic}
     return [
@@ -176,7 +186,8 @@ def write_report(
     warning = "**SYNTHETIC data — these numbers say nothing about real patients; not clinically validated.**\n\n" if config.synthetic else ""
     lines = [f"# {title}\n", warning, markdown_table(sets, config), ""]
     lines += [
-        f"Subject-level metrics (a subject's score is the mean calibrated probability of its recordings); "
+        f"Subject-level metrics (a subject's score pools its recordings' calibrated probabilities in log-odds, "
+        "scaled as fitted on validation subjects); "
         "ECE also per recording, the unit whose probability the app shows. "
         f"Threshold fixed beforehand for sensitivity >= {config.target_sensitivity:.2f} on validation; "
         f"PPV/NPV at a stated prevalence of {config.prevalence:.0%}. The model screens (refer for an SpO2 check); "

@@ -400,7 +400,7 @@ def train_stage(model: torch.nn.Module, cohort: str, data: dict[str, ClipSet], c
     logits = cohort_logits(model, cohort, val_set)
     point = fit_operating_point(logits.numpy(), val_set.labels.numpy(), val_set.subjects, snr_db=val_set.snr_db.numpy())
     model.set_calibration(cohort, threshold=point.threshold, temperature=point.temperature, bias=point.bias,
-                          snr_slope=point.snr_slope)
+                          snr_slope=point.snr_slope, subject_scale=point.subject_scale, subject_shift=point.subject_shift)
     return StageFit(cohort, config.method, trainable, on_path, _subject_auroc(logits, val_set), point)
 
 

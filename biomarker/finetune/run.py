@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from biomarker.cohorts.manifest import CohortItem, read_manifest, select_split
-from biomarker.evaluate.calibration import calibrated
+from biomarker.evaluate.calibration import SubjectPooling, calibrated
 from biomarker.evaluate.manifest import evaluation_sets
 from biomarker.evaluate.metrics import auroc, to_subjects
 from biomarker.evaluate.report import OperatingPoint, ReportConfig, fit_operating_point, flag_rate, measure, plot_set, write_report
@@ -208,7 +208,8 @@ def fit_cohort(
                                 snr_db=val_data.snr_db)
     # the mode is stored with the calibration: the app then scores recordings as they were calibrated here
     bundle.set_calibration(cohort, threshold=point.threshold, temperature=point.temperature, bias=point.bias,
-                           snr_slope=point.snr_slope, scoring=scoring, window_frames=window, hop_frames=int(frames_per_second))
+                           snr_slope=point.snr_slope, subject_scale=point.subject_scale, subject_shift=point.subject_shift,
+                           scoring=scoring, window_frames=window, hop_frames=int(frames_per_second))
     return FitResult(trainable, scoring, val_auroc, point, steps, stop_reason, best.get("auroc"))
 
 
@@ -257,6 +258,7 @@ def measure_sets(
     """Metrics per set at the frozen operating point; single-class sets report the share flagged positive."""
     report_dir.mkdir(parents=True, exist_ok=True)
     spec = model.cohort_spec(cohort)
+    pooling = SubjectPooling(spec.subject_scale, spec.subject_shift)
     measured, flagged = {}, {}
     for name, rows in sets.items():
         data = load_features(rows, extractor, config.cache_dir)
@@ -264,10 +266,10 @@ def measure_sets(
         probabilities = calibrated(logits, spec.temperature, spec.bias, spec.snr_slope, data.snr_db)
         labels = data.labels.numpy().astype(int)
         if len(set(labels.tolist())) == 2:
-            measured[name] = measure(probabilities, labels, data.subjects, spec.threshold, config.report)
-            plot_set(name, probabilities, labels, data.subjects, measured[name], report_dir, config.report.synthetic)
+            measured[name] = measure(probabilities, labels, data.subjects, spec.threshold, config.report, pooling)
+            plot_set(name, probabilities, labels, data.subjects, measured[name], report_dir, config.report.synthetic, pooling)
         else:
-            flagged[name] = {**flag_rate(probabilities, data.subjects, spec.threshold), "label": int(labels[0])}
+            flagged[name] = {**flag_rate(probabilities, data.subjects, spec.threshold, pooling), "label": int(labels[0])}
     notes = [f"{name}: {v['flagged']:.1%} of {v['n']} subjects flagged positive (all label {v['label']})" for name, v in flagged.items()]
     write_report(
         report_dir,
@@ -294,7 +296,7 @@ def recalibrate(run_dir: str | Path, manifest: str, extra_eval: Sequence[str], c
     logits = recording_logits(bundle, val_data, cohort, mode=spec.scoring, window_frames=spec.window_frames, hop_frames=spec.hop_frames)
     point = fit_operating_point(logits, val_data.labels.numpy().astype(int), val_data.subjects, report, snr_db=val_data.snr_db)
     bundle.set_calibration(cohort, threshold=point.threshold, temperature=point.temperature, bias=point.bias,
-                           snr_slope=point.snr_slope)
+                           snr_slope=point.snr_slope, subject_scale=point.subject_scale, subject_shift=point.subject_shift)
     bundle.save_pretrained(run_dir / "bundle")
     summary["operating_point"] = asdict(point)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))

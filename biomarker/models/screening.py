@@ -32,13 +32,16 @@ class CohortSpec:
     sigmoid(logit / temperature + bias + snr_slope · snr_covariate(recording's SNR)), the SNR being the quality
     gate's estimate (`snr_slope` 0: the SNR is not used). Fine-tuning measures both scoring modes on validation
     and keeps the better one here, so the app scores a recording exactly as the calibration and the threshold
-    were fitted."""
+    were fitted. A subject with several recordings is scored sigmoid(subject_scale · mean log-odds +
+    subject_shift) (`biomarker.evaluate.calibration.SubjectPooling`, fitted on validation subjects)."""
 
     adapter_set: str | None = None
     threshold: float = 0.5
     temperature: float = 1.0
     bias: float = 0.0
     snr_slope: float = 0.0
+    subject_scale: float = 1.0
+    subject_shift: float = 0.0
     scoring: str = "whole"
     window_frames: int = 400
     hop_frames: int = 100
@@ -138,12 +141,14 @@ class ScreeningModel(nn.Module):
             self.default_cohort = cohort
 
     def set_calibration(self, cohort: str, *, threshold: float | None = None, temperature: float | None = None,
-                        bias: float | None = None, snr_slope: float | None = None, scoring: str | None = None,
-                        window_frames: int | None = None, hop_frames: int | None = None) -> None:
+                        bias: float | None = None, snr_slope: float | None = None, subject_scale: float | None = None,
+                        subject_shift: float | None = None, scoring: str | None = None, window_frames: int | None = None,
+                        hop_frames: int | None = None) -> None:
         """Store what was fitted on `cohort`'s validation split: the operating threshold, the temperature, bias and
-        SNR slope, and the recording scoring mode they belong to."""
+        SNR slope, the subject pooling, and the recording scoring mode they belong to."""
         spec = self.cohort_spec(cohort)
         given = (("threshold", threshold), ("temperature", temperature), ("bias", bias), ("snr_slope", snr_slope),
+                 ("subject_scale", subject_scale), ("subject_shift", subject_shift),
                  ("scoring", scoring), ("window_frames", window_frames), ("hop_frames", hop_frames))
         self.cohorts[cohort] = dataclasses.replace(spec, **{k: v for k, v in given if v is not None})
 

@@ -105,7 +105,8 @@ def test_run_baseline_writes_an_egemaps_summary_calibrated_with_snr(noisy_toy_co
 
 
 def test_run_baseline_measures_test_recordings_with_their_snr(noisy_toy_cohort, tmp_path):
-    """Recompute the test set's Brier score from the same (deterministic) fit, with and without the SNR term."""
+    """Recompute the test set's Brier score from the same (deterministic) fit at its subject pooling, with and
+    without the SNR term."""
     config, cache = ReportConfig(bootstrap_resamples=50), tmp_path / "cache"
     saved = run_baseline(str(noisy_toy_cohort), str(tmp_path / "run"), config=config, cache_dir=str(cache))
     point = OperatingPoint(**saved["operating_point"])
@@ -115,8 +116,8 @@ def test_run_baseline_measures_test_recordings_with_their_snr(noisy_toy_cohort, 
     logits = baseline.logits([load(i.path, RATE).samples for i in test])
     labels, subjects = [i.label for i in test], [f"{i.cohort}/{i.speaker_id}" for i in test]
     snr_db = recording_snr([str(i.path) for i in test], cache)
-    with_snr = measure(point.probabilities(logits, snr_db), labels, subjects, point.threshold, config)
-    without = measure(calibrated(logits, point.temperature, point.bias), labels, subjects, point.threshold, config)
+    with_snr = measure(point.probabilities(logits, snr_db), labels, subjects, point.threshold, config, point.pooling)
+    without = measure(calibrated(logits, point.temperature, point.bias), labels, subjects, point.threshold, config, point.pooling)
     assert saved["method"] == "mfcc-stats+lr"
     assert saved["sets"]["toy test"]["brier"] == pytest.approx(with_snr["brier"])
     assert with_snr["brier"] != pytest.approx(without["brier"], abs=1e-3)

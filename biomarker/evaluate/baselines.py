@@ -113,8 +113,9 @@ class LogisticBaseline:
 
 def run_baseline(manifest: str, out_dir: str, extra_eval: Sequence[str] = (), config: "ReportConfig | None" = None,
                  labels: int | None = None, seed: int = 0, features: str = "mfcc-stats", cache_dir: str = "runs/cache") -> dict:
-    """Train on the manifest's train rows, fit temperature, bias, SNR slope and threshold on val, measure the same
-    sets as `biomarker finetune` (test rows per cohort, extra manifests per cohort, real healthy/marked apart).
+    """Train on the manifest's train rows, fit the operating point on val as `biomarker finetune` does (temperature,
+    bias, SNR slope, subject pooling, threshold), measure the same sets (test rows per cohort, extra manifests per
+    cohort, real healthy/marked apart).
 
     `labels`/`seed` cap the training rows exactly as `biomarker finetune --labels N --seed S` does, so a
     label-budget row of the comparison table compares the baseline and the deep models on the same recordings.
@@ -148,10 +149,10 @@ def run_baseline(manifest: str, out_dir: str, extra_eval: Sequence[str] = (), co
         probabilities = calibrated(baseline.logits(audio(rows)), point.temperature, point.bias, point.snr_slope, snr(rows))
         truth = np.array([i.label for i in rows])
         if len(set(truth.tolist())) == 2:
-            measured[name] = measure(probabilities, truth, subjects(rows), point.threshold, config)
-            plot_set(name, probabilities, truth, subjects(rows), measured[name], report_dir, config.synthetic)
+            measured[name] = measure(probabilities, truth, subjects(rows), point.threshold, config, point.pooling)
+            plot_set(name, probabilities, truth, subjects(rows), measured[name], report_dir, config.synthetic, point.pooling)
         else:
-            flagged[name] = {**flag_rate(probabilities, subjects(rows), point.threshold), "label": int(truth[0])}
+            flagged[name] = {**flag_rate(probabilities, subjects(rows), point.threshold, point.pooling), "label": int(truth[0])}
     notes = [f"{n}: {v['flagged']:.1%} of {v['n']} subjects flagged positive (all label {v['label']})" for n, v in flagged.items()]
     write_report(report_dir, measured, title=f"{feature_kind(features).title} baseline (SYNTHETIC cohorts)",
                  config=config, operating_point=point, extra={"flag_rates": flagged, "method": baseline.method}, notes=notes)

@@ -104,3 +104,12 @@ def test_finetune_end_to_end_ships_a_calibrated_bundle(tiny_cohort, tmp_path):
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["n"] == 24 and metrics["n_rejected"] == 0
     assert (tmp_path / "eval" / "all_roc.png").exists()
+
+
+def test_the_card_describes_each_training_cohort_once_and_points_elsewhere_for_unknown_ones():
+    from biomarker.finetune.card import training_data
+
+    text = training_data(["synthetic-voices-noisy", "real-train", "synthetic-voices", "clinic-x"])
+    lines = text.splitlines()
+    assert [line.split("`")[1] for line in lines] == ["clinic-x", "real-train", "synthetic-voices"]
+    assert "40 more training-only" in lines[2] and "data_cards/" in lines[0]

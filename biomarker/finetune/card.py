@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Mapping
 
+from biomarker.cohorts.manifest import read_manifest, select_split
 from biomarker.models.screening import SNR_RANGE_DB, SNR_REFERENCE_DB, SNR_SCALE_DB
 
 SNR_TERM = (f"(clip(SNR, {SNR_RANGE_DB[0]:g}, {SNR_RANGE_DB[1]:g} dB) - {SNR_REFERENCE_DB:g}) / {SNR_SCALE_DB:g}")
@@ -76,10 +77,32 @@ def ship(run_dir: str | Path, destination: str | Path, runs: Mapping[str, Mappin
     }
     (destination / "calibration.json").write_text(json.dumps(calibration, indent=2))
     report = (run_dir / "report" / "report.md").read_text()
-    summary = {**summary, "name": config["name"], "version": config["version"]}
+    trained_on = sorted({item.cohort for item in select_split(read_manifest(summary["config"]["manifest"]), "train")})
+    summary = {**summary, "name": config["name"], "version": config["version"], "training_cohorts": trained_on}
     card = render_card(summary, sha256_of(destination / "model.safetensors"), comparison_table(runs), report, notes)
     (destination / "card.md").write_text(card)
     return destination
+
+
+# What each training cohort is, for the card (noisy copies are named after their clean cohort).
+TRAINING_COHORTS = {
+    "synthetic-train": "espeak-ng speakers (pt-BR and 3 other languages, 14 training voice variants and 12+ sentences), "
+                       "patients with RI markers of severity 0.15-1 (mild included), ward noise on both classes (clean + noisy "
+                       "copies); data_cards/synthetic-ri-train.md",
+    "synthetic-voices": "the same generator with 40 more training-only espeak-ng voices (breathy and weak-voiced ones among "
+                        "them, never a held-out voice), seed 5; added because the model keyed partly on voice timbre "
+                        "(held-out controls of breathy voices looked like patients); data_cards/synthetic-ri-voices.md",
+    "real-train": "REAL voices (asterisk en-US Allison, fillets-ng Czech actors, klettres de/it/nl/ru) cut into 3-6 s "
+                  "clips; half with the same RI markers applied, the other half through the same processing at severity 0; "
+                  "half of all clips with ward noise. Added so the model learns the breathing markers rather than "
+                  "\"espeak voice\"; data_cards/synthetic-ri-real-voices.md",
+}
+
+
+def training_data(cohorts: list[str]) -> str:
+    """One bullet per training cohort (clean and noisy copies together), described when the card knows it."""
+    names = sorted({c.removesuffix("-noisy") for c in cohorts})
+    return "\n".join(f"- `{name}`: {TRAINING_COHORTS.get(name, 'see its data card in data_cards/')}" for name in names) or "- (not recorded)"
 
 
 def render_card(summary: Mapping, sha256: str, comparison: str, report: str, notes: str) -> str:
@@ -108,11 +131,7 @@ to rule out respiratory insufficiency, or to make any treatment decision.
   early stopping on validation subject AUROC; class-balanced BCE.
 
 ## Training data (all SYNTHETIC; see data_cards/)
-- `synthetic-ri-train`: espeak-ng speakers (pt-BR and 3 other languages, training voice variants and sentences),
-  patients with RI markers of severity 0.15-1 (mild included), ward noise on both classes (clean + noisy copies).
-- `real-train`: REAL voices (asterisk en-US Allison, fillets-ng Czech actors, klettres de/it/nl/ru) cut into
-  3-6 s clips; half with the same RI markers applied, the other half through the same processing at severity 0;
-  half of all clips with ward noise. Added so the model learns the breathing markers rather than "espeak voice".
+{training_data(summary.get('training_cohorts', []))}
 
 ## Measured (subject level, bootstrap 95 % CI; SYNTHETIC test sets)
 {detailed}

@@ -67,9 +67,10 @@ mfcc-pre-conv-adapter-100 conv-adapter pretrained/mfccgram-transformer"
 if wants rows; then
   $PY -c "from pathlib import Path
 from biomarker.evaluate.baselines import run_baseline
-for labels, out in ((100, 'baseline-mfcc-lr-100'), (None, 'baseline-mfcc-lr')):
+for features, labels, out in (('mfcc-stats', 100, 'baseline-mfcc-lr-100'), ('mfcc-stats', None, 'baseline-mfcc-lr'),
+                              ('egemaps', 100, 'baseline-egemaps-lr-100'), ('egemaps', None, 'baseline-egemaps-lr')):
     if not Path('$RUNS', out, 'summary.json').is_file():
-        run_baseline('$DATA/train-mix.csv', '$RUNS/' + out, $EVAL_FILES, labels=labels, seed=0)"
+        run_baseline('$DATA/train-mix.csv', '$RUNS/' + out, $EVAL_FILES, labels=labels, seed=0, features=features)"
   echo "$ROW_PLAN" | while read -r NAME METHOD ENCODER EXTRA; do
     [ -z "$NAME" ] && continue
     [ -n "${ROWS:-}" ] && [[ " $ROWS " != *" $NAME "* ]] && continue

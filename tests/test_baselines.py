@@ -18,6 +18,7 @@ from biomarker.evaluate.calibration import calibrated
 from biomarker.evaluate.report import OperatingPoint, ReportConfig, measure
 from biomarker.finetune.data import recording_snr
 from biomarker.records import FeatureError
+from screening_helpers import burst_clip
 
 RATE = 16000
 
@@ -29,19 +30,6 @@ def _tone(rng: np.random.Generator, seconds: float = 1.0) -> np.ndarray:
 
 def _breathy(rng: np.random.Generator, seconds: float = 1.0) -> np.ndarray:
     return 0.3 * rng.standard_normal(int(seconds * RATE))
-
-
-def _clip(label: int, noise: float, rng: np.random.Generator) -> np.ndarray:
-    """Syllable-like voiced bursts; patients' bursts are separated by long breathy gaps; `noise` is a constant
-    background (ward noise) that lowers the quality gate's SNR estimate."""
-    pieces = []
-    for _ in range(4):
-        t = np.arange(int(0.2 * RATE)) / RATE
-        pieces.append(0.4 * np.sin(2 * np.pi * rng.uniform(120, 220) * t) * np.hanning(len(t)))
-        gap = int((0.25 if label else 0.05) * RATE)
-        pieces.append((0.05 if label else 0.002) * rng.standard_normal(gap) * np.hanning(gap))
-    clip = np.concatenate(pieces)
-    return (clip + noise * rng.standard_normal(len(clip))).astype(np.float32)
 
 
 def test_egemaps_gives_88_finite_functionals_that_differ_between_signals():
@@ -87,7 +75,7 @@ def noisy_toy_cohort(tmp_path):
         label = 1 - sounds_like if speaker % 8 in (0, 3) else sounds_like
         for take in range(2):
             path = tmp_path / f"clip{speaker:02d}-{take}.wav"
-            soundfile.write(path, _clip(sounds_like, rng.choice([0.0005, 0.005, 0.02, 0.05]), rng), RATE)
+            soundfile.write(path, burst_clip(sounds_like, rng, bursts=4, noise=rng.choice([0.0005, 0.005, 0.02, 0.05])), RATE)
             items.append(CohortItem(path, label, f"s{speaker}", "toy"))
     return write_manifest(speaker_disjoint_split(items, SplitConfig(0.5, 0.25, 0.25, seed=1)), tmp_path / "manifest.csv")
 

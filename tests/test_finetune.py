@@ -19,6 +19,7 @@ from biomarker.finetune.methods import FinetuneError, attach
 from biomarker.finetune.run import FinetuneConfig, label_budget, run_finetune
 from biomarker.finetune.scoring import windows
 from biomarker.models import ScreeningModel, create_model, from_pretrained
+from screening_helpers import burst_clip
 
 TINY = {"depth": 1, "embed_dim": 48, "num_heads": 3}
 RATE = 16000
@@ -54,17 +55,6 @@ def test_windows_cover_the_whole_clip():
     assert len(windows(clip[:300], 400, 100)) == 1
 
 
-def _clip(label: int, rng: np.random.Generator) -> np.ndarray:
-    """Syllable-like voiced bursts; patients' bursts are separated by long noisy 'breaths' (easy on purpose)."""
-    pieces = []
-    for _ in range(8):
-        t = np.arange(int(0.2 * RATE)) / RATE
-        pieces.append(0.4 * np.sin(2 * np.pi * rng.uniform(120, 220) * t) * np.hanning(len(t)))
-        gap = int((0.25 if label else 0.05) * RATE)
-        pieces.append((0.05 if label else 0.002) * rng.standard_normal(gap) * np.hanning(gap))
-    return np.concatenate(pieces).astype(np.float32)
-
-
 @pytest.fixture
 def tiny_cohort(tmp_path):
     rng = np.random.default_rng(0)
@@ -72,7 +62,7 @@ def tiny_cohort(tmp_path):
     for speaker in range(24):
         label = speaker % 2
         path = tmp_path / f"clip{speaker:02d}.wav"
-        soundfile.write(path, _clip(label, rng), RATE)
+        soundfile.write(path, burst_clip(label, rng), RATE)
         items.append(CohortItem(path, label, f"s{speaker}", "tiny"))
     items = speaker_disjoint_split(items, SplitConfig(0.5, 0.25, 0.25, seed=1))
     return write_manifest(items, tmp_path / "manifest.csv")

@@ -77,7 +77,8 @@ def ship(run_dir: str | Path, destination: str | Path, runs: Mapping[str, Mappin
     }
     (destination / "calibration.json").write_text(json.dumps(calibration, indent=2))
     report = (run_dir / "report" / "report.md").read_text()
-    trained_on = sorted({item.cohort for item in select_split(read_manifest(summary["config"]["manifest"]), "train")})
+    manifest = Path(summary["config"]["manifest"])  # absent when shipping a run made on another machine
+    trained_on = sorted({item.cohort for item in select_split(read_manifest(manifest), "train")}) if manifest.is_file() else []
     summary = {**summary, "name": config["name"], "version": config["version"], "training_cohorts": trained_on}
     card = render_card(summary, sha256_of(destination / "model.safetensors"), comparison_table(runs), report, notes)
     (destination / "card.md").write_text(card)

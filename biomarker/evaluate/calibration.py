@@ -100,6 +100,7 @@ class SubjectPooling:
         if len(set(mean.labels[several].tolist())) < 2:
             return cls()
         z, y = mean.scores[several], mean.labels[several].astype(float)
-        result = minimize(lambda x: float(np.mean(np.logaddexp(0.0, x[0] * z + x[1]) - y * (x[0] * z + x[1]))),
+        no_covariate = np.zeros_like(z)  # the same NLL as the recording calibration, with temperature 1 / scale
+        result = minimize(lambda x: _nll(z, y, no_covariate, 1.0 / x[0], x[1], 0.0),
                           x0=np.array([1.0, 0.0]), method="L-BFGS-B", bounds=[(0.25, 8.0), (-5.0, 5.0)])
         return cls(float(result.x[0]), float(result.x[1]))

@@ -14,6 +14,7 @@ from biomarker.audio import load
 from biomarker.cohorts.manifest import CohortItem, read_manifest, select_split, write_manifest
 from biomarker.cohorts.splits import SplitConfig, speaker_disjoint_split
 from biomarker.evaluate.baselines import FEATURE_KINDS, LogisticBaseline, egemaps_extractor, run_baseline
+from biomarker.evaluate import calibration
 from biomarker.evaluate.calibration import calibrated
 from biomarker.evaluate.report import OperatingPoint, ReportConfig, measure
 from biomarker.finetune.data import recording_snr
@@ -80,7 +81,8 @@ def noisy_toy_cohort(tmp_path):
     return write_manifest(speaker_disjoint_split(items, SplitConfig(0.5, 0.25, 0.25, seed=1)), tmp_path / "manifest.csv")
 
 
-def test_run_baseline_writes_an_egemaps_summary_calibrated_with_snr(noisy_toy_cohort, tmp_path):
+def test_run_baseline_writes_an_egemaps_summary_calibrated_with_snr(noisy_toy_cohort, tmp_path, monkeypatch):
+    monkeypatch.setattr(calibration, "SNR_TERM_MIN_PER_CLASS", 2)  # the toy validation split has 4 clips per class
     summary = run_baseline(str(noisy_toy_cohort), str(tmp_path / "run"), config=ReportConfig(bootstrap_resamples=50),
                            features="egemaps", cache_dir=str(tmp_path / "cache"))
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -92,9 +94,10 @@ def test_run_baseline_writes_an_egemaps_summary_calibrated_with_snr(noisy_toy_co
     assert np.ptp(point.probabilities([0.0, 0.0], [5.0, 35.0])) > 0.01
 
 
-def test_run_baseline_measures_test_recordings_with_their_snr(noisy_toy_cohort, tmp_path):
+def test_run_baseline_measures_test_recordings_with_their_snr(noisy_toy_cohort, tmp_path, monkeypatch):
     """Recompute the test set's Brier score from the same (deterministic) fit at its subject pooling, with and
     without the SNR term."""
+    monkeypatch.setattr(calibration, "SNR_TERM_MIN_PER_CLASS", 2)
     config, cache = ReportConfig(bootstrap_resamples=50), tmp_path / "cache"
     saved = run_baseline(str(noisy_toy_cohort), str(tmp_path / "run"), config=config, cache_dir=str(cache))
     point = OperatingPoint(**saved["operating_point"])

@@ -60,6 +60,7 @@ import torch
 
 from biomarker.audio import check_quality, load
 from biomarker.cohorts.manifest import CohortItem, read_manifest, write_manifest
+from biomarker.evaluate import calibration
 from biomarker.evaluate.report import fit_operating_point
 from biomarker.finetune.continual import (
     ClipSet,
@@ -213,7 +214,8 @@ def test_load_cohort_keeps_the_quality_gates_snr_of_each_clip(tmp_path):
         ClipSet(data["val"].features, data["val"].labels, data["val"].subjects, data["val"].snr_db[:-1])
 
 
-def test_added_cohort_is_calibrated_with_the_snr_term_the_app_applies(tmp_path):
+def test_added_cohort_is_calibrated_with_the_snr_term_the_app_applies(tmp_path, monkeypatch):
+    monkeypatch.setattr(calibration, "SNR_TERM_MIN_PER_CLASS", 2)  # a toy validation split of a few tones
     catalog = Catalog(user_root=tmp_path / "models", shipped_root=None)
     torch.manual_seed(0)
     create_model("ssast-tiny-patch", **TINY).save_pretrained(tmp_path / "encoder")

@@ -20,7 +20,7 @@ from biomarker.evaluate.metrics import (
     threshold_for_sensitivity,
     to_subjects,
 )
-from biomarker.evaluate.report import ReportConfig, fit_operating_point, measure, plot_set, write_report
+from biomarker.evaluate.report import ReportConfig, SetMeasurements, fit_operating_point, measure, read_subject_scores, write_report
 
 
 def _scores(n=200, separation=1.5, seed=0):
@@ -131,6 +131,20 @@ def test_the_snr_term_calibrates_clean_and_noisy_recordings_that_one_bias_cannot
         calibrated(observed, temperature, bias, slope)
 
 
+def test_the_snr_term_cannot_rank_patients_by_their_snr():
+    """Patients' recordings estimate a lower SNR (breath noise in their pauses) while this model's logits carry
+    almost nothing: the SNR term must not turn that into ranking, only correct what noise does to the logits."""
+    rng = np.random.default_rng(7)
+    labels = np.repeat([0, 1], 3000)
+    snr_db = rng.normal(30.0, 6.0, 6000) - 8.0 * labels
+    logits = rng.normal(0.0, 0.05, 6000) + 0.01 * labels  # nearly constant, like a head that learned little
+    assert auroc(-snr_db, labels) > 0.8  # the SNR alone would rank patients well
+    temperature, bias, slope = fit_calibration(logits, labels, snr_db)
+    assert abs(slope) < 0.05
+    probabilities = calibrated(logits, temperature, bias, slope, snr_db)
+    assert auroc(probabilities, labels) < auroc(logits, labels) + 0.02
+
+
 def test_report_writes_the_contract_keys_and_plots(tmp_path):
     val_logits, val_labels = _scores(seed=2)
     test_logits, test_labels = _scores(seed=3)
@@ -139,9 +153,11 @@ def test_report_writes_the_contract_keys_and_plots(tmp_path):
     test_subjects = [f"t{i}" for i in range(len(test_labels))]
     point = fit_operating_point(val_logits, val_labels, val_subjects, config)
     probabilities = calibrated(test_logits, point.temperature, point.bias)
-    metrics = measure(probabilities, test_labels, test_subjects, point.threshold, config)
-    plot_set("clean test", probabilities, test_labels, test_subjects, metrics, tmp_path, synthetic=True)
-    write_report(tmp_path, {"clean test": metrics}, title="t", config=config, operating_point=point)
+    results = SetMeasurements(tmp_path, config)
+    results.add("clean test", probabilities, test_labels, test_subjects, point.threshold)
+    results.add("healthy only", probabilities[test_labels == 0], test_labels[test_labels == 0],
+                [s for s, y in zip(test_subjects, test_labels) if y == 0], point.threshold)
+    write_report(tmp_path, results.measured, title="t", config=config, operating_point=point, notes=results.notes)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     for key in ("auroc", "auroc_ci", "sensitivity", "specificity", "threshold", "ece", "ece_recording", "n"):
         assert key in saved
@@ -149,7 +165,13 @@ def test_report_writes_the_contract_keys_and_plots(tmp_path):
     assert saved["n"] == 200
     report = (tmp_path / "report.md").read_text()
     assert "SYNTHETIC" in report and "clean_test_roc.png" in report
-    assert len(list(tmp_path.glob("*.png"))) == 3
+    assert len(list(tmp_path.glob("*.png"))) == 3  # the one-class set has no plots, only its flag rate
+    flagged = results.flagged["healthy only"]
+    assert flagged["n"] == 100 and f"{flagged['flagged']:.1%} of 100 subjects flagged" in report
+    assert flagged["flagged"] == pytest.approx(1 - saved["specificity"])
+    subjects = read_subject_scores(tmp_path / "clean_test_subjects.csv")
+    assert subjects.subjects == test_subjects and subjects.labels.tolist() == test_labels.tolist()
+    assert auroc(subjects.scores, subjects.labels) == pytest.approx(saved["auroc"])
 
 
 def _independent_recordings(subjects: int, separation: float = 1.0, seed: int = 0):

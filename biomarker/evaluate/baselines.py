@@ -129,7 +129,7 @@ def run_baseline(manifest: str, out_dir: str, extra_eval: Sequence[str] = (), co
     from biomarker.cohorts.manifest import read_manifest, select_split
     from biomarker.evaluate.calibration import calibrated
     from biomarker.evaluate.manifest import evaluation_sets
-    from biomarker.evaluate.report import ReportConfig, fit_operating_point, flag_rate, measure, plot_set, write_report
+    from biomarker.evaluate.report import ReportConfig, SetMeasurements, fit_operating_point, write_report
     from biomarker.finetune.data import recording_snr
     from biomarker.finetune.run import label_budget
 
@@ -142,21 +142,13 @@ def run_baseline(manifest: str, out_dir: str, extra_eval: Sequence[str] = (), co
     train, val = label_budget(select_split(items, "train"), labels, seed), select_split(items, "val")
     baseline = LogisticBaseline(features).fit(audio(train), [i.label for i in train])
     point = fit_operating_point(baseline.logits(audio(val)), [i.label for i in val], subjects(val), config, snr_db=snr(val))
-    report_dir = Path(out_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    measured, flagged = {}, {}
+    results = SetMeasurements(Path(out_dir), config)
     for name, rows in evaluation_sets(select_split(items, "test"), extra_eval).items():
         probabilities = calibrated(baseline.logits(audio(rows)), point.temperature, point.bias, point.snr_slope, snr(rows))
-        truth = np.array([i.label for i in rows])
-        if len(set(truth.tolist())) == 2:
-            measured[name] = measure(probabilities, truth, subjects(rows), point.threshold, config, point.pooling)
-            plot_set(name, probabilities, truth, subjects(rows), measured[name], report_dir, config.synthetic, point.pooling)
-        else:
-            flagged[name] = {**flag_rate(probabilities, subjects(rows), point.threshold, point.pooling), "label": int(truth[0])}
-    notes = [f"{n}: {v['flagged']:.1%} of {v['n']} subjects flagged positive (all label {v['label']})" for n, v in flagged.items()]
-    write_report(report_dir, measured, title=f"{feature_kind(features).title} baseline (SYNTHETIC cohorts)",
-                 config=config, operating_point=point, extra={"flag_rates": flagged, "method": baseline.method}, notes=notes)
-    summary = {"sets": measured, "flag_rates": flagged, "method": baseline.method, "train_recordings": len(train),
+        results.add(name, probabilities, [i.label for i in rows], subjects(rows), point.threshold, point.pooling)
+    write_report(out_dir, results.measured, title=f"{feature_kind(features).title} baseline (SYNTHETIC cohorts)",
+                 config=config, operating_point=point, extra={"flag_rates": results.flagged, "method": baseline.method}, notes=results.notes)
+    summary = {"sets": results.measured, "flag_rates": results.flagged, "method": baseline.method, "train_recordings": len(train),
                "operating_point": asdict(point)}
-    (report_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (Path(out_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -14,7 +14,7 @@ import numpy as np
 from biomarker.cohorts.manifest import CohortItem, read_manifest
 from biomarker.evaluate.calibration import SubjectPooling
 from biomarker.evaluate.metrics import MetricError
-from biomarker.evaluate.report import ReportConfig, flag_rate, measure, plot_set, write_report
+from biomarker.evaluate.report import ReportConfig, SetMeasurements, write_report
 
 
 def evaluate_scored(
@@ -44,7 +44,7 @@ def evaluate_scored(
             groups.setdefault(item.cohort, []).append(index)
     if len(groups) == 2:  # one cohort: it is the same set as "all"
         groups.pop(next(k for k in groups if k != "all"))
-    sets, flagged = {}, {}
+    results = SetMeasurements(out_dir, config)
     for name, rows in groups.items():
         if not rows:
             continue
@@ -54,19 +54,14 @@ def evaluate_scored(
         p = np.array([probabilities[k] for k in rows], dtype=float)
         y = np.array([items[k].label for k in rows])
         subjects = [f"{items[k].cohort}/{items[k].speaker_id}" for k in rows]
-        if len(set(y.tolist())) == 2:
-            sets[name] = measure(p, y, subjects, threshold, config, pooling)
-            plot_set(name, p, y, subjects, sets[name], out_dir, config.synthetic, pooling)
-        else:
-            flagged[name] = {**flag_rate(p, subjects, threshold, pooling), "label": int(y[0])}
-    notes = [f"{len(rejected)} of {len(items)} rows could not be scored (listed in metrics.json 'rejected')"]
-    notes += [f"{n}: {v['flagged']:.1%} of {v['n']} subjects flagged positive (all label {v['label']})" for n, v in flagged.items()]
-    extra = {"model": model_label, "rejected": rejected, "n_rejected": len(rejected), "flag_rates": flagged}
-    if sets:
-        write_report(out_dir, sets, title=title, config=config, extra=extra, notes=notes)
+        results.add(name, p, y, subjects, threshold, pooling)
+    notes = [f"{len(rejected)} of {len(items)} rows could not be scored (listed in metrics.json 'rejected')", *results.notes]
+    extra = {"model": model_label, "rejected": rejected, "n_rejected": len(rejected), "flag_rates": results.flagged}
+    if results.measured:
+        write_report(out_dir, results.measured, title=title, config=config, extra=extra, notes=notes)
     else:
-        _write_single_class(out_dir, flagged, extra, title, notes)
-    return {"sets": sets, **extra}
+        _write_single_class(out_dir, results.flagged, extra, title, notes)
+    return {"sets": results.measured, **extra}
 
 
 def _write_single_class(out_dir: Path, flagged: dict, extra: dict, title: str, notes: Sequence[str]) -> None:

@@ -7,6 +7,7 @@ cohort, real speakers) gets its own block, plots and Markdown row; nothing is po
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from dataclasses import asdict, dataclass, replace
@@ -18,6 +19,8 @@ import numpy as np
 from biomarker.evaluate import plots
 from biomarker.evaluate.calibration import SubjectPooling, calibrated, fit_calibration
 from biomarker.evaluate.metrics import (
+    MetricError,
+    SubjectScores,
     auroc,
     bootstrap_ci,
     brier,
@@ -126,17 +129,69 @@ def flag_rate(probabilities: Sequence[float], subjects: Sequence[str], threshold
     return {"flagged": float(np.mean(subject.scores >= threshold)), "n": int(len(subject.scores)), "threshold": threshold}
 
 
-def plot_set(name: str, probabilities: Sequence[float], labels: Sequence[int], subjects: Sequence[str], metrics: dict, out_dir: Path,
-             synthetic: bool, pooling: SubjectPooling = SubjectPooling()) -> list[Path]:
-    """ROC, calibration and confusion PNGs of one set, file names prefixed by the set name."""
-    subject = pooling.pool(probabilities, labels, subjects)
-    slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-    common = {"name": name, "synthetic": synthetic}
+def set_slug(name: str) -> str:
+    """A set's name as a file-name prefix (its plots and subject scores)."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def plot_set(name: str, subject: SubjectScores, metrics: dict, out_dir: Path, synthetic: bool) -> list[Path]:
+    """ROC, calibration and confusion PNGs of one set's subjects, file names prefixed by the set name."""
+    slug, common = set_slug(name), {"name": name, "synthetic": synthetic}
     return [
         plots.roc_png(subject.scores, subject.labels, metrics["auroc"], out_dir / f"{slug}_roc.png", **common),
         plots.calibration_png(subject.scores, subject.labels, metrics["ece"], out_dir / f"{slug}_calibration.png", **common),
         plots.confusion_png(subject.scores, subject.labels, metrics["threshold"], out_dir / f"{slug}_confusion.png", **common),
     ]
+
+
+SUBJECT_COLUMNS = ("subject", "label", "probability", "recordings")
+
+
+def write_subject_scores(subject: SubjectScores, path: Path) -> Path:
+    """One row per subject (pooled probability, label, recordings): what `compare_runs` pairs across two runs."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(SUBJECT_COLUMNS)
+        for row in zip(subject.subjects, subject.labels.tolist(), subject.scores.tolist(), subject.recordings.tolist()):
+            writer.writerow(row)
+    return path
+
+
+def read_subject_scores(path: Path) -> SubjectScores:
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or tuple(rows[0]) != SUBJECT_COLUMNS:
+        raise MetricError(f"{path} is not a subject-scores file (columns {', '.join(SUBJECT_COLUMNS)})")
+    return SubjectScores(np.array([float(r["probability"]) for r in rows]), np.array([int(r["label"]) for r in rows]),
+                         [r["subject"] for r in rows], np.array([int(r["recordings"]) for r in rows]))
+
+
+class SetMeasurements:
+    """The sets of one report, measured one by one at a frozen threshold and subject pooling.
+
+    A set with both classes gets every metric (`measured`), its plots and `<set>_subjects.csv`; a set of one
+    class (healthy real speakers) gets the share of subjects flagged positive (`flagged`)."""
+
+    def __init__(self, out_dir: Path, config: ReportConfig = ReportConfig()):
+        self.out_dir, self.config = Path(out_dir), config
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.measured: dict[str, dict] = {}
+        self.flagged: dict[str, dict] = {}
+
+    def add(self, name: str, probabilities: Sequence[float], labels: Sequence[int], subjects: Sequence[str], threshold: float,
+            pooling: SubjectPooling = SubjectPooling()) -> None:
+        labels = np.asarray(labels, int)
+        if len(set(labels.tolist())) < 2:
+            self.flagged[name] = {**flag_rate(probabilities, subjects, threshold, pooling), "label": int(labels[0])}
+            return
+        metrics = self.measured[name] = measure(probabilities, labels, subjects, threshold, self.config, pooling)
+        subject = pooling.pool(probabilities, labels, subjects)
+        plot_set(name, subject, metrics, self.out_dir, self.config.synthetic)
+        write_subject_scores(subject, self.out_dir / f"{set_slug(name)}_subjects.csv")
+
+    @property
+    def notes(self) -> list[str]:
+        return [f"{n}: {v['flagged']:.1%} of {v['n']} subjects flagged positive (all label {v['label']})" for n, v in self.flagged.items()]
 
 
 def _cell(value: object, ci: object = None) -> str:

@@ -23,7 +23,7 @@ from biomarker.cohorts.manifest import CohortItem, read_manifest, select_split
 from biomarker.evaluate.calibration import SubjectPooling, calibrated
 from biomarker.evaluate.manifest import evaluation_sets
 from biomarker.evaluate.metrics import auroc, to_subjects
-from biomarker.evaluate.report import OperatingPoint, ReportConfig, fit_operating_point, flag_rate, measure, plot_set, write_report
+from biomarker.evaluate.report import OperatingPoint, ReportConfig, SetMeasurements, fit_operating_point, write_report
 from biomarker.finetune.augment import AugmentConfig
 from biomarker.finetune.data import CropDataset, LabelledFeatures, collate, load_features
 from biomarker.finetune.methods import FinetuneError, Trainable, attach
@@ -256,31 +256,24 @@ def measure_sets(
     model: ScreeningModel, cohort: str, sets: dict[str, list[CohortItem]], extractor: nn.Module, fit: FitResult, config: FinetuneConfig, report_dir: Path
 ) -> dict:
     """Metrics per set at the frozen operating point; single-class sets report the share flagged positive."""
-    report_dir.mkdir(parents=True, exist_ok=True)
     spec = model.cohort_spec(cohort)
     pooling = SubjectPooling(spec.subject_scale, spec.subject_shift)
-    measured, flagged = {}, {}
+    results = SetMeasurements(report_dir, config.report)
     for name, rows in sets.items():
         data = load_features(rows, extractor, config.cache_dir)
         logits = recording_logits(model, data, cohort, mode=spec.scoring, window_frames=spec.window_frames, hop_frames=spec.hop_frames)
         probabilities = calibrated(logits, spec.temperature, spec.bias, spec.snr_slope, data.snr_db)
-        labels = data.labels.numpy().astype(int)
-        if len(set(labels.tolist())) == 2:
-            measured[name] = measure(probabilities, labels, data.subjects, spec.threshold, config.report, pooling)
-            plot_set(name, probabilities, labels, data.subjects, measured[name], report_dir, config.report.synthetic, pooling)
-        else:
-            flagged[name] = {**flag_rate(probabilities, data.subjects, spec.threshold, pooling), "label": int(labels[0])}
-    notes = [f"{name}: {v['flagged']:.1%} of {v['n']} subjects flagged positive (all label {v['label']})" for name, v in flagged.items()]
+        results.add(name, probabilities, data.labels.numpy().astype(int), data.subjects, spec.threshold, pooling)
     write_report(
         report_dir,
-        measured,
+        results.measured,
         title=f"{config.name} ({config.method}) on SYNTHETIC cohorts",
         config=config.report,
         operating_point=fit.operating_point,
-        extra={"flag_rates": flagged, "scoring": fit.scoring, "method": config.method},
-        notes=notes,
+        extra={"flag_rates": results.flagged, "scoring": fit.scoring, "method": config.method},
+        notes=results.notes,
     )
-    return {"sets": measured, "flag_rates": flagged}
+    return {"sets": results.measured, "flag_rates": results.flagged}
 
 
 def recalibrate(run_dir: str | Path, manifest: str, extra_eval: Sequence[str], cache_dir: str = "runs/cache",

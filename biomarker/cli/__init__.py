@@ -21,7 +21,7 @@ COMMAND_MODULES = (
     "pretrain",
     "cohort",  # cohort synth / import / splits
     "finetune",
-    "evaluate",
+    "evaluate",  # evaluate a manifest; compare two measured runs
     "models",  # list | show | promote
     "users",
     "audit",

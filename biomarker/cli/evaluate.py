@@ -1,5 +1,6 @@
-"""CLI command: `biomarker evaluate --manifest M.csv [--model NAME_OR_DIR] [--out DIR]`, and over a bundle's
-history: `biomarker evaluate --bundle NAME@VERSION --cohort-manifest NAME=M.csv ...` (the forgetting table).
+"""CLI commands: `biomarker evaluate --manifest M.csv [--model NAME_OR_DIR] [--out DIR]`, over a bundle's
+history: `biomarker evaluate --bundle NAME@VERSION --cohort-manifest NAME=M.csv ...` (the forgetting table), and
+`biomarker compare RUN_A RUN_B` (paired AUROC differences of two measured runs).
 
 Scores every row through the screener (the one inference path, quality gate included), then writes
 metrics.json (auroc, auroc_ci, sensitivity, specificity, threshold, ece, n, ...), plots and report.md.
@@ -78,6 +79,31 @@ def evaluate(
     typer.echo(f"{report['n_rejected']} row(s) rejected; wrote {out / 'metrics.json'}")
 
 
+def compare(
+    run_a: Path = typer.Argument(..., help="A measured run: finetune run, baseline or evaluation folder."),
+    run_b: Path = typer.Argument(..., help="The run to compare it with, measured on the same subjects."),
+    out: Path = typer.Option(None, "--out", help="Also write the table here (Markdown) and its numbers beside it (.json)."),
+    resamples: int = typer.Option(2000, "--resamples", help="Paired bootstrap resamples of subjects."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """AUROC of RUN_A minus RUN_B on every set both measured, with a paired bootstrap 95% CI over subjects and
+    the share of resamples in which RUN_A is not better (does A beat B, or only tie?)."""
+    import json
+    from dataclasses import asdict
+
+    from biomarker.evaluate.compare import compare_runs, markdown
+
+    differences = compare_runs(run_a, run_b, resamples, seed)
+    table = markdown(differences, run_a.name, run_b.name)
+    typer.echo(table)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(table)
+        out.with_suffix(".json").write_text(json.dumps({"a": str(run_a), "b": str(run_b), "resamples": resamples,
+                                                        "sets": [asdict(d) for d in differences]}, indent=2))
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
     app.command("evaluate")(evaluate)
+    app.command("compare")(compare)

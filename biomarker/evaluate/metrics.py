@@ -122,6 +122,32 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
     return float(total)
 
 
+def bootstrap_values(
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    scores: np.ndarray,
+    labels: np.ndarray,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> np.ndarray:
+    """`metric` on each of `resamples` subject resamples, stratified by label so every resample has both classes
+    (`scores` may carry several columns, e.g. two models' scores of the same subjects, resampled together)."""
+    _require_both_classes(labels, "a bootstrap CI")
+    rng = np.random.default_rng(seed)
+    positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    values = []
+    for _ in range(resamples):
+        rows = np.concatenate([rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))])
+        values.append(metric(scores[rows], labels[rows]))
+    return np.array(values)
+
+
+def percentile_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def bootstrap_ci(
     metric: Callable[[np.ndarray, np.ndarray], float],
     scores: np.ndarray,
@@ -131,14 +157,5 @@ def bootstrap_ci(
     seed: int = 0,
     level: float = 0.95,
 ) -> tuple[float, float]:
-    """Percentile CI of `metric` over subject resamples, stratified by label so every resample has both classes."""
-    _require_both_classes(labels, "a bootstrap CI")
-    rng = np.random.default_rng(seed)
-    positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    values = []
-    for _ in range(resamples):
-        rows = np.concatenate([rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))])
-        values.append(metric(scores[rows], labels[rows]))
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
+    """Percentile CI of `metric` over stratified subject resamples (`bootstrap_values`)."""
+    return percentile_ci(bootstrap_values(metric, scores, labels, resamples=resamples, seed=seed), level)

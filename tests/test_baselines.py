@@ -53,6 +53,19 @@ def test_a_baseline_ranks_held_out_breathy_noise_above_tones(features):
     assert baseline.method == f"{features}+lr"
 
 
+def test_cached_features_are_reused_by_the_samples_not_recomputed(tmp_path):
+    rng = np.random.default_rng(1)
+    recordings, labels = [_tone(rng) for _ in range(6)] + [_breathy(rng) for _ in range(6)], [0] * 6 + [1] * 6
+    first = LogisticBaseline("mfcc-stats", cache_dir=tmp_path).fit(recordings, labels)
+    assert len(list((tmp_path / "baseline-mfcc-stats").glob("*.npy"))) == 12
+    again = LogisticBaseline("mfcc-stats", cache_dir=tmp_path)
+    again.extract = lambda samples, rate: pytest.fail("recomputed a cached recording")
+    again.fit(recordings, labels)
+    assert np.allclose(again.logits(recordings), first.logits(recordings))
+    changed = recordings[0] * 0.5  # other samples, another key
+    with pytest.raises(pytest.fail.Exception, match="recomputed"):
+        again.logits([changed])
+
 def test_unknown_features_are_a_clear_error():
     with pytest.raises(FeatureError, match=r"unknown baseline features 'wav2vec'; choose one of \['egemaps', 'mfcc-stats'\]"):
         LogisticBaseline("wav2vec")

@@ -12,7 +12,9 @@ Features are standardised, then L2 logistic regression with balanced class weigh
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
@@ -80,10 +82,15 @@ def feature_kind(name: str) -> FeatureKind:
 
 @dataclass
 class LogisticBaseline:
-    """Fit on training recordings, then `logits` gives decision values comparable to a network's logits."""
+    """Fit on training recordings, then `logits` gives decision values comparable to a network's logits.
+
+    With `cache_dir`, each recording's features are kept under it, keyed by the samples' hash: openSMILE takes
+    about as long per recording as a deep model's forward pass on CPU, and every comparison row measures the
+    same test and held-out recordings again."""
 
     features: str = "mfcc-stats"
     regularisation: float = 1.0
+    cache_dir: str | Path | None = None
     pipeline: Pipeline | None = None
     extract: FeatureFunction = field(init=False, repr=False)
 
@@ -96,7 +103,19 @@ class LogisticBaseline:
         return f"{self.features}+lr"
 
     def _matrix(self, recordings: Sequence[np.ndarray]) -> np.ndarray:
-        return np.stack([self.extract(r, SAMPLE_RATE_HZ) for r in recordings])
+        return np.stack([self._features(r) for r in recordings])
+
+    def _features(self, recording: np.ndarray) -> np.ndarray:
+        if self.cache_dir is None:
+            return self.extract(recording, SAMPLE_RATE_HZ)
+        samples = np.ascontiguousarray(recording, dtype=np.float32)
+        path = Path(self.cache_dir) / f"baseline-{self.features}" / f"{hashlib.sha1(samples.tobytes()).hexdigest()}.npy"
+        if path.exists():
+            return np.load(path)
+        values = self.extract(samples, SAMPLE_RATE_HZ)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, values)
+        return values
 
     def fit(self, recordings: Sequence[np.ndarray], labels: Sequence[int]) -> "LogisticBaseline":
         self.pipeline = make_pipeline(
@@ -120,10 +139,9 @@ def run_baseline(manifest: str, out_dir: str, extra_eval: Sequence[str] = (), co
     `labels`/`seed` cap the training rows exactly as `biomarker finetune --labels N --seed S` does, so a
     label-budget row of the comparison table compares the baseline and the deep models on the same recordings.
     The SNR of every recording is the quality gate's estimate, cached in `cache_dir` as the deep models cache it,
-    so both sides of the table are calibrated the same way."""
+    so both sides of the table are calibrated the same way; the baseline's features are cached there too."""
     import json
     from dataclasses import asdict
-    from pathlib import Path
 
     from biomarker.audio import load
     from biomarker.cohorts.manifest import read_manifest, select_split
@@ -140,7 +158,7 @@ def run_baseline(manifest: str, out_dir: str, extra_eval: Sequence[str] = (), co
     subjects = lambda rows: [f"{i.cohort}/{i.speaker_id}" for i in rows]  # noqa: E731
 
     train, val = label_budget(select_split(items, "train"), labels, seed), select_split(items, "val")
-    baseline = LogisticBaseline(features).fit(audio(train), [i.label for i in train])
+    baseline = LogisticBaseline(features, cache_dir=cache_dir).fit(audio(train), [i.label for i in train])
     point = fit_operating_point(baseline.logits(audio(val)), [i.label for i in val], subjects(val), config, snr_db=snr(val))
     results = SetMeasurements(Path(out_dir), config)
     for name, rows in evaluation_sets(select_split(items, "test"), extra_eval).items():

@@ -105,3 +105,17 @@ def test_cli_compare_prints_and_writes_the_table(tmp_path, cohort):
     assert "| test | 300 |" in result.output and out.read_text() in result.output
     saved = json.loads(out.with_suffix(".json").read_text())
     assert saved["sets"][0]["difference"] > 0 and saved["resamples"] == 200
+
+
+def test_the_card_states_the_paired_difference_against_each_rival(tmp_path, cohort):
+    from biomarker.finetune.card import paired_comparisons
+
+    evidence, labels = cohort
+    model = _measured_run(tmp_path / "model", evidence, labels, noise=0.3, seed=1)
+    rivals = {"eGeMAPS + LR": _measured_run(tmp_path / "egemaps", evidence, labels, noise=2.0, seed=2),
+              "MFCC + LR": model}
+    section = paired_comparisons(model, rivals, resamples=200)
+    (beaten,) = compare_runs(model, rivals["eGeMAPS + LR"], resamples=200)
+    assert "### This model vs eGeMAPS + LR" in section and "### This model vs MFCC + LR" in section
+    assert f"| test | 300 | {beaten.auroc_a:.3f} | {beaten.auroc_b:.3f} | {beaten.difference:+.3f} [" in section
+    assert "| +0.000 [+0.000, +0.000] | 100.0% |" in section  # against itself: a tie, never better

@@ -38,6 +38,17 @@ def test_subjects_average_their_recordings_and_reject_mixed_labels():
         to_subjects([0.2, 0.4], [0, 1], ["a", "a"])
 
 
+def test_auroc_is_the_share_of_patient_control_pairs_ranked_right_ties_counting_half():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 60)
+    scores = np.round(rng.normal(labels, 1.0), 1)  # rounded: many ties, within and across classes
+    pairs = [(p, c) for p in scores[labels == 1] for c in scores[labels == 0]]
+    by_pairs = np.mean([1.0 if p > c else 0.5 if p == c else 0.0 for p, c in pairs])
+    assert auroc(scores, labels) == pytest.approx(by_pairs)
+    assert auroc(scores, labels.astype(float)) == pytest.approx(by_pairs)
+    assert auroc(np.array([0.1, 0.2, 0.9]), np.array([1, 0, 0])) == 0.0
+
+
 def test_auroc_needs_both_classes():
     with pytest.raises(MetricError, match="both patients and controls"):
         auroc(np.array([0.1, 0.2]), np.array([1, 1]))

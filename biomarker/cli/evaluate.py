@@ -57,7 +57,7 @@ def evaluate(
         rows = [k for k, item in enumerate(items) if item.cohort == manifest_cohort]
         spec = screener.model.cohort_spec(chosen)
         thresholds[manifest_cohort] = float(spec.threshold)
-        poolings[manifest_cohort] = SubjectPooling(spec.subject_scale, spec.subject_shift)
+        poolings[manifest_cohort] = SubjectPooling.of(spec)
         results = screener.score_many([items[k].path for k in rows], cohort=chosen)
         for k, result in zip(rows, results):
             if isinstance(result, AudioError):

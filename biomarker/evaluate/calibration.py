@@ -23,7 +23,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from biomarker.evaluate.metrics import MetricError, SubjectScores, to_subjects
-from biomarker.models.screening import snr_covariate
+from biomarker.models.screening import CohortSpec, snr_covariate
 
 TEMPERATURE_RANGE = (0.05, 50.0)
 SNR_TERM_MIN_PER_CLASS = 30
@@ -117,6 +117,11 @@ class SubjectPooling:
         several = mean.recordings > 1
         pooled = np.where(several, mean.scores * self.scale + self.shift, mean.scores)
         return SubjectScores(sigmoid(pooled), mean.labels, mean.subjects, mean.recordings)
+
+    @classmethod
+    def of(cls, spec: CohortSpec) -> "SubjectPooling":
+        """The pooling a bundle cohort was calibrated with (its spec's subject_scale and subject_shift)."""
+        return cls(spec.subject_scale, spec.subject_shift)
 
     @classmethod
     def fit(cls, probabilities: Sequence[float], labels: Sequence[int], subjects: Sequence[str]) -> "SubjectPooling":

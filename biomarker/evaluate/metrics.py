@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+from scipy.stats import rankdata
 
 from biomarker.records import BiomarkerError
 
@@ -62,8 +62,15 @@ def _require_both_classes(labels: np.ndarray, what: str) -> None:
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The Mann-Whitney statistic: the chance a random patient scores above a random control (ties count half).
+
+    WHY not sklearn's roc_auc_score: the same number, but its input checks cost ~20x the arithmetic, and every
+    report computes thousands of bootstrap AUROCs."""
     _require_both_classes(labels, "AUROC")
-    return float(roc_auc_score(labels, scores))
+    ranks = rankdata(np.asarray(scores, dtype=float))
+    patients = np.asarray(labels) == 1
+    n_patients, n_controls = int(patients.sum()), int((~patients).sum())
+    return float((ranks[patients].sum() - n_patients * (n_patients + 1) / 2) / (n_patients * n_controls))
 
 
 def sensitivity_specificity(scores: np.ndarray, labels: np.ndarray, threshold: float) -> tuple[float, float]:

@@ -52,12 +52,25 @@ def comparison_table(runs: Mapping[str, Mapping]) -> str:
     return header + "\n".join(rows) + "\n"
 
 
+def paired_comparisons(run_dir: Path, rivals: Mapping[str, str | Path], resamples: int = 2000) -> str:
+    """Markdown: this run minus each rival (label -> its run folder), AUROC per set both measured, with a paired
+    bootstrap CI over the same subjects (`biomarker compare`): whether the model beats a baseline or only ties."""
+    from biomarker.evaluate.compare import compare_runs, markdown
+
+    sections = [f"### This model vs {label}\n\n" + markdown(compare_runs(run_dir, rival, resamples), "this model", label)
+                for label, rival in rivals.items()]
+    return "\n".join(sections)
+
+
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def ship(run_dir: str | Path, destination: str | Path, runs: Mapping[str, Mapping], *, notes: str = "", version: str | None = None) -> Path:
-    """Copy the run's bundle to `destination` with calibration.json and a card holding the measured tables.
+def ship(run_dir: str | Path, destination: str | Path, runs: Mapping[str, Mapping], *, notes: str = "", version: str | None = None,
+         rivals: Mapping[str, str | Path] | None = None) -> Path:
+    """Copy the run's bundle to `destination` with calibration.json and a card holding the measured tables, and
+    with `rivals` (label -> measured run folder, e.g. the baselines trained on the same data) the paired
+    differences against each.
 
     `version` replaces the bundle's version in config.json: a shipped name never reuses a version for other
     weights (scores in the audit trail name `name@version`)."""
@@ -80,7 +93,8 @@ def ship(run_dir: str | Path, destination: str | Path, runs: Mapping[str, Mappin
     manifest = Path(summary["config"]["manifest"])  # absent when shipping a run made on another machine
     trained_on = sorted({item.cohort for item in select_split(read_manifest(manifest), "train")}) if manifest.is_file() else []
     summary = {**summary, "name": config["name"], "version": config["version"], "training_cohorts": trained_on}
-    card = render_card(summary, sha256_of(destination / "model.safetensors"), comparison_table(runs), report, notes)
+    comparison = comparison_table(runs) + ("\n" + paired_comparisons(run_dir, rivals) if rivals else "")
+    card = render_card(summary, sha256_of(destination / "model.safetensors"), comparison, report, notes)
     (destination / "card.md").write_text(card)
     return destination
 

@@ -257,7 +257,7 @@ def measure_sets(
 ) -> dict:
     """Metrics per set at the frozen operating point; single-class sets report the share flagged positive."""
     spec = model.cohort_spec(cohort)
-    pooling = SubjectPooling(spec.subject_scale, spec.subject_shift)
+    pooling = SubjectPooling.of(spec)
     results = SetMeasurements(report_dir, config.report)
     for name, rows in sets.items():
         data = load_features(rows, extractor, config.cache_dir)

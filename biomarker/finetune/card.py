@@ -138,7 +138,8 @@ to rule out respiratory insufficiency, or to make any treatment decision.
 - recording score: `{summary['scoring']}` (chosen on validation: {json.dumps(summary['validation_auroc'])})
 - calibration (fitted on validation recordings): temperature {point['temperature']:.3f}, bias {point.get('bias', 0.0):+.3f},
   SNR slope {point.get('snr_slope', 0.0):+.3f} (p = sigmoid(logit / T + b + s · {SNR_TERM}), SNR the
-  quality gate's estimate of the recording: ward noise shifts the logits of both classes); operating threshold
+  quality gate's estimate of the recording: ward noise shifts the logits of both classes; s is how the logits
+  drift with SNR within each class, so it corrects for noise and cannot rank patients by SNR); operating threshold
   {point['threshold']:.3f} on the calibrated probability, chosen on validation subjects for sensitivity >= {point['target_sensitivity']:.2f}
 - subjects with several recordings (fitted on validation subjects): p = sigmoid({point.get('subject_scale', 1.0):.3f} · mean log-odds
   of their recordings {point.get('subject_shift', 0.0):+.3f}); a single recording keeps its own probability

@@ -185,3 +185,26 @@ def test_held_out_voices_cannot_be_drawn_into_the_training_pool():
 
     with pytest.raises(CohortError, match=r"\['m6'\].*unheard"):
         SynthConfig(pool="train", variants=("Alicia", "m6")).validate()
+
+
+def test_the_languages_pool_widens_training_without_the_held_out_languages(tmp_path):
+    from biomarker.cohorts.datasheet import synthetic_datasheet
+    from biomarker.cohorts.synth import SENTENCES, VARIANTS, SynthConfig, _config_json, summarise, synthesize_cohort
+
+    assert not set(SENTENCES["languages"]) & set(SENTENCES["heldout"])  # French and German stay unheard
+    generate_noise_bank(tmp_path / "bank", per_kind=1, seed=0)
+    config = SynthConfig(n=8, seed=3, pool="languages", noisy_copy=False, split=SplitConfig(0.5, 0.25, 0.25, seed=0))
+    items = synthesize_cohort(tmp_path / "cohort", config, tmp_path / "bank")
+    assert {item.extras["language"] for item in items} <= set(SENTENCES["languages"])
+    assert {item.extras["voice"].split("+")[1] for item in items} <= set(VARIANTS["train"])
+    sheet = synthetic_datasheet("languages", summarise(items), json.loads(_config_json(config)))
+    assert "shared equally by ca, cs, da" in sheet and "pt-BR" not in sheet.split("## Measured")[0].split("Voices:")[1]
+
+
+def test_training_voices_cannot_be_drawn_into_the_held_out_pool():
+    from biomarker.cohorts.synth import SynthConfig
+
+    for voice in ("m1", "Alicia"):
+        with pytest.raises(CohortError, match="unheard"):
+            SynthConfig(pool="heldout", variants=(voice,)).validate()
+    SynthConfig(pool="languages", variants=("Alicia", "m1")).validate()

@@ -17,7 +17,7 @@ def synth(
     out: Path = typer.Argument(..., help="Folder for clips, manifest.csv, DATASHEET.md."),
     n: int = typer.Option(400, "--n", help="Number of clips (2 per synthetic speaker)."),
     seed: int = typer.Option(0, "--seed"),
-    pool: str = typer.Option("train", "--pool", help="'train' or 'heldout' voices and sentences (disjoint)."),
+    pool: str = typer.Option("train", "--pool", help="'train' or 'heldout' voices and sentences (disjoint), or 'languages': the training voices reading 12 more languages (never the held-out French and German)."),
     noise_bank: Path = typer.Option(None, "--noise-bank", help="Existing noise bank folder (default: make one in OUT)."),
     noisy_copy: bool = typer.Option(True, "--noisy-copy/--no-noisy-copy", help="Also write a ward-noise copy of every clip."),
     card: Path = typer.Option(None, "--card", help="Also write the datasheet here (e.g. data_cards/synthetic-ri-train.md)."),

@@ -42,7 +42,18 @@ def _variant_args(config: dict) -> str:
 def _voices_line(config: dict) -> str:
     if config.get("variants"):
         return f"{len(config['variants'])} espeak-ng variants chosen for pool `{config.get('pool')}`: {', '.join(config['variants'])}"
-    return f"espeak-ng variants of pool `{config.get('pool')}`"
+    from biomarker.cohorts.synth import VARIANTS
+
+    return f"espeak-ng variants of pool `{config.get('pool')}`: {', '.join(VARIANTS[config['pool']])}"
+
+
+def _languages_line(config: dict) -> str:
+    from biomarker.cohorts.synth import LANGUAGE_WEIGHTS, SENTENCES
+
+    languages = sorted(config.get("languages") or SENTENCES[config["pool"]])
+    weighted = [f"{share:.0%} {language}" for language, share in LANGUAGE_WEIGHTS.items() if language in languages]
+    rest = "the rest shared equally by" if weighted else "shared equally by"
+    return ", ".join(weighted + [f"{rest} {', '.join(lang for lang in languages if lang not in LANGUAGE_WEIGHTS)}"])
 
 
 def synthetic_datasheet(name: str, summary: dict, config: dict) -> str:
@@ -61,7 +72,7 @@ clinical recording and no SpO2 measurement is involved. Numbers measured on it s
 ## How it was made
 - Command: `biomarker cohort synth OUT --n {config.get('n')} --seed {config.get('seed')} --pool {config.get('pool')}{_variant_args(config)}`
 - Voices: {_voices_line(config)} (train and heldout pools share no variant and no
-  sentence); pitch 25-75, resting rate 140-185 wpm; 75 % pt-BR, the rest other languages of the pool.
+  sentence); pitch 25-75, resting rate 140-185 wpm; {_languages_line(config)}.
 - Speakers read {config.get('clips_per_speaker')} different sentences each; half of the speakers are patients
   with severity uniform in [0.15, 1] (mild cases included).
 - Controls: severity 0, i.e. only the natural variation every speaker gets (breath groups, pause lengths,

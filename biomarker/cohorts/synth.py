@@ -4,8 +4,9 @@ WHY synthetic: no clinical pt-BR recordings can be shipped or downloaded here; a
 by construction lets the whole pipeline (training, calibration, evaluation, app) be built and tested honestly.
 Its numbers say nothing about real patients, and every artefact made from it is labelled SYNTHETIC.
 
-Two disjoint pools exist so generalisation can be measured: `train` (voices, sentences used for training,
-validation and the in-distribution test) and `heldout` (other variants, other sentences, other languages).
+Two disjoint sides exist so generalisation can be measured: the training side (pool `train`, and pool
+`languages`, the same voices reading twelve further languages) and `heldout` (other variants, other sentences,
+other languages: French and German, which no training pool has).
 Each synthetic speaker reads `clips_per_speaker` different sentences; half of the speakers are patients with a
 severity drawn uniformly from [MILD_SEVERITY, 1]. Ward noise from the bank is added to BOTH classes.
 """
@@ -61,6 +62,35 @@ SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
         "fr": ("Nous avons pris le train pour rendre visite à nos cousins.",),
         "de": ("Am Wochenende fahren wir mit dem Fahrrad an den See.",),
     },
+    # Breathing markers are the same in every language; a model that heard four training languages (pt-BR above
+    # all) learnt part of them as pt-BR prosody and missed mild German patients of the held-out cohort. This pool
+    # widens what training hears, with no French or German (the held-out languages stay unheard).
+    "languages": {
+        "nl": ("Gisteren zijn we met de hele familie naar het strand gegaan.",
+               "Mijn buurman werkt in de bakkerij en begint al vroeg in de ochtend."),
+        "sv": ("I morgon ska vi åka till landet och hälsa på min mormor.",
+               "Min syster arbetar på ett sjukhus och kommer hem sent på kvällen."),
+        "da": ("Om søndagen spiser vi altid frokost sammen med hele familien.",
+               "Jeg cyklede til arbejde i morges, selvom det regnede meget."),
+        "nb": ("Vi gikk en lang tur i skogen før vi spiste middag hjemme.",
+               "Bussen var forsinket fordi det hadde snødd hele natten."),
+        "ca": ("Aquest matí he anat al mercat a comprar fruita i verdura fresca.",
+               "La meva germana treballa a l'hospital i arriba tard a casa."),
+        "ro": ("Mâine dimineață mergem la piață să cumpărăm legume proaspete.",
+               "Fratele meu lucrează într-un birou din centrul orașului."),
+        "pl": ("Jutro rano pojedziemy na targ kupić świeże warzywa i owoce.",
+               "Moja siostra pracuje w szpitalu i wraca późno do domu."),
+        "cs": ("Včera večer jsme se dívali na film a potom šli spát.",
+               "Můj bratr pracuje v kanceláři v centru města."),
+        "hu": ("Holnap reggel elmegyünk a piacra friss zöldséget venni.",
+               "A nővérem a kórházban dolgozik, és későn ér haza."),
+        "fi": ("Huomenna aamulla menemme torille ostamaan tuoreita vihanneksia.",
+               "Siskoni työskentelee sairaalassa ja tulee kotiin myöhään illalla."),
+        "tr": ("Yarın sabah taze sebze almak için pazara gideceğiz.",
+               "Kız kardeşim hastanede çalışıyor ve eve geç geliyor."),
+        "id": ("Besok pagi kami akan pergi ke pasar untuk membeli sayuran segar.",
+               "Kakak saya bekerja di rumah sakit dan pulang larut malam."),
+    },
 }
 
 # Voice variants per pool: disjoint, so the generalisation cohort has voices training never heard.
@@ -68,6 +98,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "train": ("m1", "m2", "m3", "m4", "m5", "f1", "f2", "f3", "klatt", "Alex", "Andrea", "belinda", "max", "paul"),
     "heldout": ("m6", "m7", "f4", "f5", "klatt3", "Annie", "david", "iven2", "linda", "steph"),
 }
+VARIANTS["languages"] = VARIANTS["train"]
+HELD_OUT_POOL = "heldout"
 # More training voices, for cohorts that widen what training hears (`--variants extra`): every espeak-ng variant
 # that is neither in a pool above, nor a sibling of a held-out voice (steph2/3, iven*, klatt2-6), nor a special
 # effect (robots, whisper, croak). Alicia, sandro and victor are breathy and Mike has weak voicing, as the held-out
@@ -111,7 +143,7 @@ class SynthConfig:
         unknown = [lang for lang in self.languages if lang not in SENTENCES[self.pool]]
         if unknown:
             raise CohortError(f"languages {unknown} are not in pool {self.pool!r} (it has {sorted(SENTENCES[self.pool])})")
-        foreign = sorted({v for pool, own in VARIANTS.items() if pool != self.pool for v in own} & set(self.variants))
+        foreign = sorted(_other_side_variants(self.pool) & set(self.variants))
         if foreign:
             raise CohortError(f"variants {foreign} belong to another pool's voices; using them in pool {self.pool!r} "
                               "would let training hear the voices the generalisation cohort must keep unheard")
@@ -129,6 +161,13 @@ class Speaker:
     voice: Voice
     label: int
     severity: float
+
+
+def _other_side_variants(pool: str) -> set[str]:
+    """The voices a pool must never draw: the held-out pool's for a training pool, every training voice for it."""
+    held_out = pool == HELD_OUT_POOL
+    return {v for other, own in VARIANTS.items() if (other == HELD_OUT_POOL) != held_out for v in own} | (
+        set(EXTRA_TRAIN_VARIANTS) if held_out else set())
 
 
 def _pick_language(pool: str, rng: np.random.Generator, allowed: Sequence[str] = ()) -> str:

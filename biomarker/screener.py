@@ -26,6 +26,7 @@ from biomarker.device import describe, pick_device
 from biomarker.features import extractor_from_config, get_extractor
 from biomarker.models import ScreeningModel, from_pretrained
 from biomarker.models.catalog import Catalog, CatalogError
+from biomarker.models.graphed import GraphConfig, GraphedScorer
 from biomarker.records import (
     DECISION_NEGATIVE,
     DECISION_POSITIVE,
@@ -65,12 +66,16 @@ class ScreenerConfig:
 
     `cpu_threads` sets torch's (process-wide) thread count when scoring on the CPU; None leaves it alone.
     `biomarker bench scoring` measured why it matters: on a busy 2-core machine one thread scored a 10 s clip
-    end to end in 72 ms and two threads in 1312 ms (OpenMP workers stall waiting for each other)."""
+    end to end in 72 ms and two threads in 1312 ms (OpenMP workers stall waiting for each other).
+
+    `graphs` (None: off) replays single clips on CUDA through CUDA graphs (`biomarker.models.graphed`): the same
+    score with one launch instead of one per operation."""
 
     audio: AudioConfig = field(default_factory=AudioConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     batch_size: int = 16
     cpu_threads: int | None = None
+    graphs: GraphConfig | None = field(default_factory=GraphConfig)
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,8 @@ class Screener:
         self.device_name = describe(device)
         self.config = config
         self._lock = threading.Lock()
+        self.graphed = (GraphedScorer(self.model, config.graphs)
+                         if device.type == "cuda" and config.graphs and isinstance(self.model, ScreeningModel) else None)
 
     @classmethod
     def load(
@@ -209,7 +216,11 @@ class Screener:
             waveforms[row, : len(recording.samples)] = torch.from_numpy(np.asarray(recording.samples, np.float32))
         with self._lock, torch.inference_mode():
             features, frame_lengths = self.extractor(waveforms.to(self.device), lengths.to(self.device))
-            probabilities = self.model.probability(features, frame_lengths, cohort=cohort, snr_db=snr_db.to(self.device))
+            if self.graphed is not None and self.graphed.supports(features, cohort):
+                logits = self.graphed.logits(features, frame_lengths, cohort)
+            else:
+                logits = self.model.recording_logits(features, frame_lengths, cohort)
+            probabilities = self.model.calibrate(logits, cohort, snr_db.to(self.device))
         return [float(p) for p in probabilities.float().cpu()]
 
     def _score(self, probability: float, cohort: str | None, quality: QualityReport, latency_ms: float) -> Score:

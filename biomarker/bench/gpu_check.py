@@ -6,6 +6,7 @@ What it measures, and why each number is there:
 - scoring latency: a 10 s clip through `Screener` (bytes -> calibrated probability), through the app's path to a
   stored row, and in parts (decode, quality gate, features, model), median of repeated runs after warm-up with
   the device synchronised (goal <= 10 ms); for the shipped screener and untrained SSAMBA-tiny / SSAST-tiny bundles.
+  On CUDA the screener replays CUDA graphs; the same path without them (`end_to_end_eager_ms`) is timed beside it.
 - the SSAMBA-tiny vs SSAST-tiny table at 512 ... 22k tokens (batch 1, fp32, no grad): time and peak memory,
   with the ratios next to the SSAMBA paper's 0.076x time / 0.046x memory at ~22k tokens.
 - pretraining steps per second (masked objective, 8 x 4 s crops) on the device vs the CPU of the same machine.
@@ -167,7 +168,7 @@ def scoring_latency(device: torch.device, sizes: CheckSizes) -> list[dict[str, A
     import tempfile
 
     from biomarker.audio import require_quality
-    from biomarker.screener import Screener, screen_and_record
+    from biomarker.screener import Screener, ScreenerConfig, screen_and_record
     from biomarker.settings import Settings
     from biomarker.store import Store, UserInfo
 
@@ -178,7 +179,8 @@ def scoring_latency(device: torch.device, sizes: CheckSizes) -> list[dict[str, A
         actor = UserInfo("gpu-check", "admin", site="gpu-check")
         try:
             for model in scoring_models(sizes):
-                screener = Screener(model, device)
+                screener = Screener(model, device)  # CUDA graphs on CUDA (the default), eager on the CPU
+                eager = Screener(model, device, ScreenerConfig(graphs=None))
                 recording = screener.load_audio(clip, name="gpu-check-10s")
                 lengths = torch.tensor([len(recording.samples)], device=device)
                 waveform = torch.from_numpy(recording.samples.astype(np.float32))[None].to(device)
@@ -197,12 +199,16 @@ def scoring_latency(device: torch.device, sizes: CheckSizes) -> list[dict[str, A
                     "encoder_parameters": sum(p.numel() for p in screener.model.encoder.parameters()),
                     "clip_s": recording.duration_s,
                     "end_to_end_ms": timed(lambda: screener.score(clip), inference=False),
+                    "end_to_end_eager_ms": timed(lambda: eager.score(clip), inference=False),
+                    "cuda_graphs": screener.graphed is not None,
                     "end_to_end_stored_ms": timed(lambda: screen_and_record(screener, store, clip, name="gpu-check.wav",
                                                                             actor=actor), inference=False),
                     "decode_ms": timed(lambda: screener.load_audio(clip), inference=False),
                     "quality_gate_ms": timed(lambda: require_quality(recording, screener.config.quality), inference=False),
                     "features_ms": timed(lambda: screener.extractor(waveform, lengths)),
                     "model_forward_ms": timed(lambda: screener.model.probability(features, frame_lengths, snr_db=snr_db)),
+                    **({"model_forward_graphed_ms": timed(lambda: screener.model.calibrate(
+                        screener.graphed.logits(features, frame_lengths), snr_db=snr_db))} if screener.graphed else {}),
                     "goal_ms": 10.0,
                 })
         finally:
@@ -335,9 +341,11 @@ def format_table(result: dict[str, Any]) -> str:
     for row in result.get("scan_agreement", []) if isinstance(result.get("scan_agreement"), list) else []:
         lines.append(f"scan {row['backend']:<6} L={row['length']:<5} out {row['output_rel_error']:.1e}  grad {row['grad_rel_error']:.1e}")
     for row in result.get("scoring_latency", []) if isinstance(result.get("scoring_latency"), list) else []:
+        graphed = f", graphed {row['model_forward_graphed_ms']:.1f}" if "model_forward_graphed_ms" in row else ""
         lines.append(f"scoring 10 s clip, {row['model']:<30} bytes->probability {row['end_to_end_ms']:6.1f} ms "
-                     f"(stored row {row['end_to_end_stored_ms']:.1f}; decode {row['decode_ms']:.1f}, gate "
-                     f"{row['quality_gate_ms']:.1f}, features {row['features_ms']:.1f}, model {row['model_forward_ms']:.1f})")
+                     f"(eager {row['end_to_end_eager_ms']:.1f}; stored row {row['end_to_end_stored_ms']:.1f}; decode "
+                     f"{row['decode_ms']:.1f}, gate {row['quality_gate_ms']:.1f}, features {row['features_ms']:.1f}, "
+                     f"model {row['model_forward_ms']:.1f}{graphed})")
     encoders = result.get("encoders", {})
     for p in encoders.get("points", []):
         lines.append(f"{p['encoder']:<20} {p['tokens']:>6} tokens  " + (p["error"] if "error" in p else

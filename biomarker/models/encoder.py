@@ -74,11 +74,12 @@ class Encoder(nn.Module):
             lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long, device=x.device)
         return self.patch_embed(x, lengths.to(x.device))
 
-    def encode(self, embeddings: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def encode(self, embeddings: torch.Tensor, lengths: torch.Tensor, has_padding: bool | None = None) -> torch.Tensor:
         """embeddings: [B, N, D] (time-major grid), lengths: [B] real tokens -> tokens [B, N, D].
 
         Adds positions, prepends the cls token if configured, runs the blocks and the final norm, and returns
         the grid tokens only, aligned with `embeddings` (so a pretraining loss can index masked positions).
+        `has_padding` (see `TokenLayout.build`) is for callers that know it without asking the device.
         """
         batch, tokens, _ = embeddings.shape
         rows = self.patch_embed.rows
@@ -86,7 +87,7 @@ class Encoder(nn.Module):
         x = embeddings + self.positions(lengths, grid)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(batch, -1, -1), x], dim=1)
-        layout = TokenLayout.build(lengths, grid, self.num_prefix)
+        layout = TokenLayout.build(lengths, grid, self.num_prefix, has_padding)
         for block in self.blocks:
             x = block(x, layout)
         return self.norm(x)[:, self.num_prefix :]

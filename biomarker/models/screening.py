@@ -208,8 +208,12 @@ class ScreeningModel(nn.Module):
         """Calibrated probability of respiratory insufficiency [B]: the recording logit under the cohort's scoring
         mode, divided by the cohort temperature, plus the cohort bias and its SNR term, then sigmoid. `snr_db` [B]
         (the quality gate's estimate) is required when the cohort's calibration uses it."""
+        return self.calibrate(self.recording_logits(features, lengths, cohort), cohort, snr_db)
+
+    def calibrate(self, logits: torch.Tensor, cohort: str | None = None, snr_db: torch.Tensor | None = None) -> torch.Tensor:
+        """Recording logits [B] -> calibrated probabilities [B] (temperature, bias, SNR term; see `probability`)."""
         spec = self.cohort_spec(cohort)
-        calibrated = self.recording_logits(features, lengths, cohort) / spec.temperature + spec.bias
+        calibrated = logits / spec.temperature + spec.bias
         if spec.snr_slope:
             if snr_db is None:
                 raise ModelConfigError(f"cohort {self.resolve_cohort(cohort)!r} is calibrated with the recording's SNR: "

@@ -50,12 +50,18 @@ class TokenLayout:
     num_prefix: int
 
     @classmethod
-    def build(cls, lengths: torch.Tensor, grid: tuple[int, int], num_prefix: int) -> "TokenLayout":
+    def build(cls, lengths: torch.Tensor, grid: tuple[int, int], num_prefix: int,
+              has_padding: bool | None = None) -> "TokenLayout":
+        """`has_padding`, when the caller already knows it on the host, spares the device sync that asking the
+        mask costs (and that a CUDA graph capture forbids)."""
         rows, columns = grid
         positions = torch.arange(rows * columns, device=lengths.device)
         grid_valid = positions[None, :] < lengths[:, None]  # [B, N]
         prefix = torch.ones(lengths.shape[0], num_prefix, dtype=torch.bool, device=lengths.device)
-        return cls(torch.cat([prefix, grid_valid], dim=1), grid, lengths, num_prefix)
+        layout = cls(torch.cat([prefix, grid_valid], dim=1), grid, lengths, num_prefix)
+        if has_padding is not None:
+            layout.__dict__["has_padding"] = has_padding  # where functools.cached_property keeps its answer
+        return layout
 
     @functools.cached_property
     def has_padding(self) -> bool:

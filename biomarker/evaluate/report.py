@@ -85,7 +85,12 @@ def measure(
     pooling: SubjectPooling = SubjectPooling(),
 ) -> dict[str, object]:
     """Every metric of one set at a frozen threshold and subject pooling; probabilities are already calibrated."""
-    subject = pooling.pool(probabilities, labels, subjects)
+    return measure_pooled(pooling.pool(probabilities, labels, subjects), probabilities, labels, threshold, config)
+
+
+def measure_pooled(subject: SubjectScores, probabilities: Sequence[float], labels: Sequence[int], threshold: float,
+                   config: ReportConfig = ReportConfig()) -> dict[str, object]:
+    """`measure` on subjects already pooled (per-subject metrics) and their recordings (per-recording ECE)."""
     s, y = subject.scores, subject.labels
     kwargs = {"resamples": config.bootstrap_resamples, "seed": config.seed}
     sensitivity, specificity = sensitivity_specificity(s, y, threshold)
@@ -184,8 +189,8 @@ class SetMeasurements:
         if len(set(labels.tolist())) < 2:
             self.flagged[name] = {**flag_rate(probabilities, subjects, threshold, pooling), "label": int(labels[0])}
             return
-        metrics = self.measured[name] = measure(probabilities, labels, subjects, threshold, self.config, pooling)
         subject = pooling.pool(probabilities, labels, subjects)
+        metrics = self.measured[name] = measure_pooled(subject, probabilities, labels, threshold, self.config)
         plot_set(name, subject, metrics, self.out_dir, self.config.synthetic)
         write_subject_scores(subject, self.out_dir / f"{set_slug(name)}_subjects.csv")
 

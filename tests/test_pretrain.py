@@ -158,3 +158,19 @@ def test_a_run_on_an_audio_folder_ships_a_loadable_encoder_and_a_card(tmp_path):
     card = (destination / "card.md").read_text()
     assert sha256_of(destination / "model.safetensors") in card
     assert "held-out" in card and json.loads((tmp_path / "run" / SUMMARY_NAME).read_text())["steps"] == 4
+
+
+def test_a_regenerated_clip_of_the_same_size_gets_a_new_cache_key(tmp_path):
+    import os
+
+    from biomarker.pretrain.data import bank_key
+
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, np.zeros(1600, np.float32), 16000, subtype="PCM_16")
+    before, size = bank_key([clip], {"name": "fbank"}, 1), clip.stat().st_size
+    assert bank_key([clip], {"name": "fbank"}, 1) == before  # unchanged files reuse the cache
+    stamped = clip.stat().st_mtime_ns
+    sf.write(clip, np.full(1600, 0.1, np.float32), 16000, subtype="PCM_16")  # same length, new content
+    os.utime(clip, ns=(stamped + 1_000_000, stamped + 1_000_000))  # as a later write stamps it (coarse clocks too)
+    assert clip.stat().st_size == size
+    assert bank_key([clip], {"name": "fbank"}, 1) != before

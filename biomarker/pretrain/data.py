@@ -147,12 +147,13 @@ class FeatureBank:
 
 
 def bank_key(paths: Sequence[str | Path], feature_config: dict[str, Any], min_frames: int) -> str:
-    """A short hash naming a cached bank: the same files (and sizes) with the same front-end reuse it."""
+    """A short hash naming a cached bank: the same files, unchanged since (size and modification time), with the
+    same front-end reuse it. Size alone is not enough: a regenerated clip of the same length has the same size."""
     digest = hashlib.sha256(json.dumps(feature_config, sort_keys=True).encode())
     digest.update(str(min_frames).encode())
     for path in paths:
         stat = Path(path).stat()
-        digest.update(f"{path}:{stat.st_size}".encode())
+        digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
 
 

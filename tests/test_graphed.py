@@ -88,3 +88,17 @@ def test_a_screener_scores_the_same_with_and_without_graphs():
     assert eager.graphed is None and graphed.graphed is not None
     assert abs(graphed.score(clip).probability - eager.score(clip).probability) <= 1e-5
     assert len(graphed.graphed.captured) == 1
+
+
+@pytest.mark.gpu
+def test_a_shape_that_cannot_be_captured_is_scored_eagerly_and_the_next_one_still_captures():
+    model = tiny_screening_model(QUICK, "ssast-tiny-patch").cuda().eval()  # learned 8 x 64 positions
+    scorer = GraphedScorer(model, GraphConfig(bucket_columns=8))
+    with torch.inference_mode():
+        # 1,200 frames = 75 columns, beyond the table: positions are stretched per clip, which asks the device
+        for frames in (1200, 300):
+            features = torch.randn(1, frames, 128, device="cuda")
+            lengths = torch.tensor([frames], device="cuda")
+            eager = model.recording_logits(features, lengths)
+            assert torch.allclose(scorer.logits(features, lengths), eager, atol=1e-4), frames
+    assert [width for _, width in scorer.captured] == [24]  # the long clip's bucket (80) fell back to eager

@@ -97,8 +97,7 @@ class GraphedScorer:
 
     def logits(self, features: torch.Tensor, lengths: torch.Tensor, cohort: str | None = None) -> torch.Tensor:
         """features [1, T, F], lengths [1] frames -> uncalibrated recording logit [1], as `recording_logits`."""
-        name = self.model.resolve_cohort(cohort)
-        self.model.encoder.use_adapter_set(self.model.cohorts[name].adapter_set)
+        name = self.model.use_cohort(cohort)
         batch = self.model.encoder.tokenize(features, lengths)
         rows, columns = batch.grid
         width = bucket_width(columns, self.config.bucket_columns)

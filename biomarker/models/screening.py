@@ -187,9 +187,14 @@ class ScreeningModel(nn.Module):
     # ------------------------------------------------------------------------------------------- scoring
     def logits(self, features: torch.Tensor, lengths: torch.Tensor | None = None, cohort: str | None = None) -> torch.Tensor:
         """features: [B, T, F] from this bundle's front-end, lengths: [B] frames -> uncalibrated logits [B]."""
+        name = self.use_cohort(cohort)
+        return self.heads[name](self.encoder(features, lengths))
+
+    def use_cohort(self, cohort: str | None = None) -> str:
+        """Switch the encoder to `cohort`'s adapter set (none for the base cohort); returns the resolved name."""
         name = self.resolve_cohort(cohort)
         self.encoder.use_adapter_set(self.cohorts[name].adapter_set)
-        return self.heads[name](self.encoder(features, lengths))
+        return name
 
     def recording_logits(self, features: torch.Tensor, lengths: torch.Tensor | None = None, cohort: str | None = None) -> torch.Tensor:
         """Uncalibrated logit per recording [B] under the cohort's scoring mode (whole or window-mean)."""

@@ -157,7 +157,8 @@ def test_a_run_on_an_audio_folder_ships_a_loadable_encoder_and_a_card(tmp_path):
     destination = export_pretrained(tmp_path / "run", tmp_path / "shipped" / "tiny", name="tiny")
     card = (destination / "card.md").read_text()
     assert sha256_of(destination / "model.safetensors") in card
-    assert "held-out" in card and json.loads((tmp_path / "run" / SUMMARY_NAME).read_text())["steps"] == 4
+    assert "held-out" in card and f"the audio of `{tmp_path / 'train'}`" in card
+    assert "continued" not in card and json.loads((tmp_path / "run" / SUMMARY_NAME).read_text())["steps"] == 4
 
 
 def test_a_regenerated_clip_of_the_same_size_gets_a_new_cache_key(tmp_path):
@@ -174,3 +175,53 @@ def test_a_regenerated_clip_of_the_same_size_gets_a_new_cache_key(tmp_path):
     os.utime(clip, ns=(stamped + 1_000_000, stamped + 1_000_000))  # as a later write stamps it (coarse clocks too)
     assert clip.stat().st_size == size
     assert bank_key([clip], {"name": "fbank"}, 1) != before
+
+
+def _tiny_saved_encoder(directory) -> torch.nn.Module:
+    torch.manual_seed(3)
+    encoder = create_model("mfccgram-transformer", depth=1, embed_dim=32, num_heads=2,
+                           features={"name": "mfccgram", "norm_mean": 0.5, "norm_std": 2.0})
+    encoder.save_pretrained(directory)
+    return from_pretrained(directory)
+
+
+def test_pretraining_continues_from_a_saved_encoder_on_a_cohort_manifests_training_rows(tmp_path):
+    base = _tiny_saved_encoder(tmp_path / "base")
+    _write_audio(tmp_path / "audio", 4, seed=2)
+    rows = [f"audio/clip{n}.wav,{n % 2},s{n},demo,train" for n in range(4)]
+    rows.append("audio/not-written.wav,1,s9,demo,test")  # read, it would fail: test rows must be left out
+    (tmp_path / "cohort.csv").write_text("path,label,speaker_id,cohort,split\n" + "\n".join(rows) + "\n")
+    config = PretrainConfig(
+        model=str(tmp_path / "base"), out_dir=str(tmp_path / "run"), manifest=str(tmp_path / "cohort.csv"),
+        crop_s=1.5, batch_size=2,
+        train=TrainConfig(out_dir="ignored", max_steps=2, warmup_steps=1, device="cpu", progress=False, lr=1e-6),
+    )
+    summary = run_pretraining(config, log=lambda message: None)
+    assert summary["train_clips"] == 4
+    # the saved encoder's normalisation is kept, not remeasured on the new audio, so the encoders it was
+    # fine-tuned into and this one read features alike
+    assert summary["feature_config"]["norm_mean"] == 0.5 and summary["feature_config"]["norm_std"] == 2.0
+    continued = from_pretrained(tmp_path / "run" / "encoder").state_dict()
+    torch.manual_seed(0)
+    fresh = create_model("mfccgram-transformer", depth=1, embed_dim=32, num_heads=2).state_dict()
+    for key, value in base.state_dict().items():  # two steps at lr 1e-6 leave the saved weights in place
+        assert torch.allclose(continued[key], value, atol=1e-2), key
+    assert any(not torch.allclose(fresh[k], v, atol=1e-2) for k, v in base.state_dict().items())
+    card = (export_pretrained(tmp_path / "run", tmp_path / "adapted", name="adapted") / "card.md").read_text()
+    assert "pretraining continued from this saved encoder" in card and "cohort.csv" in card
+
+
+def test_continued_pretraining_refuses_a_bundle_and_an_unknown_model(tmp_path):
+    from screening_helpers import save_tiny_screening_model
+
+    from biomarker.pretrain.data import PretrainDataError
+    from biomarker.pretrain.run import initial_encoder
+
+    bundle = save_tiny_screening_model(tmp_path / "bundle")
+    with pytest.raises(PretrainDataError, match="screening bundle"):
+        initial_encoder(str(bundle), {})
+    with pytest.raises(PretrainDataError, match="neither a registered encoder"):
+        initial_encoder(str(tmp_path / "missing"), {})
+    _tiny_saved_encoder(tmp_path / "base")
+    with pytest.raises(Exception, match="shapes the weights"):
+        initial_encoder(str(tmp_path / "base"), {"embed_dim": 64})

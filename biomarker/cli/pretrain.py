@@ -17,9 +17,12 @@ def register(app: typer.Typer) -> None:
 
     @pretrain_app.command("run")
     def run(
-        model: str = typer.Argument(..., help="A registered encoder, e.g. ssamba-tiny, mfccgram-transformer."),
+        model: str = typer.Argument(..., help="A registered encoder, e.g. ssamba-tiny, mfccgram-transformer; or a "
+                                    "saved encoder's folder, e.g. pretrained/mfccgram-transformer, to continue its "
+                                    "pretraining on your own unlabeled audio."),
         out: Path = typer.Option(..., "--out", help="Run folder: checkpoint (resumable), log.csv, PNG, encoder/."),
-        manifest: Path = typer.Option(None, help="Corpus manifest.csv (from `biomarker corpus build`)."),
+        manifest: Path = typer.Option(None, help="Corpus manifest.csv (from `biomarker corpus build`), or a cohort "
+                                      "manifest: only its split=train rows are used, labels ignored."),
         audio_dir: Path = typer.Option(None, help="Or: a folder of your own audio files (any format)."),
         held_out_dir: Path = typer.Option(None, help="With --audio-dir: a folder of held-out audio."),
         steps: int = typer.Option(1000, help="Optimizer steps (the cosine schedule ends here)."),

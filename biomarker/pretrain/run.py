@@ -55,7 +55,7 @@ ENCODER_DIR = "encoder"
 class PretrainConfig:
     """What to pretrain, on what, for how long. `train` holds the loop's settings (out_dir is set from here)."""
 
-    model: str
+    model: str  # a registered encoder name, or a saved encoder's folder whose pretraining continues (`initial_encoder`)
     out_dir: str
     manifest: str | None = None  # corpus manifest.csv (path[, split, kind]); or
     audio_dir: str | None = None  # a folder of audio files (all used for training)
@@ -98,6 +98,28 @@ def _split_paths(config: PretrainConfig) -> dict[str, list[str]]:
     if not splits["train"]:
         raise PretrainDataError(f"{config.manifest or config.audio_dir}: no training audio")
     return splits
+
+
+def initial_encoder(model: str, overrides: dict[str, Any]) -> torch.nn.Module:
+    """A new encoder of a registered name, or the saved encoder in folder `model`, to pretrain further.
+
+    Why the second: masked pretraining continued on the unlabeled audio of the target domain (its language,
+    voices and microphones) adapts an encoder whose first corpus lies far from that domain, before any label is
+    spent (domain-adaptive pretraining, Gururangan et al. 2020). Overrides follow `from_pretrained`'s rules: only
+    settings that leave the saved weights usable.
+    """
+    from biomarker.models import create_model, from_pretrained, list_models
+    from biomarker.models.checkpoint import read_description
+
+    if not Path(model).is_dir():
+        if model not in list_models():
+            raise PretrainDataError(f"{model!r} is neither a registered encoder ({', '.join(list_models())}) "
+                                    "nor a saved encoder's folder")
+        return create_model(model, **overrides)
+    if read_description(model).get("kind") == "screening":
+        raise PretrainDataError(f"{model} is a screening bundle; continue pretraining from a bare encoder "
+                                "(e.g. pretrained/ssast-tiny-patch)")
+    return from_pretrained(model, overrides=overrides or None)
 
 
 def _fixed_subset(paths: list[str], limit: int, seed: int) -> list[str]:
@@ -147,7 +169,6 @@ def _apply_norm(bank: FeatureBank, mean: float, std: float) -> FeatureBank:
 def run_pretraining(config: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Pretrain, evaluate on held-out speech, save `out_dir/encoder/` and `out_dir/pretrain_summary.json`."""
     from biomarker.features import get_extractor
-    from biomarker.models import create_model
 
     train_config = config.train or TrainConfig(out_dir=config.out_dir, max_steps=1000)
     train_config = dataclasses.replace(train_config, out_dir=config.out_dir)
@@ -155,7 +176,7 @@ def run_pretraining(config: PretrainConfig, log: Callable[[str], None] = print) 
     started_group = init_distributed_from_env(device)
     try:
         torch.manual_seed(train_config.seed)  # identical initial weights on every rank
-        encoder = create_model(config.model, **config.model_overrides)
+        encoder = initial_encoder(config.model, config.model_overrides)
         extractor = get_extractor(**encoder.feature_config)
         out_dir = Path(config.out_dir)
         min_frames = max(int(config.min_clip_s * extractor.frames_per_second), encoder.patch_embed.patch[1] * 2)
@@ -208,6 +229,7 @@ def run_pretraining(config: PretrainConfig, log: Callable[[str], None] = print) 
                        plot_title=f"{config.model} masked pretraining")
         summary = {
             "model": config.model,
+            "continued_from_saved_encoder": Path(config.model).is_dir(),
             "model_overrides": config.model_overrides,
             "parameters_encoder": sum(p.numel() for p in encoder.parameters()),
             "steps": result.step,
@@ -311,15 +333,17 @@ def render_model_card(name: str, summary: dict[str, Any], sha256: str, size_byte
             f"{fmt(split + '/mse_mean_patch')} | **{ratio:.2f}** ({'meets' if ratio <= 0.7 else 'misses'} ≤ 0.7) | "
             f"{fmt(split + '/acc')} | {fmt(split + '/chance', 4)} | **{over:.1f}×** "
             f"({'meets' if over >= 5 else 'misses'} ≥ 5×) |")
-    corpus_line = ("the pretraining corpus of `biomarker corpus build` (see data_cards/pretraining-corpus.md)")
+    corpus_line = f"the audio of `{summary.get('data', 'n/a')}`"  # an audio folder or any manifest
     if corpus:
+        corpus_line = "the pretraining corpus of `biomarker corpus build` (see data_cards/pretraining-corpus.md)"
         corpus_line += (f": {corpus['hours_train']} h of training audio ({corpus['hours_real']} h real in total, "
                         f"{corpus['hours_synthetic']} h synthetic espeak-ng, {corpus['hours_held_out']} h held out)")
     minutes = summary["wall_time_s"] / 60
     lines = [
         f"# Model card: `{name}` (self-supervised pretrained encoder)",
         "",
-        f"- Architecture: `{summary['model']}`{' ' + str(summary['model_overrides']) if summary.get('model_overrides') else ''}, "
+        f"- Architecture: `{summary['model']}`{' ' + str(summary['model_overrides']) if summary.get('model_overrides') else ''}"
+        f"{' (pretraining continued from this saved encoder)' if summary.get('continued_from_saved_encoder') else ''}, "
         f"{summary['parameters_encoder'] / 1e6:.2f} M parameters; front-end `{summary['feature_config']}`.",
         f"- Objective: masked token modelling (InfoNCE + 10·MSE, mask ratio {summary['objective']['mask_ratio']}; "
         f"cluster masking for patch tokens, random masking for frame tokens), as in SSAST/SSAMBA.",

@@ -77,6 +77,11 @@ class SilentAudioError(QualityError):
     """No speech energy above the silence floor."""
 
 
+class DrownedInNoiseError(QualityError):
+    """Loud enough, but nothing rises out of the recording's own background (a steady hum, or noise as loud as the
+    voice): telling the clinician "silent" would send them looking for a muted microphone."""
+
+
 class ClippedAudioError(QualityError):
     """Too many samples at full scale: the microphone gain was too high."""
 

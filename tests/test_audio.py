@@ -17,9 +17,11 @@ import torchaudio.functional
 
 from biomarker import audio
 from biomarker.audio import AudioConfig, QualityConfig
+from biomarker.cohorts.noise import NoiseConfig, add_ward_noise, clatter, hum_and_fans, monitor_beeps, ventilation
 from biomarker.records import (
     AudioError,
     ClippedAudioError,
+    DrownedInNoiseError,
     EmptyAudioError,
     FileTooLargeError,
     NonFiniteAudioError,
@@ -108,9 +110,25 @@ QUALITY_CASES = {
     "too-long": (lambda s: np.tile(s, 19), TooLongError),  # 62.5 s
     "digital-silence": (lambda s: np.zeros(32000, dtype=np.float32), SilentAudioError),
     "faint-hiss": (lambda s: np.random.default_rng(2).normal(0, 1e-4, 32000).astype(np.float32), SilentAudioError),
-    "steady-hum": (lambda s: 0.3 * np.sin(2 * np.pi * 50 * np.arange(32000) / 16000).astype(np.float32), SilentAudioError),
+    "steady-hum": (lambda s: 0.3 * np.sin(2 * np.pi * 50 * np.arange(32000) / 16000).astype(np.float32), DrownedInNoiseError),
+    "loud-steady-noise": (lambda s: np.random.default_rng(3).normal(0, 0.1, 32000).astype(np.float32), DrownedInNoiseError),
     "mostly-clipped": (lambda s: np.clip(s * 40, -1, 1), ClippedAudioError),
 }
+
+
+@pytest.mark.parametrize("seed", [2, 4, 5])
+def test_speech_under_loud_ward_noise_passes_the_gate_and_the_noise_alone_does_not(seed, speech):
+    """Three cuts of ward noise at the SPIRA protocol's top peak (0.1923) over speech at peak 0.5, as the noisy
+    cohort is made: the voice must still be found (a 10 dB margin missed it at seed 5); the same noise without the
+    voice is refused, and not as "silent", since its level is far above silence."""
+    bank = [make(np.random.default_rng(i), 8.0) for i, make in enumerate((monitor_beeps, ventilation, hum_and_fans, clatter))]
+    loudest = NoiseConfig(peak_min=0.1923, peak_max=0.1923)
+    voice = 0.5 * speech / np.abs(speech).max()
+    noisy = add_ward_noise(voice, bank, np.random.default_rng(seed), loudest)
+    assert audio.check_quality(audio.load(encode(noisy, 16000, subtype="FLOAT"), name="ward")).passed
+    alone = add_ward_noise(np.zeros_like(voice), bank, np.random.default_rng(seed), loudest)
+    with pytest.raises(DrownedInNoiseError, match="no voice stands out"):
+        audio.require_quality(audio.load(encode(alone, 16000, subtype="FLOAT"), name="noise-alone"))
 
 
 @pytest.mark.parametrize("case", sorted(QUALITY_CASES))

@@ -8,7 +8,9 @@
 #   N_HELDOUT=400   generalisation cohort (other voices, sentences, languages, seed)
 #   STEPS_100=40    steps of each 100-label row;  ROWS="..." names a subset of the rows below; ROW_EVAL=0 measures
 #                   the rows on the test split only (not the held-out cohorts); a row whose summary exists is kept
-#   SHIP_ENCODER=pretrained/ssast-tiny-patch  SHIP_DEPTH=7  SHIP_METHOD=full  STEPS=1000  VERSION=6
+#   SHIP_ENCODER=mfccgram-transformer  SHIP_SET="embed_dim=256"  SHIP_DEPTH=  SHIP_METHOD=full  SHIP_LR=1e-3
+#   STEPS=800  VERSION=7  (@7: the MFCC-gram Transformer at d 256 from scratch; @6 was SHIP_ENCODER=
+#                   pretrained/ssast-tiny-patch SHIP_DEPTH=7 SHIP_SET= SHIP_LR=5e-4 STEPS=1000, see docs/screening.md)
 #   SHIP_CROP_S=6   training crop (s): most clips are 4-6 s, so 6 s trains on the whole utterance the model scores
 #                   (3 s crops, @5: best validation AUROC 0.985 at step 1,050 of 1,500; 6 s: 0.985 by step 400)
 #   SHIP_MANIFEST=runs/data/train-wide.csv (the training cohort + 40 more training voices + real speech)
@@ -93,11 +95,12 @@ if wants ship; then
   SHIP_RUN=${SHIP_RUN:-}
   if [ -z "$SHIP_RUN" ]; then
     SHIP_RUN=$RUNS/ship
-    DEPTH_ARGS=()
-    [ -z "${SHIP_DEPTH-7}" ] || DEPTH_ARGS=(--depth "${SHIP_DEPTH-7}")
+    SHAPE_ARGS=()
+    [ -z "${SHIP_DEPTH-}" ] || SHAPE_ARGS+=(--depth "$SHIP_DEPTH")
+    for SETTING in ${SHIP_SET-embed_dim=256}; do SHAPE_ARGS+=(--set "$SETTING"); done
     $PY -m biomarker finetune --manifest "${SHIP_MANIFEST:-$DATA/train-wide.csv}" --out "$SHIP_RUN" \
-      --method "${SHIP_METHOD:-full}" --encoder "${SHIP_ENCODER:-pretrained/ssast-tiny-patch}" "${DEPTH_ARGS[@]}" \
-      --steps "${STEPS:-1000}" --batch-size 16 --crop-s "${SHIP_CROP_S:-6}" --lr 5e-4 --eval-every 200 --patience 5 --seed 0 \
+      --method "${SHIP_METHOD:-full}" --encoder "${SHIP_ENCODER:-mfccgram-transformer}" "${SHAPE_ARGS[@]}" \
+      --steps "${STEPS:-800}" --batch-size 16 --crop-s "${SHIP_CROP_S:-6}" --lr "${SHIP_LR:-1e-3}" --eval-every 200 --patience 5 --seed 0 \
       --device "$DEVICE" "${EVAL[@]}" ${SHIP_AUGMENT-}
   fi
   $PY - <<EOF
@@ -105,7 +108,7 @@ import json, pathlib
 from biomarker.finetune.card import ship
 runs = {p.parent.name: json.loads(p.read_text()) for p in sorted(pathlib.Path("$RUNS").glob("*/summary.json"))}
 rivals = {"eGeMAPS + LR": "$RUNS/baseline-egemaps-lr-wide", "MFCC stats + LR": "$RUNS/baseline-mfcc-lr-wide"}
-ship("$SHIP_RUN", "pretrained/ri-screener", runs, version="${VERSION:-6}",
+ship("$SHIP_RUN", "pretrained/ri-screener", runs, version="${VERSION:-7}",
      rivals={k: v for k, v in rivals.items() if pathlib.Path(v, "summary.json").is_file()})
 EOF
 fi

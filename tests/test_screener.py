@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from biomarker.records import (
     TooShortError,
     TruncatedAudioError,
 )
-from biomarker.screener import Screener, resolve_model_dir, screen_and_record
+from biomarker.screener import PRETRAINED_DIR, Screener, resolve_model_dir, screen_and_record
 from biomarker.settings import Settings
 from biomarker.store import HistoryFilter, Store, UserInfo
 from screening_helpers import TEST_MODEL_NAME, TEST_MODEL_VERSION, espeak_wav, save_tiny_screening_model, wav_bytes
@@ -153,3 +154,13 @@ def test_screen_and_record_never_stores_a_rejected_recording_as_a_score(tmp_path
     with pytest.raises(NotAudioError):
         screen_and_record(screener, store, b"garbage" * 50, name="junk.wav", actor=admin)
     assert store.history(viewer=admin) == []
+
+
+def test_the_shipped_model_refers_the_bundled_patient_sample_and_not_the_control():
+    """The app's "Try a sample" page must show what the shipped model does on the cohort it was measured on: the
+    samples come from that generator, so a shipped model that misreads them is a regression worth stopping."""
+    shipped = Screener.load(PRETRAINED_DIR / "ri-screener", device="cpu")
+    samples = Path(__file__).resolve().parents[1] / "app" / "samples"
+    control, patient = (shipped.score(samples / name) for name in ("synthetic_control.wav", "synthetic_patient.wav"))
+    assert control.decision == "negative" and patient.decision == "positive"
+    assert patient.probability > control.probability

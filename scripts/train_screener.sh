@@ -58,7 +58,8 @@ fi
 # The comparison rows: every deep row sees the same 100 labelled recordings (--labels 100 --seed 0), the same
 # validation split and the same test sets; the baseline is trained on exactly those recordings too.
 #  name                   method        encoder                          extra (the scratch twin of a pretrained
-#                                                                          encoder gets its positions)
+#                                                                          encoder gets its positions; -lpft rows fit
+#                                                                          the head as a probe first, LP-FT)
 ROW_PLAN="
 mfcc-pre-full-100        full          pretrained/mfccgram-transformer
 mfcc-scratch-full-100    full          mfccgram-transformer
@@ -67,7 +68,11 @@ ssast-scratch-full-100   full          ssast-tiny-patch                --set pos
 mfcc-pre-adapter-100     adapter       pretrained/mfccgram-transformer
 ssamba-pre-full-100      full          pretrained/ssamba-tiny
 mfcc-pre-linear-100      linear        pretrained/mfccgram-transformer
-mfcc-pre-conv-adapter-100 conv-adapter pretrained/mfccgram-transformer"
+mfcc-pre-conv-adapter-100 conv-adapter pretrained/mfccgram-transformer
+ssast-pre-full-100-lpft  full          pretrained/ssast-tiny-patch      --probe-first
+ssast-scratch-full-100-lpft full       ssast-tiny-patch                --set positions=sinusoidal --probe-first
+mfcc-pre-full-100-lpft   full          pretrained/mfccgram-transformer  --probe-first
+mfcc-scratch-full-100-lpft full        mfccgram-transformer             --probe-first"
 if wants rows; then
   # the 100-label baselines see the rows' 100 recordings; the all-label ones the shipped model's training data
   $PY -c "from pathlib import Path

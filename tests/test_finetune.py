@@ -16,6 +16,7 @@ from biomarker.cohorts.manifest import CohortItem, write_manifest
 from biomarker.cohorts.splits import SplitConfig, speaker_disjoint_split
 from biomarker.evaluate.report import ReportConfig
 from biomarker.finetune.methods import FinetuneError, attach
+from biomarker.finetune.probe import ProbeConfig
 from biomarker.finetune.run import FinetuneConfig, label_budget, run_finetune
 from biomarker.finetune.scoring import windows
 from biomarker.models import ScreeningModel, create_model, from_pretrained
@@ -75,10 +76,11 @@ def test_finetune_end_to_end_ships_a_calibrated_bundle(tiny_cohort, tmp_path):
         FinetuneConfig(
             manifest=str(tiny_cohort), out_dir=str(out), method="adapter", encoder_overrides=TINY, steps=30,
             eval_every=10, patience=10, batch_size=8, crop_s=1.0, lr=3e-3, cache_dir=str(tmp_path / "cache"),
-            report=ReportConfig(bootstrap_resamples=50), device="cpu",
+            report=ReportConfig(bootstrap_resamples=50), device="cpu", probe_first=True,
         )
     )
     assert summary["sets"]["tiny test"]["auroc"] >= 0.8
+    assert summary["probe"]["strength"] in ProbeConfig().strengths and 0.0 <= summary["probe"]["validation_auroc"] <= 1.0
     assert 0 < summary["trainable_percent"] < 100
     bundle = from_pretrained(out / "bundle")
     assert isinstance(bundle, ScreeningModel)
@@ -103,3 +105,44 @@ def test_the_card_describes_each_training_cohort_once_and_points_elsewhere_for_u
     lines = text.splitlines()
     assert [line.split("`")[1] for line in lines] == ["clinic-x", "real-train", "synthetic-voices"]
     assert "40 more training-only" in lines[2] and "data_cards/" in lines[0]
+
+
+def _features_with_a_label_band(n_clips: int, seed: int):
+    """Clips [T, 128] whose lower mel bands are louder for patients: what any encoder's pooled embedding shows."""
+    from biomarker.finetune.data import LabelledFeatures
+    from biomarker.pretrain.data import FeatureBank
+
+    generator = torch.Generator().manual_seed(seed)
+    clips, labels = [], []
+    for index in range(n_clips):
+        label = index % 2
+        clip = torch.randn(int(torch.randint(80, 160, (1,), generator=generator)), 128, generator=generator)
+        clip[:, :40] += 1.5 * label
+        clips.append(clip.half())
+        labels.append(label)
+    offsets = torch.cumsum(torch.tensor([0] + [len(c) for c in clips]), 0)
+    bank = FeatureBank(torch.cat(clips), offsets, {})
+    subjects = [f"s{i}" for i in range(n_clips)]
+    return LabelledFeatures(bank, torch.tensor(labels), subjects, [None] * n_clips, np.zeros(n_clips))
+
+
+def test_the_probed_head_ranks_validation_as_its_probe_did_and_moves_no_encoder_weight():
+    from biomarker.evaluate.metrics import auroc
+    from biomarker.finetune.probe import fit_probe_head
+    from biomarker.finetune.scoring import recording_logits
+
+    torch.manual_seed(0)
+    bundle = ScreeningModel(create_model("ssast-tiny-patch", **TINY), name="t")
+    attach(bundle, "c", "full")
+    train, val = _features_with_a_label_band(24, seed=1), _features_with_a_label_band(40, seed=2)
+    encoder_before = {k: v.clone() for k, v in bundle.encoder.state_dict().items()}
+    random_head = auroc(recording_logits(bundle, val, "c"), val.labels.numpy())
+
+    result = fit_probe_head(bundle, "c", train, val, ProbeConfig(strengths=(0.001, 1.0)))
+
+    assert result.strength in (0.001, 1.0)
+    logits = recording_logits(bundle, val, "c")
+    # the head now holds the chosen probe: the model ranks validation exactly as the probe was scored
+    assert auroc(logits, val.labels.numpy()) == pytest.approx(result.validation_auroc, abs=1e-6)
+    assert result.validation_auroc > 0.95 > random_head
+    assert all(torch.equal(encoder_before[k], v) for k, v in bundle.encoder.state_dict().items())

@@ -37,6 +37,11 @@ def finetune(
     freq_warp: float = typer.Option(0.0, "--freq-warp", help="Training augmentation (fbank encoders): mel axis scaled by U[1-w, 1+w], vocal-tract-length style; 0 = off."),
     freq_masks: int = typer.Option(0, "--freq-masks", help="Training augmentation: this many random frequency bands flattened per crop (SpecAugment); 0 = off."),
     freq_mask_bands: int = typer.Option(0, "--freq-mask-bands", help="Widest frequency mask, in mel bands."),
+    probe_first: bool = typer.Option(
+        False, "--probe-first",
+        help="Fit the fresh head as a linear probe of the frozen encoder before fine-tuning (LP-FT): with few labels a "
+        "random head's gradients can wreck a pretrained encoder (docs/screening.md).",
+    ),
     from_best: bool = typer.Option(False, "--from-best", help="Finish an interrupted run in --out from its best.pt."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
 ) -> None:
@@ -60,7 +65,7 @@ def finetune(
         manifest=str(manifest), out_dir=str(out), method=method, encoder=encoder,
         encoder_overrides=overrides, cohort=cohort, name=name, steps=steps, lr=lr,
         batch_size=batch_size, crop_s=crop_s, eval_every=eval_every, patience=patience, max_train_recordings=labels, extra_eval=[str(p) for p in extra_eval], seed=seed, device=device,
-        from_best=from_best, augment=AugmentConfig(freq_warp, freq_masks, freq_mask_bands),
+        from_best=from_best, probe_first=probe_first, augment=AugmentConfig(freq_warp, freq_masks, freq_mask_bands),
     )
     summary = run_finetune(config)
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "sets"}, indent=2))

@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from biomarker.cohorts.manifest import CohortItem, read_manifest, select_split
+from biomarker.device import pick_device
 from biomarker.evaluate.calibration import SubjectPooling, calibrated
 from biomarker.evaluate.manifest import evaluation_sets
 from biomarker.evaluate.metrics import auroc, to_subjects
@@ -27,6 +28,7 @@ from biomarker.evaluate.report import OperatingPoint, ReportConfig, SetMeasureme
 from biomarker.finetune.augment import AugmentConfig
 from biomarker.finetune.data import CropDataset, LabelledFeatures, collate, load_features
 from biomarker.finetune.methods import FinetuneError, Trainable, attach
+from biomarker.finetune.probe import ProbeResult, fit_probe_head
 from biomarker.finetune.scoring import SCORING_MODES, recording_logits
 from biomarker.models import ScreeningModel, create_model, from_pretrained
 from biomarker.records import ModelConfigError
@@ -59,6 +61,7 @@ class FinetuneConfig:
     cache_dir: str = "runs/cache"
     from_best: bool = False  # skip training; finish an interrupted run from its best.pt (calibrate, save, measure)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # training crops only; off by default
+    probe_first: bool = False  # fit the fresh head as a linear probe of the frozen encoder first (LP-FT, probe.py)
     report: ReportConfig = field(default_factory=ReportConfig)
 
 
@@ -147,6 +150,7 @@ class FitResult:
     steps: int
     stop_reason: str
     best_step_auroc: float | None
+    probe: ProbeResult | None = None
 
 
 def fit_cohort(
@@ -164,6 +168,9 @@ def fit_cohort(
     positives = float(train_data.labels.sum())
     if positives == 0 or positives == len(train_data):
         raise FinetuneError(f"training rows of cohort {cohort!r} hold only one class ({int(positives)} of {len(train_data)} RI)")
+    probe = None
+    if settings.probe_first and not settings.from_best:
+        probe = fit_probe_head(bundle.to(pick_device(settings.device)), cohort, train_data, val_data)
     objective = BalancedBCE(bundle, cohort, (len(train_data) - positives) / positives)
     frames_per_second = train_data.bank.meta["frames_per_second"]
     settings.augment.require_spectral(train_data.bank.meta["feature_config"]["kind"])
@@ -210,7 +217,7 @@ def fit_cohort(
     bundle.set_calibration(cohort, threshold=point.threshold, temperature=point.temperature, bias=point.bias,
                            snr_slope=point.snr_slope, subject_scale=point.subject_scale, subject_shift=point.subject_shift,
                            scoring=scoring, window_frames=window, hop_frames=int(frames_per_second))
-    return FitResult(trainable, scoring, val_auroc, point, steps, stop_reason, best.get("auroc"))
+    return FitResult(trainable, scoring, val_auroc, point, steps, stop_reason, best.get("auroc"), probe)
 
 
 def run_finetune(config: FinetuneConfig, log: Callable[[str], None] = print) -> dict:
@@ -226,6 +233,8 @@ def run_finetune(config: FinetuneConfig, log: Callable[[str], None] = print) -> 
     train_data, val_data = (load_features(x, extractor, config.cache_dir) for x in (train_items, val_items))
     bundle = ScreeningModel(encoder, name=config.name, version=config.version, parent=parent)
     fit = fit_cohort(bundle, config.cohort, config.method, train_data, val_data, config, out_dir)
+    if fit.probe is not None:
+        log(f"probed head first: C={fit.probe.strength}, val AUROC {fit.probe.validation_auroc:.3f}")
     log(f"trained {fit.steps} steps ({fit.stop_reason}); val AUROC {fit.validation_auroc}; scoring={fit.scoring}")
     bundle_dir = out_dir / "bundle"
     bundle.save_pretrained(bundle_dir)
@@ -244,6 +253,7 @@ def run_finetune(config: FinetuneConfig, log: Callable[[str], None] = print) -> 
         validation_auroc=fit.validation_auroc,
         steps=fit.steps,
         stop_reason=fit.stop_reason,
+        probe=None if fit.probe is None else asdict(fit.probe),
         operating_point=asdict(fit.operating_point),
         synthetic=True,
         config={k: v for k, v in asdict(config).items() if k != "report"},

@@ -82,6 +82,7 @@ class TrainConfig:
     grad_clip_norm: float | None = 1.0
     log_every: int = 10
     eval_every: int = 0  # 0: evaluate only at the end (when an evaluate hook is given)
+    evaluate_at_start: bool = False  # the starting weights compete for best.pt too (a fitted head, e.g. LP-FT)
     checkpoint_every: int = 200
     monitor: str | None = None  # an evaluate() key, e.g. "loss" or "auroc"; enables best.pt and early stopping
     monitor_mode: str = "min"
@@ -515,6 +516,8 @@ def train(
 
         progress = tqdm(total=config.max_steps, initial=step, desc="train", dynamic_ncols=True)
 
+    if evaluate is not None and config.evaluate_at_start and step == 0:
+        eval_metrics = run_evaluation()
     stream = batches()
     while step < config.max_steps:
         batch = next(stream)  # may open a new epoch

@@ -3,6 +3,7 @@ bundle reloads as a calibrated ScreeningModel and is measured by `biomarker eval
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -80,7 +81,11 @@ def test_finetune_end_to_end_ships_a_calibrated_bundle(tiny_cohort, tmp_path):
         )
     )
     assert summary["sets"]["tiny test"]["auroc"] >= 0.8
-    assert summary["probe"]["strength"] in ProbeConfig().strengths and 0.0 <= summary["probe"]["validation_auroc"] <= 1.0
+    assert summary["probe"]["strength"] in ProbeConfig().strengths
+    # the probed head (step 0) competed for the kept weights with the validation AUROC the probe was chosen by
+    log = list(csv.DictReader((out / "train" / "log.csv").open()))
+    at_start = [float(r["value"]) for r in log if r["step"] == "0" and r["metric"] == "auroc"]
+    assert at_start == [pytest.approx(summary["probe"]["validation_auroc"], abs=1e-6)]
     assert 0 < summary["trainable_percent"] < 100
     bundle = from_pretrained(out / "bundle")
     assert isinstance(bundle, ScreeningModel)

@@ -147,6 +147,19 @@ def test_early_stopping_on_a_monitored_metric_keeps_the_best_weights(tmp_path):
     assert torch.load(tmp_path / BEST_NAME, weights_only=False)["step"] == 4
 
 
+def test_starting_weights_evaluated_at_start_stay_best_when_training_never_beats_them(tmp_path):
+    scores = iter([0.3, 0.4, 0.45, 0.46])  # min mode: the start (0.3) is best, every later evaluation worse
+    objective = Regression()
+    start = {k: v.clone() for k, v in objective.state_dict().items()}
+    result = train(objective, _loader(NoisyLinearData()),
+                   _config(tmp_path, max_steps=100, eval_every=2, monitor="score", patience=3, evaluate_at_start=True),
+                   evaluate=lambda objective: {"score": next(scores)})
+    assert result.step == 6 and result.best_metric == pytest.approx(0.3)
+    best = torch.load(tmp_path / BEST_NAME, weights_only=False)
+    assert best["step"] == 0
+    assert all(torch.equal(start[k], v) for k, v in best["model"].items())
+
+
 def test_max_epochs_stops_at_the_epoch_boundary(tmp_path):
     data = NoisyLinearData(n=24)  # 3 batches per epoch
     result = train(Regression(), _loader(data), _config(tmp_path, max_steps=100, max_epochs=2))

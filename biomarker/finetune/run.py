@@ -151,6 +151,7 @@ class FitResult:
     stop_reason: str
     best_step_auroc: float | None
     probe: ProbeResult | None = None
+    best_step: int | None = None  # the step whose weights were kept (0: the probed head, untouched encoder)
 
 
 def fit_cohort(
@@ -187,6 +188,7 @@ def fit_cohort(
         lr=settings.lr,
         warmup_steps=max(settings.steps // 10, 1),
         eval_every=settings.eval_every,
+        evaluate_at_start=probe is not None,  # fine-tuning must beat the probe to replace it
         checkpoint_every=settings.steps + 1,
         monitor="auroc",
         monitor_mode="max",
@@ -217,7 +219,7 @@ def fit_cohort(
     bundle.set_calibration(cohort, threshold=point.threshold, temperature=point.temperature, bias=point.bias,
                            snr_slope=point.snr_slope, subject_scale=point.subject_scale, subject_shift=point.subject_shift,
                            scoring=scoring, window_frames=window, hop_frames=int(frames_per_second))
-    return FitResult(trainable, scoring, val_auroc, point, steps, stop_reason, best.get("auroc"), probe)
+    return FitResult(trainable, scoring, val_auroc, point, steps, stop_reason, best.get("auroc"), probe, best["step"])
 
 
 def run_finetune(config: FinetuneConfig, log: Callable[[str], None] = print) -> dict:
@@ -235,7 +237,7 @@ def run_finetune(config: FinetuneConfig, log: Callable[[str], None] = print) -> 
     fit = fit_cohort(bundle, config.cohort, config.method, train_data, val_data, config, out_dir)
     if fit.probe is not None:
         log(f"probed head first: C={fit.probe.strength}, val AUROC {fit.probe.validation_auroc:.3f}")
-    log(f"trained {fit.steps} steps ({fit.stop_reason}); val AUROC {fit.validation_auroc}; scoring={fit.scoring}")
+    log(f"trained {fit.steps} steps ({fit.stop_reason}), kept step {fit.best_step}; val AUROC {fit.validation_auroc}; scoring={fit.scoring}")
     bundle_dir = out_dir / "bundle"
     bundle.save_pretrained(bundle_dir)
     shipped = from_pretrained(bundle_dir).to(torch.float32).eval()  # measure what is saved (fp16 weights)
@@ -253,6 +255,7 @@ def run_finetune(config: FinetuneConfig, log: Callable[[str], None] = print) -> 
         validation_auroc=fit.validation_auroc,
         steps=fit.steps,
         stop_reason=fit.stop_reason,
+        best_step=fit.best_step,
         probe=None if fit.probe is None else asdict(fit.probe),
         operating_point=asdict(fit.operating_point),
         synthetic=True,

@@ -5,7 +5,8 @@ wreck what pretraining learned before the head points anywhere useful (Kumar et 
 Pretrained Features and Underperform Out-of-Distribution", ICLR 2022, whose remedy this is). Measured here
 (docs/screening.md, 100 labels): pretrained SSAST-tiny fully fine-tuned for 40 steps from a random head reached
 validation AUROC 0.17, a ranking turned upside down, while logistic regression on the same frozen encoder's
-pooled embeddings reached 0.85-0.88. Starting from the probed head, fine-tuning begins where the probe ends.
+pooled embeddings reached 0.89. Fine-tuning then starts where the probe ends, and the probe is kept unless
+fine-tuning beats it on validation (`TrainConfig.evaluate_at_start`).
 
 The probe is class-balanced L2 logistic regression on the head's own input (pooled embedding through the head's
 LayerNorm) of whole recordings, the unit the screener scores; its strength is chosen on validation subjects'

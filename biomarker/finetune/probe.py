@@ -23,8 +23,8 @@ from sklearn.linear_model import LogisticRegression
 
 from biomarker.evaluate.metrics import auroc, to_subjects
 from biomarker.finetune.data import LabelledFeatures
+from biomarker.finetune.scoring import over_batches
 from biomarker.models import ScreeningModel
-from biomarker.pretrain.data import pad_batch
 
 
 @dataclass(frozen=True)
@@ -41,20 +41,16 @@ class ProbeResult:
     validation_auroc: float
 
 
-@torch.no_grad()
 def head_inputs(model: ScreeningModel, data: LabelledFeatures, cohort: str, batch_size: int = 16) -> np.ndarray:
     """[N, D]: each whole recording's pooled embedding after the cohort head's LayerNorm (what its Linear sees)."""
-    device = next(model.parameters()).device
-    name = model.use_cohort(cohort)
+    norm = model.heads[model.use_cohort(cohort)].norm
     was_training = model.training
     model.eval()
-    out = []
-    for start in range(0, len(data), batch_size):
-        batch = pad_batch([data.bank.clip(i) for i in range(start, min(start + batch_size, len(data)))])
-        pooled = model.encoder(batch["features"].to(device), batch["lengths"].to(device))
-        out.append(model.heads[name].norm(pooled).float().cpu().numpy())
+    clips = [data.bank.clip(i) for i in range(len(data))]
+    inputs = over_batches(lambda features, lengths: norm(model.encoder(features, lengths)), clips, batch_size,
+                          next(model.parameters()).device)
     model.train(was_training)
-    return np.concatenate(out)
+    return inputs
 
 
 def fit_probe_head(model: ScreeningModel, cohort: str, train_data: LabelledFeatures, val_data: LabelledFeatures,

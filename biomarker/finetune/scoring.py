@@ -8,7 +8,7 @@ temperature scaling applies to both alike.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -19,13 +19,18 @@ from biomarker.pretrain.data import pad_batch
 
 
 @torch.no_grad()
-def _logits(model: torch.nn.Module, clips: Sequence[torch.Tensor], cohort: str, batch_size: int, device: torch.device) -> np.ndarray:
+def over_batches(forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], clips: Sequence[torch.Tensor],
+                 batch_size: int, device: torch.device) -> np.ndarray:
+    """`forward(features [B, T, F], lengths [B])` over zero-padded batches of `clips`, outputs concatenated."""
     out = []
     for start in range(0, len(clips), batch_size):
         batch = pad_batch(clips[start : start + batch_size])
-        logits = model.logits(batch["features"].to(device), batch["lengths"].to(device), cohort=cohort)
-        out.append(logits.float().cpu().numpy())
+        out.append(forward(batch["features"].to(device), batch["lengths"].to(device)).float().cpu().numpy())
     return np.concatenate(out)
+
+
+def _logits(model: torch.nn.Module, clips: Sequence[torch.Tensor], cohort: str, batch_size: int, device: torch.device) -> np.ndarray:
+    return over_batches(lambda features, lengths: model.logits(features, lengths, cohort=cohort), clips, batch_size, device)
 
 
 @torch.no_grad()

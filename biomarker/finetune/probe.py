@@ -21,9 +21,8 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from biomarker.evaluate.metrics import auroc, to_subjects
 from biomarker.finetune.data import LabelledFeatures
-from biomarker.finetune.scoring import over_batches
+from biomarker.finetune.scoring import over_batches, subject_auroc
 from biomarker.models import ScreeningModel
 
 
@@ -57,12 +56,11 @@ def fit_probe_head(model: ScreeningModel, cohort: str, train_data: LabelledFeatu
                    config: ProbeConfig = ProbeConfig()) -> ProbeResult:
     """Set `cohort`'s head Linear to the validation-chosen logistic-regression probe of the frozen encoder."""
     train_x, val_x = (head_inputs(model, data, cohort, config.batch_size) for data in (train_data, val_data))
-    train_y, val_y = train_data.labels.numpy().astype(int), val_data.labels.numpy().astype(int)
+    train_y = train_data.labels.numpy().astype(int)
     best: tuple[float, float, LogisticRegression] | None = None
     for strength in config.strengths:
         probe = LogisticRegression(C=strength, class_weight="balanced", max_iter=5000).fit(train_x, train_y)
-        subject = to_subjects(probe.decision_function(val_x), val_y, val_data.subjects)
-        score = auroc(subject.scores, subject.labels)
+        score = subject_auroc(probe.decision_function(val_x), val_data)
         if best is None or score > best[1]:
             best = (strength, score, probe)
     strength, score, probe = best

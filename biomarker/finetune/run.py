@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -23,13 +22,12 @@ from biomarker.cohorts.manifest import CohortItem, read_manifest, select_split
 from biomarker.device import pick_device
 from biomarker.evaluate.calibration import SubjectPooling, calibrated
 from biomarker.evaluate.manifest import evaluation_sets
-from biomarker.evaluate.metrics import auroc, to_subjects
 from biomarker.evaluate.report import OperatingPoint, ReportConfig, SetMeasurements, fit_operating_point, write_report
 from biomarker.finetune.augment import AugmentConfig
 from biomarker.finetune.data import CropDataset, LabelledFeatures, collate, load_features
 from biomarker.finetune.methods import FinetuneError, Trainable, attach
 from biomarker.finetune.probe import ProbeResult, fit_probe_head
-from biomarker.finetune.scoring import SCORING_MODES, recording_logits
+from biomarker.finetune.scoring import SCORING_MODES, recording_logits, subject_auroc
 from biomarker.models import ScreeningModel, create_model, from_pretrained
 from biomarker.records import ModelConfigError
 from biomarker.train import BEST_NAME, ResumableSampler, TrainConfig, train
@@ -136,11 +134,6 @@ def _normalise_front_end(encoder: nn.Module, train_items: Sequence[CohortItem], 
     return extractor_for(encoder.feature_config)
 
 
-def _subject_auroc(logits: np.ndarray, data: LabelledFeatures) -> float:
-    subject = to_subjects(logits, data.labels.numpy().astype(int), data.subjects)
-    return auroc(subject.scores, subject.labels)
-
-
 @dataclass
 class FitResult:
     trainable: Trainable
@@ -180,7 +173,7 @@ def fit_cohort(
     window = int(4 * frames_per_second)
 
     def evaluate(module: nn.Module) -> dict[str, float]:
-        return {"auroc": _subject_auroc(recording_logits(module.model, val_data, cohort, window_frames=window), val_data)}
+        return {"auroc": subject_auroc(recording_logits(module.model, val_data, cohort, window_frames=window), val_data)}
 
     train_config = TrainConfig(
         out_dir=str(out_dir / "train"),
@@ -211,7 +204,7 @@ def fit_cohort(
         mode: recording_logits(bundle, val_data, cohort, mode=mode, window_frames=window, hop_frames=int(frames_per_second))
         for mode in SCORING_MODES
     }
-    val_auroc = {mode: _subject_auroc(logits, val_data) for mode, logits in val_logits.items()}
+    val_auroc = {mode: subject_auroc(logits, val_data) for mode, logits in val_logits.items()}
     scoring = "whole" if val_auroc["whole"] >= val_auroc["window-mean"] - WHOLE_SCORING_MARGIN else "window-mean"
     point = fit_operating_point(val_logits[scoring], val_data.labels.numpy().astype(int), val_data.subjects, settings.report,
                                 snr_db=val_data.snr_db)

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from biomarker.evaluate.metrics import auroc, to_subjects
 from biomarker.finetune.data import LabelledFeatures
 from biomarker.models.screening import SCORING_MODES, mean_probability_logit, windows
 from biomarker.pretrain.data import pad_batch
@@ -27,6 +28,12 @@ def over_batches(forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], 
         batch = pad_batch(clips[start : start + batch_size])
         out.append(forward(batch["features"].to(device), batch["lengths"].to(device)).float().cpu().numpy())
     return np.concatenate(out)
+
+
+def subject_auroc(recording_scores: np.ndarray, data: LabelledFeatures) -> float:
+    """AUROC over `data`'s subjects, each scored by the mean of its recordings' scores (the validation criterion)."""
+    subject = to_subjects(recording_scores, data.labels.numpy().astype(int), data.subjects)
+    return auroc(subject.scores, subject.labels)
 
 
 def _logits(model: torch.nn.Module, clips: Sequence[torch.Tensor], cohort: str, batch_size: int, device: torch.device) -> np.ndarray:

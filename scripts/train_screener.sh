@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The SYNTHETIC screening pipeline: rebuild the cohorts, measure the comparison rows, ship pretrained/ri-screener.
-#   bash scripts/train_screener.sh [data] [rows] [ship]        (no stage named: all three, in this order)
+#   bash scripts/train_screener.sh [data] [dapt] [rows] [ship]  (no stage named: all four, in this order)
 # Everything lands under runs/ (git-ignored); only the shipped model and the data cards are committed.
 # Knobs (environment):
 #   N_TRAIN=2000    synthetic training-cohort clips, 2 per speaker: 1000 speakers, 200 of them in the test split
@@ -25,7 +25,7 @@ RUNS=runs/ft
 REAL_ROOT=${REAL_ROOT:-data/realspeech}   # Debian speech packages extracted here (see docs/screening.md)
 DEVICE=${DEVICE:-auto}
 STAGES=("$@")
-[ ${#STAGES[@]} -gt 0 ] || STAGES=(data rows ship)
+[ ${#STAGES[@]} -gt 0 ] || STAGES=(data dapt rows ship)
 wants() { [[ " ${STAGES[*]} " == *" $1 "* ]]; }
 EVAL=(--eval $DATA/synth-heldout/manifest.csv --eval $DATA/real-heldout/manifest.csv)
 EVAL_FILES="['$DATA/synth-heldout/manifest.csv', '$DATA/real-heldout/manifest.csv']"
@@ -55,6 +55,13 @@ if wants data; then
     $DATA/real-train/manifest.csv
 fi
 
+# Domain-adaptive pretraining: SSAST-tiny continues its masked-patch pretraining on the unlabeled training split of
+# train-mix.csv (no label, no validation/test/held-out recording is read); the -dapt rows fine-tune from it.
+if wants dapt; then
+  $PY -m biomarker pretrain run pretrained/ssast-tiny-patch --manifest $DATA/train-mix.csv --out runs/dapt/ssast \
+    --steps 2400 --batch-size 8 --crop-s 4 --mask-ratio 0.78 --lr 2e-4 --warmup 100 --eval-every 0 --device "$DEVICE"
+fi
+
 # The comparison rows: every deep row sees the same 100 labelled recordings (--labels 100 --seed 0), the same
 # validation split and the same test sets; the baseline is trained on exactly those recordings too.
 #  name                   method        encoder                          extra (the scratch twin of a pretrained
@@ -72,7 +79,14 @@ mfcc-pre-conv-adapter-100 conv-adapter pretrained/mfccgram-transformer
 ssast-pre-full-100-lpft  full          pretrained/ssast-tiny-patch      --probe-first
 ssast-scratch-full-100-lpft full       ssast-tiny-patch                --set positions=sinusoidal --probe-first
 mfcc-pre-full-100-lpft   full          pretrained/mfccgram-transformer  --probe-first
-mfcc-scratch-full-100-lpft full        mfccgram-transformer             --probe-first"
+mfcc-scratch-full-100-lpft full        mfccgram-transformer             --probe-first
+ssast-pre-full-100-lpft-s1 full        pretrained/ssast-tiny-patch      --probe-first --seed 1
+ssast-scratch-full-100-lpft-s1 full    ssast-tiny-patch                --set positions=sinusoidal --probe-first --seed 1
+ssast-dapt-full-100      full          runs/dapt/ssast/encoder
+ssast-dapt-full-100-s1   full          runs/dapt/ssast/encoder          --seed 1
+ssast-scratch-full-100-s1 full         ssast-tiny-patch                --set positions=sinusoidal --seed 1
+ssast-dapt-full-100-lpft full          runs/dapt/ssast/encoder          --probe-first
+ssast-dapt-full-100-lpft-s1 full       runs/dapt/ssast/encoder          --probe-first --seed 1"
 if wants rows; then
   # the 100-label baselines see the rows' 100 recordings; the all-label ones the shipped model's training data
   $PY -c "from pathlib import Path

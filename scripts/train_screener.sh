@@ -74,6 +74,11 @@ ssast-pre-full-100       full          pretrained/ssast-tiny-patch
 ssast-scratch-full-100   full          ssast-tiny-patch                --set positions=sinusoidal
 mfcc-pre-adapter-100     adapter       pretrained/mfccgram-transformer
 ssamba-pre-full-100      full          pretrained/ssamba-tiny
+ssamba-pre-full-100-lpft full          pretrained/ssamba-tiny           --probe-first
+ssamba-scratch-full-100-lpft full      ssamba-tiny                      --probe-first
+ssamba-scratch-full-100  full          ssamba-tiny
+ssamba-pre-full-100-lpft-s1 full       pretrained/ssamba-tiny           --probe-first --seed 1
+ssamba-scratch-full-100-lpft-s1 full   ssamba-tiny                      --probe-first --seed 1
 mfcc-pre-linear-100      linear        pretrained/mfccgram-transformer
 mfcc-pre-conv-adapter-100 conv-adapter pretrained/mfccgram-transformer
 ssast-pre-full-100-lpft  full          pretrained/ssast-tiny-patch      --probe-first

@@ -85,6 +85,7 @@ ssast-pre-full-100-lpft  full          pretrained/ssast-tiny-patch      --probe-
 ssast-scratch-full-100-lpft full       ssast-tiny-patch                --set positions=sinusoidal --probe-first
 mfcc-pre-full-100-lpft   full          pretrained/mfccgram-transformer  --probe-first
 mfcc-scratch-full-100-lpft full        mfccgram-transformer             --probe-first
+mfcc-pre-full-100-lpft-s1 full         pretrained/mfccgram-transformer  --probe-first --seed 1
 ssast-pre-full-100-lpft-s1 full        pretrained/ssast-tiny-patch      --probe-first --seed 1
 ssast-scratch-full-100-lpft-s1 full    ssast-tiny-patch                --set positions=sinusoidal --probe-first --seed 1
 ssast-dapt-full-100      full          runs/dapt/ssast/encoder

@@ -12,6 +12,7 @@ dropped.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -256,6 +257,8 @@ class ResultStore(Protocol):
 
     def record_result(self, score: Score, **details: object) -> object: ...
 
+    def record_attempt(self, **details: object) -> bool: ...
+
 
 @dataclass(frozen=True)
 class ScreeningOutcome:
@@ -280,13 +283,24 @@ def screen_and_record(
     a database outage never loses what was recorded), score, then store the result with its audit events.
 
     Undecodable bytes raise their `AudioError` before anything is written; a recording that decodes but fails
-    the quality gate is kept on disk but never stored as a score.
+    the quality gate is kept on disk but never stored as a score. Either way the attempt is an audit event
+    (`store.record_attempt`). The same audio again for the same patient is not stored twice: the outcome's
+    `record.duplicate_of` names the earlier result.
     """
     started = time.perf_counter()
-    recording = screener.load_audio(data, name=name)
+    sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        recording = screener.load_audio(data, name=name)
+    except AudioError as error:
+        _record_refusal(store, error, "rejected", actor, patient_id, site, sha256)
+        raise
     suffix = Path(name).suffix.lower() or ".wav"
     audio_path = store.save_audio(data, suffix if suffix[1:].isalnum() and len(suffix) <= 9 else ".wav")
-    assessment = screener.assess_recording(recording, cohort=cohort, started=started)
+    try:
+        assessment = screener.assess_recording(recording, cohort=cohort, started=started)
+    except AudioError as error:
+        _record_refusal(store, error, "refused", actor, patient_id, site, sha256)
+        raise
     record = store.record_result(
         assessment.score,
         actor=actor,
@@ -297,3 +311,11 @@ def screen_and_record(
         site=site,
     )
     return ScreeningOutcome(assessment, record)
+
+
+def _record_refusal(store: ResultStore, error: AudioError, outcome: str, actor: object, patient_id: str | None,
+                    site: str | None, sha256: str) -> None:
+    """Every attempt leaves an audit event: a refused or rejected recording names its error class (not its
+    message, which holds the file name the user chose)."""
+    store.record_attempt(actor=actor, outcome=outcome, reason=type(error).__name__, patient_id=patient_id,
+                         site=site, sha256=sha256)

@@ -14,7 +14,7 @@ from biomarker.settings import Settings
 from biomarker.store import Store, UserInfo
 
 SECRET = b"test-secret-of-at-least-16-bytes"
-ADMIN = UserInfo(username="root-admin", role="admin")
+ADMIN = UserInfo(username="root-admin", role="admin", site="site-test")
 ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 

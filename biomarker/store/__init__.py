@@ -13,6 +13,7 @@ from biomarker.store.errors import (
     ExportFormatError,
     InvalidResultError,
     InvalidUserError,
+    ResultNotFoundError,
     SpoolError,
     StoreError,
     UnknownActionError,
@@ -23,6 +24,6 @@ from biomarker.store.repository import FlushReport, HistoryFilter, HistoryRow, R
 __all__ = [
     "ACTIONS", "ROLES", "can", "require", "session_expired", "VerifyResult", "AccessDeniedError", "AudioPathError",
     "AuthenticationError", "DuplicateUserError", "ExportFormatError", "InvalidResultError", "InvalidUserError",
-    "SpoolError", "StoreError", "UnknownActionError", "UnknownRoleError", "FlushReport", "HistoryFilter",
+    "ResultNotFoundError", "SpoolError", "StoreError", "UnknownActionError", "UnknownRoleError", "FlushReport", "HistoryFilter",
     "HistoryRow", "RecordOutcome", "Store", "UserInfo",
 ]

@@ -50,3 +50,7 @@ class SpoolError(StoreError, ValueError):
 
 class InvalidResultError(StoreError, ValueError):
     """A score or recording value that must not be stored (NaN probability, unknown decision, ...)."""
+
+
+class ResultNotFoundError(StoreError, LookupError):
+    """No result with that id that this user may open (another site's result reads the same: not found)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import math
+import os
 import re
 import secrets
 import uuid
@@ -34,15 +35,17 @@ from biomarker.store.errors import (
     ExportFormatError,
     InvalidResultError,
     InvalidUserError,
+    ResultNotFoundError,
     SpoolError,
 )
 from biomarker.store.export import check_format, render
 from biomarker.store.integrity import SCORE_FIELDS, cross_check
 from biomarker.store.migrate import upgrade_to_head
-from biomarker.store.pseudonym import pseudonymise
+from biomarker.store.pseudonym import legacy_pseudonym, pseudonymise
 from biomarker.store.schema import AuditEvent, AuditHead, Patient, RecordingRow, ScoreRow, User, utc_now
 from biomarker.store.spool import PendingResult, Spool
 
+LOCAL_SITE_ENV, LOCAL_SITE = "BIOMARKER_SITE", "local"
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MIN_PASSWORD_CHARS = 10
 # Errors that mean "the database is not there right now" (refused connection, missing file, server gone away),
@@ -56,6 +59,8 @@ RESULT_COLUMNS = (
 )
 AUDIT_COLUMNS = ("seq", "occurred_at", "actor", "action", "object_type", "object_id", "payload", "prev_hash", "hash")
 EXPORT_TABLES = ("results", "audit_events")
+OPEN_PURPOSES = ("details", "audio", "report")
+ATTEMPT_OUTCOMES = ("refused", "rejected")  # refused: the quality gate; rejected: not decodable audio
 # Where a transaction keeps its locked audit-chain head (see `Store._lock_chain_head`).
 _CHAIN_HEAD_KEY = "biomarker.chain_head"
 
@@ -72,8 +77,10 @@ class UserInfo:
     @classmethod
     def local_operator(cls) -> "UserInfo":
         """The person at the server's shell running the CLI: they hold the database already, so act as admin,
-        under a name that shows in the audit trail as a CLI action by that OS account."""
-        return cls(username=f"cli:{getpass.getuser()}"[:64], role=auth.ADMIN)
+        under a name that shows in the audit trail as a CLI action by that OS account. Their results are filed
+        under the site in `BIOMARKER_SITE` (default "local"): every stored result has a site."""
+        return cls(username=f"cli:{getpass.getuser()}"[:64], role=auth.ADMIN,
+                   site=os.environ.get(LOCAL_SITE_ENV) or LOCAL_SITE)
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,7 @@ class RecordOutcome:
     score_id: int | None = None
     spool_path: Path | None = None
     message: str = ""
+    duplicate_of: "HistoryRow | None" = None  # set when this audio was already screened for this patient
 
 
 @dataclass(frozen=True)
@@ -172,7 +180,13 @@ class Store:
         return self.settings.audio_dir / stored_path
 
     def pseudonymise(self, patient_id: str) -> str:
+        """The pseudonym a new result for `patient_id` is stored under (its canonical form, keyed)."""
         return pseudonymise(self.settings.secret, patient_id)
+
+    def patient_pseudonyms(self, patient_id: str) -> tuple[str, ...]:
+        """Every pseudonym results for `patient_id` may be stored under: today's canonical one, and the one
+        given before identifiers were case-folded (so earlier results stay in the patient's timeline)."""
+        return tuple(dict.fromkeys((self.pseudonymise(patient_id), legacy_pseudonym(self.settings.secret, patient_id))))
 
     # ---------------------------------------------------------------------------------------------------- users
     def add_user(self, username: str, password: str, role: str, *, site: str | None = None,
@@ -258,6 +272,11 @@ class Store:
         try:
             self._ensure_schema()
             recording_id, score_id = self._write_result(pending, spooled=False)
+        except _AlreadyScreened as duplicate:
+            earlier = self._row(duplicate.score_id)
+            return RecordOutcome(False, pending.result_uid, earlier.recording_id, earlier.score_id,
+                                 message="This recording was already screened for this patient: not stored again.",
+                                 duplicate_of=earlier)
         except UNREACHABLE_ERRORS as error:
             path = self.spool.write(pending)
             return RecordOutcome(False, pending.result_uid, spool_path=path,
@@ -304,21 +323,58 @@ class Store:
         """Results newest first. Clinicians see only their own site; asking for another one is refused."""
         auth.require(None if viewer is None else viewer.role, auth.HISTORY)
         filters = filters or HistoryFilter()
-        site = filters.site
-        if viewer.role == auth.CLINICIAN:
-            _require_site(viewer)
-            if site is not None and site != viewer.site:
-                raise AccessDeniedError(f"clinician {viewer.username!r} may only see site {viewer.site!r}, not {site!r}")
-            site = viewer.site
+        site = _visible_site(viewer, filters.site)
         query = _results_query()
         if filters.patient_id is not None:
-            query = query.where(Patient.pseudonym == self.pseudonymise(filters.patient_id))
+            query = query.where(Patient.pseudonym.in_(self.patient_pseudonyms(filters.patient_id)))
         if site is not None:
             query = query.where(RecordingRow.site == site)
         query = _within(query, RecordingRow.created_at, filters.since, filters.until)
         query = query.order_by(RecordingRow.created_at.desc(), ScoreRow.id.desc()).limit(filters.limit)
         with self._sessions() as session:
             return [_history_row(*row) for row in session.execute(query)]
+
+    def open_result(self, score_id: int, *, viewer: UserInfo | None, purpose: str = "details") -> HistoryRow:
+        """One result, for its detail view, its audio or its report; the opening is an audit event.
+
+        `purpose` is what was opened ("details", "audio", "report"). Clinicians open only their own site's
+        results; another site's result reads as not found, so ids cannot be probed across sites.
+        """
+        auth.require(None if viewer is None else viewer.role, auth.HISTORY)
+        if purpose not in OPEN_PURPOSES:
+            raise InvalidResultError(f"purpose {purpose!r} is not one of {', '.join(OPEN_PURPOSES)}")
+        query = _results_query().where(ScoreRow.id == score_id)
+        site = _visible_site(viewer, None)
+        if site is not None:
+            query = query.where(RecordingRow.site == site)
+        with self._sessions() as session:
+            found = session.execute(query).first()
+        if found is None:
+            raise ResultNotFoundError(f"no result {score_id!r} that {viewer.username!r} may open")
+        with self._transaction() as session:
+            self._append_event(session, viewer.username, f"result_{purpose}_opened", "score", str(score_id), {})
+        return _history_row(*found)
+
+    def record_attempt(self, *, actor: UserInfo, outcome: str, reason: str, patient_id: str | None,
+                       site: str | None, sha256: str | None) -> bool:
+        """Audit a screening attempt that stored no score (refused by the quality gate, or rejected as
+        undecodable), so the trail shows every attempt, not only the successes.
+
+        Returns False, and loses nothing that matters, when the database is unreachable: no result exists to
+        keep, and the clinician was told why the recording was refused.
+        """
+        auth.require(actor.role, auth.SCORE)
+        if outcome not in ATTEMPT_OUTCOMES:
+            raise InvalidResultError(f"attempt outcome {outcome!r} is not one of {', '.join(ATTEMPT_OUTCOMES)}")
+        payload = {"outcome": outcome, "reason": reason, "sha256": sha256, "site": site or actor.site,
+                   "patient": None if patient_id is None else self.pseudonymise(patient_id)}
+        try:
+            self._ensure_schema()
+            with self._transaction() as session:
+                self._append_event(session, actor.username, "screening_not_stored", "recording", None, payload)
+        except UNREACHABLE_ERRORS:
+            return False
+        return True
 
     # ---------------------------------------------------------------------------------------------------- audit
     def export(self, since: datetime | None, until: datetime | None, fmt: str, *, viewer: UserInfo | None,
@@ -421,11 +477,13 @@ class Store:
             _require_site(actor)
             if site is not None and site != actor.site:
                 raise AccessDeniedError(f"clinician {actor.username!r} records at site {actor.site!r}, not {site!r}")
-            site = actor.site
+        site = site or actor.site
+        if not site:  # a result with no site is seen by no clinician: it would be lost to the ward
+            raise AccessDeniedError(f"{actor.username!r} has no site: an admin must set one before screening")
         stored_path = relative_audio_path(self.settings.audio_dir, audio_path)
         return PendingResult(
             result_uid=str(uuid.uuid4()), created_at=_iso(utc_now()), actor=actor.username,
-            site=site if site is not None else actor.site,
+            site=site,
             pseudonym=None if patient_id is None else self.pseudonymise(patient_id),
             audio_path=stored_path, sha256=sha256_from_path(stored_path), duration_s=float(duration_s),
             sample_rate_hz=int(sample_rate_hz), quality=None if quality is None else _quality_dict(quality),
@@ -443,6 +501,13 @@ class Store:
             patient = None
             if pending.pseudonym is not None:
                 patient = session.scalar(select(Patient).where(Patient.pseudonym == pending.pseudonym))
+                if patient is not None and not spooled:
+                    earlier = session.scalar(select(ScoreRow.id).join(RecordingRow)
+                                             .where(RecordingRow.patient_id == patient.id,
+                                                    RecordingRow.sha256 == pending.sha256)
+                                             .order_by(ScoreRow.id).limit(1))
+                    if earlier is not None:
+                        raise _AlreadyScreened(earlier)
                 if patient is None:
                     patient = Patient(pseudonym=pending.pseudonym, created_at=created_at)
                     session.add(patient)
@@ -470,6 +535,10 @@ class Store:
                                 "decision": pending.decision, "device": pending.device,
                                 "latency_ms": pending.latency_ms, **spool_note})
             return recording.id, score.id
+
+    def _row(self, score_id: int) -> HistoryRow:
+        with self._sessions() as session:
+            return _history_row(*session.execute(_results_query().where(ScoreRow.id == score_id)).one())
 
     def _result_exists(self, result_uid: str) -> bool:
         with self._sessions() as session:
@@ -544,6 +613,25 @@ def _quality_dict(quality: QualityReport) -> dict:
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="microseconds")
+
+
+class _AlreadyScreened(Exception):
+    """Raised inside the write transaction (rolling it back) when this patient has this audio already."""
+
+    def __init__(self, score_id: int):
+        super().__init__(score_id)
+        self.score_id = score_id
+
+
+def _visible_site(viewer: UserInfo, asked: str | None) -> str | None:
+    """The one site rule for reading: a clinician sees only their own site (asking for another is refused);
+    other roles see the site they ask for, or all sites (None)."""
+    if viewer.role != auth.CLINICIAN:
+        return asked
+    _require_site(viewer)
+    if asked is not None and asked != viewer.site:
+        raise AccessDeniedError(f"clinician {viewer.username!r} may only see site {viewer.site!r}, not {asked!r}")
+    return viewer.site
 
 
 def _require_site(clinician: UserInfo) -> None:

@@ -165,12 +165,14 @@ def test_cli_users_add_reads_the_password_from_stdin(cli_env):
     result = CliRunner().invoke(app, ["users", "add", "dr-b", "--role", "clinician", "--site", "ward-2",
                                       "--password-stdin"], input="a long password\n", env=env)
     assert result.exit_code == 0, result.output
-    assert store.authenticate("dr-b", "a long password") == UserInfo("dr-b", "clinician", "ward-2", 1)
+    # an initial password chosen by someone else must be changed at first sign-in
+    assert store.authenticate("dr-b", "a long password") == UserInfo("dr-b", "clinician", "ward-2", 1,
+                                                                     must_change_password=True)
     refused = CliRunner().invoke(app, ["users", "add", "dr-c", "--role", "nurse", "--password-stdin"],
                                  input="a long password\n", env=env)
     assert refused.exit_code == 2 and "nurse" in refused.output
     listed = CliRunner().invoke(app, ["users", "list"], env=env)
-    assert "dr-b\tclinician\tward-2" in listed.output
+    assert "dr-b\tclinician\tward-2\tactive,must-change-password" in listed.output
 
 
 def test_cli_users_add_prompts_twice_for_the_password(cli_env):

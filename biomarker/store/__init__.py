@@ -5,8 +5,10 @@ Start here: `Store(Settings.from_env())`. See docs/store.md for the API the app 
 
 from biomarker.store.auth import ACTIONS, ROLES, can, require, session_expired
 from biomarker.store.chain import VerifyResult
+from biomarker.store.accounts import AccountRow, UserInfo
 from biomarker.store.errors import (
     AccessDeniedError,
+    AccountLockedError,
     AudioPathError,
     AuthenticationError,
     DuplicateUserError,
@@ -19,10 +21,11 @@ from biomarker.store.errors import (
     UnknownActionError,
     UnknownRoleError,
 )
-from biomarker.store.repository import FlushReport, HistoryFilter, HistoryRow, RecordOutcome, Store, UserInfo
+from biomarker.store.repository import FlushReport, HistoryFilter, HistoryRow, RecordOutcome, Store
 
 __all__ = [
-    "ACTIONS", "ROLES", "can", "require", "session_expired", "VerifyResult", "AccessDeniedError", "AudioPathError",
+    "ACTIONS", "ROLES", "can", "require", "session_expired", "VerifyResult", "AccessDeniedError", "AccountLockedError",
+    "AccountRow", "AudioPathError",
     "AuthenticationError", "DuplicateUserError", "ExportFormatError", "InvalidResultError", "InvalidUserError",
     "ResultNotFoundError", "SpoolError", "StoreError", "UnknownActionError", "UnknownRoleError", "FlushReport", "HistoryFilter",
     "HistoryRow", "RecordOutcome", "Store", "UserInfo",

@@ -28,6 +28,14 @@ class AuthenticationError(StoreError):
     """Wrong user name or password. The message never says which, so accounts cannot be enumerated."""
 
 
+class AccountLockedError(AuthenticationError):
+    """Sign-in refused for a while after repeated failures (the account's lock, or this client's throttle)."""
+
+    def __init__(self, until, why: str):
+        self.until = until  # naive UTC
+        super().__init__(f"{why}: sign-in is refused until {until:%H:%M} UTC (or an admin unlocks the account)")
+
+
 class InvalidUserError(StoreError, ValueError):
     """A user name, password or site that cannot be stored."""
 

@@ -8,33 +8,27 @@ and says so; `flush_spool` writes it once the database is back.
 
 from __future__ import annotations
 
-import getpass
 import math
-import os
-import re
-import secrets
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from sqlalchemy import Select, exc, func, select
+from sqlalchemy import Select, exc, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from biomarker.records import DECISION_NEGATIVE, DECISION_POSITIVE, QualityReport, Score
 from biomarker.settings import Settings
 from biomarker.store import auth
+from biomarker.store.accounts import Accounts, UserInfo
 from biomarker.store.audio_folder import relative_audio_path, save_audio, sha256_from_path
 from biomarker.store.chain import Link, VerifyResult, canonical_json, verify_links
 from biomarker.store.engine import make_engine
 from biomarker.store.errors import (
     AccessDeniedError,
-    AuthenticationError,
-    DuplicateUserError,
     ExportFormatError,
     InvalidResultError,
-    InvalidUserError,
     ResultNotFoundError,
     SpoolError,
 )
@@ -42,12 +36,9 @@ from biomarker.store.export import check_format, render
 from biomarker.store.integrity import SCORE_FIELDS, cross_check
 from biomarker.store.migrate import upgrade_to_head
 from biomarker.store.pseudonym import legacy_pseudonym, pseudonymise
-from biomarker.store.schema import AuditEvent, AuditHead, Patient, RecordingRow, ScoreRow, User, utc_now
+from biomarker.store.schema import AuditEvent, AuditHead, Patient, RecordingRow, ScoreRow, utc_now
 from biomarker.store.spool import PendingResult, Spool
 
-LOCAL_SITE_ENV, LOCAL_SITE = "BIOMARKER_SITE", "local"
-USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-MIN_PASSWORD_CHARS = 10
 # Errors that mean "the database is not there right now" (refused connection, missing file, server gone away),
 # as opposed to a bug or a constraint violation, which must surface.
 UNREACHABLE_ERRORS = (exc.OperationalError, exc.InterfaceError)
@@ -63,24 +54,6 @@ OPEN_PURPOSES = ("details", "audio", "report")
 ATTEMPT_OUTCOMES = ("refused", "rejected")  # refused: the quality gate; rejected: not decodable audio
 # Where a transaction keeps its locked audit-chain head (see `Store._lock_chain_head`).
 _CHAIN_HEAD_KEY = "biomarker.chain_head"
-
-
-@dataclass(frozen=True)
-class UserInfo:
-    """Who is acting: what the app keeps in its session after sign-in (never the password hash)."""
-
-    username: str
-    role: str
-    site: str | None = None
-    id: int | None = None
-
-    @classmethod
-    def local_operator(cls) -> "UserInfo":
-        """The person at the server's shell running the CLI: they hold the database already, so act as admin,
-        under a name that shows in the audit trail as a CLI action by that OS account. Their results are filed
-        under the site in `BIOMARKER_SITE` (default "local"): every stored result has a site."""
-        return cls(username=f"cli:{getpass.getuser()}"[:64], role=auth.ADMIN,
-                   site=os.environ.get(LOCAL_SITE_ENV) or LOCAL_SITE)
 
 
 @dataclass(frozen=True)
@@ -141,7 +114,7 @@ class HistoryRow:
     quality: dict | None
 
 
-class Store:
+class Store(Accounts):
     """Repository over one database and one data folder (see `biomarker.settings.Settings`).
 
     Construction migrates the database to the newest schema unless `migrate=False` (which lets a process start,
@@ -153,6 +126,7 @@ class Store:
         self.engine = make_engine(settings.database_url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.spool = Spool(settings.spool_dir)
+        self.client_throttle = auth.ClientThrottle()
         self._schema_ready = False
         if migrate:
             self.init_db()
@@ -187,74 +161,6 @@ class Store:
         """Every pseudonym results for `patient_id` may be stored under: today's canonical one, and the one
         given before identifiers were case-folded (so earlier results stay in the patient's timeline)."""
         return tuple(dict.fromkeys((self.pseudonymise(patient_id), legacy_pseudonym(self.settings.secret, patient_id))))
-
-    # ---------------------------------------------------------------------------------------------------- users
-    def add_user(self, username: str, password: str, role: str, *, site: str | None = None,
-                 actor: UserInfo) -> UserInfo:
-        """Create an account (argon2-hashed password). Clinicians need a site: their history is limited to it."""
-        auth.require(actor.role, auth.MANAGE_USERS)
-        _check_new_user(username, password, auth.check_role(role), site)
-        password_hash = auth.hash_password(password)  # slow on purpose: outside the transaction and its lock
-        try:
-            with self._transaction() as session:
-                user = User(username=username, password_hash=password_hash, role=role, site=site, active=True,
-                            created_at=utc_now())
-                session.add(user)
-                session.flush()
-                self._append_event(session, actor.username, "user_created", "user", str(user.id),
-                                   {"username": username, "role": role, "site": site})
-        except exc.IntegrityError:
-            raise DuplicateUserError(f"user {username!r} exists already") from None
-        return _user_info(user)
-
-    def has_users(self) -> bool:
-        with self._sessions() as session:
-            return session.scalar(select(func.count()).select_from(User)) > 0
-
-    def create_first_admin(self, username: str = "admin") -> str | None:
-        """On a database with no accounts, create admin `username` and return its one-time password; otherwise
-        return None. The README's first command uses this so a new user can sign in straight away."""
-        if self.has_users():
-            return None
-        password = secrets.token_urlsafe(12)
-        self.add_user(username, password, auth.ADMIN, actor=UserInfo(username="system:first-run", role=auth.ADMIN))
-        return password
-
-    def list_users(self, *, viewer: UserInfo) -> list[UserInfo]:
-        auth.require(viewer.role, auth.MANAGE_USERS)
-        with self._sessions() as session:
-            return [_user_info(user) for user in session.scalars(select(User).order_by(User.username))]
-
-    def authenticate(self, username: str, password: str) -> UserInfo:
-        """Check a sign-in; log it either way. Raises `AuthenticationError` with one message for every failure.
-
-        The password is checked outside any transaction (argon2 is slow on purpose and must not hold the
-        database lock), and an unknown name costs the same hash check, so timing does not reveal which
-        accounts exist.
-        """
-        with self._sessions() as session:
-            user = session.scalar(select(User).where(User.username == username))
-        if user is None:
-            auth.verify_password(auth.dummy_hash(), password)
-            reason = "unknown user"
-        elif not auth.verify_password(user.password_hash, password):
-            reason = "wrong password"
-        elif not user.active:
-            reason = "inactive"
-        else:
-            reason = None
-        new_hash = auth.hash_password(password) if reason is None and auth.needs_rehash(user.password_hash) else None
-        with self._transaction() as session:
-            if reason is not None:
-                self._append_event(session, username[:64], "login_failed", "user",
-                                   None if user is None else str(user.id), {"reason": reason})
-            else:
-                if new_hash is not None:
-                    session.get(User, user.id).password_hash = new_hash
-                self._append_event(session, user.username, "login", "user", str(user.id), {"role": user.role})
-        if reason is not None:
-            raise AuthenticationError("wrong user name or password")
-        return _user_info(user)
 
     # -------------------------------------------------------------------------------------------------- results
     def record_result(self, score: Score, *, actor: UserInfo, audio_path: Path, duration_s: float,
@@ -598,10 +504,6 @@ def _link(event: AuditEvent) -> Link:
                 prev_hash=event.prev_hash)
 
 
-def _user_info(user: User) -> UserInfo:
-    return UserInfo(username=user.username, role=user.role, site=user.site, id=user.id)
-
-
 def _quality_dict(quality: QualityReport) -> dict:
     values = asdict(quality)
     values["reasons"] = list(quality.reasons)
@@ -638,19 +540,6 @@ def _require_site(clinician: UserInfo) -> None:
     """A clinician without a site would otherwise see every site's results."""
     if not clinician.site:
         raise AccessDeniedError(f"clinician {clinician.username!r} has no site; an admin must set one")
-
-
-def _check_new_user(username: str, password: str, role: str, site: str | None) -> None:
-    if not USERNAME_PATTERN.match(username):
-        raise InvalidUserError(f"user name {username!r}: use 1-64 letters, digits or . _ @ - (starting with a letter "
-                               "or digit)")
-    if len(password) < MIN_PASSWORD_CHARS:
-        raise InvalidUserError(f"password for {username!r}: {len(password)} characters, need at least "
-                               f"{MIN_PASSWORD_CHARS}")
-    if role == auth.CLINICIAN and not site:
-        raise InvalidUserError(f"clinician {username!r} needs a site (history is limited to it)")
-    if site is not None and not 0 < len(site) <= 64:
-        raise InvalidUserError(f"site {site!r} for {username!r}: 1-64 characters")
 
 
 def _check_score(score: Score) -> None:

@@ -174,3 +174,27 @@ class Score:
     @property
     def refer(self) -> bool:
         return self.decision == DECISION_POSITIVE
+
+
+# ---------------------------------------------------------------------- limits read before decoding (issue 24)
+class SampleRateTooHighError(AudioError):
+    """Above the accepted range: no microphone records it, and resampling from it costs memory out of all
+    proportion to the file's size (a 40 KB WAV claiming 1,000,003 Hz once asked for 64 GB)."""
+
+
+class TooMuchAudioError(AudioError):
+    """The container claims more audio (duration, or frames x channels) than is ever decoded; refused from the
+    header, before any sample is decoded, so a small file that unpacks to hours cannot take the machine's memory."""
+
+
+class CorruptAudioError(AudioError):
+    """The decoder skipped damaged frames (it said so, or the stream ended before its container's own count):
+    what is left is not the recording the clinician made, so it is not scored."""
+
+
+class NotARegularFileError(AudioError):
+    """A directory, FIFO, device or socket where a file was expected (reading a FIFO would block the batch)."""
+
+
+class UnreadableFileError(AudioError):
+    """The path does not exist or the operating system refused to read it; the message carries its reason."""

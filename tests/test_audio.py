@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,18 +23,23 @@ from biomarker.cohorts.noise import NoiseConfig, add_ward_noise, clatter, hum_an
 from biomarker.records import (
     AudioError,
     ClippedAudioError,
+    CorruptAudioError,
     DrownedInNoiseError,
     EmptyAudioError,
     FileTooLargeError,
     NonFiniteAudioError,
+    NotARegularFileError,
     NotAudioError,
     QualityError,
+    SampleRateTooHighError,
     SampleRateTooLowError,
     SilentAudioError,
     TooLongError,
     TooManyChannelsError,
+    TooMuchAudioError,
     TooShortError,
     TruncatedAudioError,
+    UnreadableFileError,
     UnsupportedCodecError,
 )
 
@@ -77,7 +84,44 @@ def _too_many_channels(speech: np.ndarray) -> bytes:
     return encode(np.tile(speech[:16000, None], (1, 9)), 16000)
 
 
+def _wav_claiming_rate(speech: np.ndarray, rate: int) -> bytes:
+    """A real 1 s WAV whose header claims `rate` (and the matching byte rate): 32 KB that says it is 2 GHz audio."""
+    data = bytearray(encode(speech[:16000], 16000, subtype="PCM_16"))
+    data[24:32] = struct.pack("<II", rate, (2 * rate) & 0xFFFFFFFF)
+    return bytes(data)
+
+
+def _flac_claiming(speech: np.ndarray, seconds: int, channels: int = 8, rate: int = 8000) -> bytes:
+    """A 1 s FLAC whose STREAMINFO claims `seconds` of audio: the small file that 'decodes to 1 h x 8 channels'."""
+    data = bytearray(encode(np.tile(speech[:rate, None], (1, channels)), rate, format="FLAC"))
+    fields = int.from_bytes(data[18:26], "big")  # rate (20 bits) | channels-1 (3) | bits-1 (5) | total samples (36)
+    data[18:26] = ((fields >> 36 << 36) | (seconds * rate)).to_bytes(8, "big")
+    return bytes(data)
+
+
+def _ogg_claiming_a_day(speech: np.ndarray) -> bytes:
+    data = bytearray(encode(speech, 16000, format="OGG"))
+    last_page = data.rfind(b"OggS")
+    data[last_page + 6 : last_page + 14] = (16000 * 86400).to_bytes(8, "little")  # its granule position
+    return bytes(data)
+
+
+def _zeroed_in_the_middle(speech: np.ndarray, format: str, length: int) -> bytes:
+    """`length` bytes of the encoded stream zeroed half-way: a transfer that lost a stretch of the file."""
+    data = bytearray(encode(speech, 16000, format=format))
+    data[len(data) // 2 : len(data) // 2 + length] = bytes(length)
+    return bytes(data)
+
+
 DECODE_CASES = {
+    # issue 24: refused from the header (rate range, duration and sample caps) or for damaged frames
+    "rate-2147483647-hz": (lambda s: _wav_claiming_rate(s, 2_147_483_647), SampleRateTooHighError),
+    "rate-1000003-hz": (lambda s: encode(np.zeros(20000), 1_000_003, subtype="PCM_16"), SampleRateTooHighError),
+    "flac-claims-1-h-of-8-channels": (lambda s: _flac_claiming(s, 3600), TooMuchAudioError),
+    "wav-of-11-minutes": (lambda s: encode(np.zeros(8000 * 660), 8000, subtype="ULAW"), TooMuchAudioError),
+    "ogg-claims-a-day": (_ogg_claiming_a_day, TooMuchAudioError),
+    "mp3-with-damaged-frames": (lambda s: _zeroed_in_the_middle(s, "MP3", 1000), CorruptAudioError),
+    "ogg-with-a-damaged-page": (lambda s: _zeroed_in_the_middle(s, "OGG", 8), CorruptAudioError),
     "empty-bytes": (lambda s: b"", EmptyAudioError),
     "zero-length-wav": (lambda s: encode(np.zeros((0, 1)), 16000), EmptyAudioError),
     "random-bytes": (lambda s: np.random.default_rng(1).bytes(4000), NotAudioError),
@@ -175,6 +219,113 @@ def test_duration_limit_is_configurable(speech):
     recording = audio.load(encode(np.tile(speech, 19), 16000), name="long-reading")
     assert not audio.check_quality(recording).passed
     assert audio.require_quality(recording, QualityConfig(max_duration_s=120)).passed
+
+
+# ------------------------------------------------------------------- bounded work per input (issue 24)
+def _in_a_capped_process(code: str, *args: str, cap_bytes: int = 1_500_000_000) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh Python whose address space is capped (RLIMIT_AS) before anything is imported: an
+    allocation past the cap fails there instead of taking this machine's memory."""
+    capped = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({cap_bytes}, {cap_bytes}))\n" + code
+    return subprocess.run([sys.executable, "-c", capped, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_rate_errors_name_the_rate_and_the_accepted_range(speech):
+    with pytest.raises(SampleRateTooHighError, match=r"^huge: sample rate 2147483647 Hz .*8000-384000 Hz"):
+        audio.load(_wav_claiming_rate(speech, 2_147_483_647), name="huge")
+    with pytest.raises(SampleRateTooLowError, match=r"4000 Hz .*8000-384000 Hz"):
+        audio.load(encode(resample(speech, 16000, 4000), 4000), name="low")
+    assert audio.load(encode(speech, 16000), config=AudioConfig(max_sample_rate_hz=16000)).original_sample_rate_hz == 16000
+    with pytest.raises(SampleRateTooHighError, match="8000-12000 Hz"):
+        audio.load(encode(speech, 16000), name="x", config=AudioConfig(max_sample_rate_hz=12000))
+
+
+def test_header_caps_refuse_before_a_single_sample_is_decoded(speech, monkeypatch):
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoding started although the header was over the caps")
+
+    monkeypatch.setattr(audio, "_read_mono", no_decoding)
+    with pytest.raises(TooMuchAudioError, match=r"claims 3600.0 s \(28800000 frames at 8000 Hz\); at most 600 s"):
+        audio.load(_flac_claiming(speech, 3600), name="bomb.flac")
+    stereo = encode(np.stack([speech, speech], 1), 16000)
+    with pytest.raises(TooMuchAudioError, match=rf"{len(speech)} frames x 2 channels = {2 * len(speech)} samples"):
+        audio.load(stereo, name="stereo", config=AudioConfig(max_decoded_samples=2 * len(speech) - 1))
+    with pytest.raises(TooMuchAudioError, match="at most 3 s are decoded"):
+        audio.load(encode(speech, 16000), name="long", config=AudioConfig(max_duration_s=3))
+
+
+def test_sox_inputs_are_bounded_by_their_header_too(tmp_path, speech):
+    """Raw GSM is read through sox: `sox --i` gives its length before sox decodes it (8 h fit in 50 MB)."""
+    source = tmp_path / "speech.wav"
+    sf.write(source, speech, 16000)
+    gsm = tmp_path / "call.gsm"
+    subprocess.run(["sox", str(source), "-r", "8000", "-c", "1", str(gsm)], check=True)
+    with pytest.raises(TooMuchAudioError, match="^call.gsm: the header claims 3.3 s"):
+        audio.load(gsm, name="call.gsm", config=AudioConfig(max_duration_s=2))
+
+
+@pytest.mark.parametrize("rate", [11025, 44101, 96001, 384000])
+def test_any_rate_in_range_is_resampled_keeping_a_tone_at_its_frequency(rate):
+    tone = 0.5 * np.sin(2 * np.pi * 1000 * np.arange(rate) / rate)
+    recording = audio.load(encode(tone, rate, subtype="FLOAT"), name=f"tone-{rate}")
+    spectrum = np.abs(np.fft.rfft(recording.samples))
+    assert np.argmax(spectrum) * 16000 / len(recording.samples) == pytest.approx(1000, abs=2)
+    assert len(recording.samples) == pytest.approx(16000, abs=1)
+
+
+def test_odd_rate_resampling_stays_in_bounded_memory(tmp_path):
+    """The 134 KB WAV at 44,101 Hz that peaked at 12.5 GB (torchaudio's filter for a ratio with gcd 1) loads in a
+    process capped at 1.5 GB of address space."""
+    path = tmp_path / "odd-rate.wav"
+    sf.write(path, 0.3 * np.sin(2 * np.pi * 220 * np.arange(66152) / 44101), 44101, subtype="PCM_16")
+    assert 130_000 < path.stat().st_size < 140_000
+    done = _in_a_capped_process("import sys; from biomarker import audio; print(len(audio.load(sys.argv[1]).samples))", str(path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout) == 24000
+
+
+def test_size_cap_is_checked_with_stat_before_reading(tmp_path):
+    """A sparse 2 GB file costs no disk; read whole it would pass the 1.5 GB cap of the process that opens it."""
+    path = tmp_path / "huge.wav"
+    with path.open("wb") as handle:
+        handle.truncate(2_000_000_000)
+    code = ("import sys; from biomarker import audio\n"
+            "try:\n    audio.read_input(sys.argv[1])\nexcept audio.FileTooLargeError as error:\n    print(error)")
+    done = _in_a_capped_process(code, str(path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == f"{path}: 2000000000 bytes is over the 50000000-byte limit"
+
+
+def test_paths_that_are_not_regular_files_are_refused_without_reading(tmp_path):
+    folder = tmp_path / "folder.wav"
+    folder.mkdir()
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer came
+    device = tmp_path / "zero.wav"
+    device.symlink_to("/dev/zero")
+    for path, kind in ((folder, "a directory"), (fifo, "a FIFO"), (device, "a character device")):
+        with pytest.raises(NotARegularFileError, match=f"^{path}: not a regular file \\({kind}\\)$"):
+            audio.load(path)
+    with pytest.raises(UnreadableFileError, match="missing.wav: file not found"):
+        audio.load(tmp_path / "missing.wav")
+    dangling = tmp_path / "dangling.wav"
+    dangling.symlink_to(tmp_path / "gone.wav")
+    with pytest.raises(UnreadableFileError, match="file not found"):
+        audio.load(dangling)
+
+
+def test_decoder_messages_are_passed_on_to_stderr(speech, capfd):
+    """stderr is borrowed while mpg123 decodes: what it printed is written back, not swallowed."""
+    with pytest.raises(CorruptAudioError, match="Illegal Audio-MPEG-Header"):
+        audio.load(_zeroed_in_the_middle(speech, "MP3", 1000), name="damaged.mp3")
+    assert "Illegal Audio-MPEG-Header" in capfd.readouterr().err
+    print("still ours", file=sys.stderr)
+    assert "still ours" in capfd.readouterr().err
+
+
+def test_clean_mp3_and_ogg_pass_the_damage_checks(speech):
+    for format in ("MP3", "OGG"):
+        recording = audio.load(encode(speech, 16000, format=format), name=f"clean.{format.lower()}")
+        assert recording.duration_s == pytest.approx(len(speech) / 16000, abs=0.01)
 
 
 # ---------------------------------------------------------------------------------------------- good inputs

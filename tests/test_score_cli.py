@@ -110,3 +110,156 @@ def test_serve_creates_the_first_admin_once_and_starts_the_app(model_dir, tmp_pa
 def test_unknown_cohort_is_named_before_scoring(model_dir, inputs):
     result, _ = run([str(inputs / "clips" / "a.wav"), "--model", str(model_dir), "--cohort", "mars"])
     assert result.exit_code == 2 and "mars" in result.stderr
+
+
+# ---------------------------------------------------------------------- a batch never dies for one input (issue 24)
+def rows_by_path(rows):
+    return {row["path"]: row for row in rows}
+
+
+def test_a_wav_at_1000003_hz_gets_its_row_and_the_batch_goes_on(model_dir, inputs, tmp_path):
+    """It once crashed the whole run with a 64 GB allocation: exit 1, no CSV for any input."""
+    odd = tmp_path / "odd-rate.wav"
+    odd.write_bytes(wav_bytes(np.zeros(20000, np.float32), sample_rate_hz=1_000_003))
+    good = str(inputs / "clips" / "a.wav")
+    result, rows = run([good, str(odd), good, "--model", str(model_dir), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert [row["path"] for row in rows] == [good, str(odd), good]
+    assert rows[0]["quality"] == rows[2]["quality"] == "ok"
+    assert rows[1]["probability"] == "" and "1000003 Hz" in rows[1]["quality"] and "8000-384000 Hz" in rows[1]["quality"]
+
+
+def test_an_error_no_audio_error_names_costs_only_its_own_row(model_dir, inputs, monkeypatch):
+    from biomarker import audio
+
+    real_decode = audio._decode
+
+    def decode(data, label, suffix, config):
+        if label.endswith("b.wav"):
+            raise MemoryError("the decoder ran out of memory")
+        return real_decode(data, label, suffix, config)
+
+    monkeypatch.setattr(audio, "_decode", decode)
+    result, rows = run([str(inputs / "clips"), "--model", str(model_dir), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    by_path = rows_by_path(rows)
+    assert by_path[str(inputs / "clips" / "a.wav")]["quality"] == "ok"
+    assert by_path[str(inputs / "clips" / "b.wav")]["quality"] == "could not be scored: MemoryError: the decoder ran out of memory"
+    assert "silent" in by_path[str(inputs / "clips" / "silent.wav")]["quality"]
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: nothing after it runs (not even a final write)."""
+
+
+def test_rows_are_on_disk_as_soon_as_their_batch_is_scored(model_dir, inputs, tmp_path, monkeypatch):
+    from biomarker.screener import Screener
+
+    real_score_many, calls = Screener.score_many, []
+
+    def score_many(self, sources, **kwargs):
+        calls.append(len(sources))
+        if len(calls) == 2:
+            raise Killed()
+        return real_score_many(self, sources, **kwargs)
+
+    monkeypatch.setattr(Screener, "score_many", score_many)
+    out = tmp_path / "scores.csv"
+    clip = str(inputs / "clips" / "a.wav")
+    with pytest.raises(Killed):
+        CliRunner().invoke(app, ["score", *[clip] * 20, "--model", str(model_dir), "--out", str(out)],
+                           catch_exceptions=False)
+    assert calls == [16, 4]  # the screener's batch size, then the rest
+    finished = list(csv.DictReader(out.open()))
+    assert len(finished) == 16 and all(row["quality"] == "ok" for row in finished)
+
+
+def test_write_rows_flushes_each_row(tmp_path):
+    from biomarker.cli.score import write_rows
+
+    out = tmp_path / "rows.csv"
+    seen_on_disk = []
+
+    def rows():
+        for number in range(3):
+            yield {"path": f"clip{number}.wav", "probability": "", "decision": "", "model": "m", "quality": "ok"}
+            seen_on_disk.append(len(out.read_text().splitlines()))
+
+    with out.open("w", newline="") as handle:
+        assert write_rows(rows(), handle) == 3
+    assert seen_on_disk == [2, 3, 4]  # the header and every row written so far, before the next row is made
+
+
+def test_directories_fifos_and_empty_folders_named_like_audio_get_rows(model_dir, tmp_path):
+    import os
+
+    folder = tmp_path / "clips"
+    (folder / "x.wav").mkdir(parents=True)
+    os.mkfifo(folder / "pipe.wav")
+    empty = tmp_path / "empty.wav"
+    empty.mkdir()
+    result, rows = run([str(folder), str(empty), "--model", str(model_dir)])
+    assert result.exit_code == 0, result.output
+    by_path = rows_by_path(rows)
+    assert by_path[str(folder / "x.wav")]["quality"] == "not a regular file (a directory)"
+    assert by_path[str(folder / "pipe.wav")]["quality"] == "not a regular file (a FIFO)"
+    assert by_path[str(empty)]["quality"].startswith("a folder with no audio entries")
+
+
+def test_manifest_entries_outside_its_folder_are_refused_unless_allowed(model_dir, inputs, tmp_path):
+    import shutil
+
+    outside = tmp_path / "outside.wav"
+    shutil.copy(inputs / "clips" / "a.wav", outside)
+    folder = tmp_path / "site"
+    folder.mkdir()
+    shutil.copy(inputs / "clips" / "b.wav", folder / "inside.wav")
+    (folder / "link.wav").symlink_to(outside)
+    manifest = folder / "manifest.csv"
+    manifest.write_text(f"path\ninside.wav\n../outside.wav\n{outside}\nlink.wav\n\n", encoding="utf-8")
+    listed = [str(folder / "inside.wav"), str(folder / "../outside.wav"), str(outside), str(folder / "link.wav")]
+
+    result, rows = run([str(manifest), "--model", str(model_dir)])
+    assert result.exit_code == 0, result.output
+    assert [row["path"] for row in rows] == listed
+    assert rows[0]["quality"] == "ok"
+    for row in rows[1:]:
+        assert row["probability"] == "" and "outside the manifest's folder" in row["quality"]
+        assert "--allow-outside" in row["quality"]
+
+    result, rows = run([str(manifest), "--model", str(model_dir), "--allow-outside"])
+    assert [row["quality"] for row in rows] == ["ok"] * 4
+
+    result, rows = run([str(folder), "--model", str(model_dir)])  # a folder's symlink out is refused alike
+    assert "outside the folder" in rows_by_path(rows)[str(folder / "link.wav")]["quality"]
+
+
+def test_an_empty_manifest_path_is_its_own_row(model_dir, inputs):
+    manifest = inputs / "holes.csv"
+    manifest.write_text("path,label\n,1\nclips/a.wav,0\n", encoding="utf-8")
+    result, rows = run([str(manifest), "--model", str(model_dir)])
+    assert result.exit_code == 0, result.output
+    assert rows[0]["path"] == f"{manifest}:2" and "empty 'path'" in rows[0]["quality"]
+    assert rows[1]["quality"] == "ok"
+
+
+def test_log_checks_the_size_cap_before_reading_the_file(model_dir, tmp_path, monkeypatch):
+    """With --log a 2 GB file was read whole (2.9 GB peak) before the size cap was checked."""
+    from pathlib import Path
+
+    big = tmp_path / "big.wav"
+    with big.open("wb") as handle:
+        handle.truncate(60_000_000)  # sparse: over the 50 MB cap, no disk used
+
+    real_read_bytes = Path.read_bytes
+
+    def read_bytes(self):
+        if self.name == big.name:
+            raise AssertionError(f"{self} was read whole")
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    result, rows = run([str(big), "--model", str(model_dir), "--log"], env={"BIOMARKER_HOME": str(tmp_path / "home")})
+    assert result.exit_code == 0, result.output
+    [row] = rows
+    assert row["quality"] == "60000000 bytes is over the 50000000-byte limit"

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "corpus",  # pretraining corpus
     "pretrain",
     "cohort",  # cohort synth / import / splits
+    "independent",  # cohort independent: evaluation sets from a second marker implementation (never trained on)
     "finetune",
     "evaluate",  # evaluate a manifest; compare two measured runs
     "models",  # list | show | promote

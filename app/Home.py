@@ -1,7 +1,8 @@
 """biomarker's clinical app: `streamlit run app/Home.py` (or `biomarker serve`).
 
 This main script only decides which pages the signed-in role may open (`st.navigation`): a page the role may
-not use is not registered at all, and every page checks the role again itself (`context.require`).
+not use is not registered at all, and every page checks the role again itself (`context.require`). An account
+whose password was chosen by someone else sees only the page that changes it.
 """
 
 from __future__ import annotations
@@ -11,25 +12,32 @@ import streamlit as st
 import context
 from biomarker.store.auth import EXPORT, HISTORY, MANAGE_USERS, SCORE, can
 
-st.set_page_config(page_title="biomarker: respiratory-insufficiency speech screener", layout="wide")
+st.set_page_config(page_title="biomarker", layout="wide")
 
-# (file, title, the action a role needs to see the page)
+# (file, title key, the action a role needs to see the page; None: every signed-in user)
 PAGES = (
-    ("views/screen.py", "Screen", SCORE),
-    ("views/samples.py", "Try a sample", SCORE),
-    ("views/history.py", "History", HISTORY),
-    ("views/audit.py", "Audit / export", EXPORT),
-    ("views/users.py", "Users", MANAGE_USERS),
+    ("views/screen.py", "nav.screen", SCORE),
+    ("views/samples.py", "nav.samples", SCORE),
+    ("views/history.py", "nav.history", HISTORY),
+    ("views/audit.py", "nav.audit", EXPORT),
+    ("views/users.py", "nav.users", MANAGE_USERS),
+    ("views/account.py", "nav.account", None),
 )
 
+context.language_picker()
+t = context.t()
 user = context.current_user()
 if user is None:
-    pages = [st.Page("views/sign_in.py", title="Sign in")]
+    pages = [st.Page("views/sign_in.py", title=t("nav.sign_in"))]
+elif user.must_change_password:
+    pages = [st.Page("views/account.py", title=t("nav.account"))]
 else:
-    pages = [st.Page(path, title=title) for path, title, action in PAGES if can(user.role, action)]
+    pages = [st.Page(path, title=t(title)) for path, title, action in PAGES if action is None or can(user.role, action)]
+if user is not None:
     with st.sidebar:
-        st.write(f"Signed in as **{user.username}** ({user.role}{', site ' + user.site if user.site else ''})")
-        if st.button("Sign out", key="sign_out"):
+        st.write(t("app.signed_in_as", user=user.username, role=t(f"role.{user.role}"),
+                   site=t("app.at_site", site=user.site) if user.site else ""))
+        if st.button(t("app.sign_out"), key="sign_out"):
             context.sign_out()
             st.rerun()
 st.navigation(pages).run()

@@ -1,60 +1,126 @@
-"""How one screening result is shown (shared by the Screen and Try-a-sample pages, so both read the same)."""
+"""How a screening result is shown: the Screen, Try-a-sample and History pages all use these, so every page
+reads the same words (the decision, the quality, the patient's timeline)."""
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import matplotlib.pyplot as plt
 import streamlit as st
 
+from biomarker.i18n import Translator
 from biomarker.records import AudioError, QualityReport
 from biomarker.screener import Assessment, Screener
-from plots import mfccgram_figure, waveform_figure
-
-DECISION_WORDS = {
-    "positive": "Refer for SpO2 check",
-    "negative": "No sign of respiratory insufficiency",
-}
-SYNTHETIC_DISCLAIMER = (
-    "This model was trained on SYNTHETIC speech only and has not been clinically validated. "
-    "It is a screening aid (refer for an SpO2 check), never an SpO2 estimate or a diagnosis."
-)
+from biomarker.store import HistoryRow
+from biomarker.store.pseudonym import short_pseudonym
+from plots import mfccgram_figure, trend_figure, waveform_figure
 
 
-def quality_in_words(quality: QualityReport) -> str:
-    return (
-        f"Good recording: {quality.duration_s:.1f} s, speech in {quality.speech_ratio:.0%} of it, "
-        f"{quality.clipping_ratio:.1%} clipped samples, estimated signal-to-noise {quality.snr_db:.0f} dB."
-    )
+def decision_words(t: Translator, decision: str) -> str:
+    return t(f"decision.{decision}")
 
 
-def show_rejection(error: AudioError) -> None:
-    """A bad recording: say what is wrong in plain words and what to do; nothing was scored or stored."""
-    st.error(f"The recording cannot be screened: {error.problem}. Nothing was stored as a score. "
-             "Please record again in a quiet room, speaking the whole sentence.")
+def quality_in_words(t: Translator, quality: QualityReport | dict | None) -> str:
+    """The quality gate's measurements in one sentence (a stored row keeps them as a dict)."""
+    if quality is None:
+        return t("quality.unknown")
+    values = quality if isinstance(quality, dict) else vars(quality)
+    if values.get("snr_db") is None:
+        return t("quality.unknown")
+    return t("quality.good", duration=t.number(values["duration_s"], 1), speech=f"{100 * values['speech_ratio']:.0f}",
+             clipped=t.number(100 * values["clipping_ratio"], 1), snr=f"{values['snr_db']:.0f}")
 
 
-def show_disclaimer(screener: Screener) -> None:
+def short_quality(t: Translator, quality: dict | None) -> str:
+    """A table cell: duration and signal-to-noise."""
+    if not quality or quality.get("snr_db") is None:
+        return "—"
+    return t("quality.short", duration=t.number(quality["duration_s"], 1), snr=f"{quality['snr_db']:.0f}")
+
+
+def audio_error_words(t: Translator, error: AudioError) -> str:
+    """What went wrong and what to do, in plain words: the nearest class of `error` with a message wins, so a
+    new subclass still reads sensibly before it gets words of its own."""
+    for kind in type(error).__mro__:
+        key = f"audio_error.{kind.__name__}"
+        if t.has(key):
+            return t(key)
+    return t("audio_error.AudioError")
+
+
+def show_rejection(t: Translator, error: AudioError) -> None:
+    """A bad recording: what is wrong and what to do; nothing was scored or stored."""
+    st.error(t("result.rejected", reason=audio_error_words(t, error)))
+
+
+def show_disclaimer(t: Translator, screener: Screener) -> None:
     if screener.trained_on_synthetic:
-        st.warning(SYNTHETIC_DISCLAIMER)
+        st.warning(t("disclaimer.synthetic"))
 
 
-def show_assessment(assessment: Assessment, screener: Screener, label: str) -> None:
+def show_decision(t: Translator, decision: str, probability: float, threshold: float) -> None:
+    """The decision in words, then the probability against the threshold (the same on every page)."""
+    (st.error if decision == "positive" else st.info)(f"**{decision_words(t, decision)}**")
+    columns = st.columns(2)
+    columns[0].metric(t("result.probability"), t.number(probability), help=t("result.probability_help"))
+    columns[1].metric(t("result.threshold"), t.number(threshold), help=t("result.threshold_help"))
+
+
+def show_assessment(t: Translator, assessment: Assessment, screener: Screener, label: str) -> None:
     """Quality, decision, probability, model identity, device, latency, then the two plots."""
     score = assessment.score
-    st.success(quality_in_words(assessment.quality))
-    words = DECISION_WORDS[score.decision]
-    (st.error if score.refer else st.info)(f"**{words}**")
-    columns = st.columns(4)
-    columns[0].metric("Probability of RI", f"{score.probability:.2f}", help="calibrated; refer at or above the threshold")
-    columns[1].metric("Threshold", f"{score.threshold:.2f}", help="the model's operating point")
-    columns[2].metric("Device", score.device)
-    columns[3].metric("Latency", f"{score.latency_ms:.0f} ms")
-    st.caption(f"Model **{score.model_name}** version **{score.model_version}**, cohort {score.cohort}.")
+    st.success(quality_in_words(t, assessment.quality))
+    show_decision(t, score.decision, score.probability, score.threshold)
+    st.caption(t("result.model_line", name=score.model_name, version=score.model_version, cohort=score.cohort,
+                 device=score.device, latency=f"{score.latency_ms:.0f}"))
     recording = assessment.recording
+    show_plots(t, screener, recording.samples, recording.sample_rate_hz, screener.features_for_display(recording),
+               label)
+
+
+def show_plots(t: Translator, screener: Screener, samples, sample_rate_hz: int, features, label: str) -> None:
     figures = (
-        waveform_figure(recording.samples, recording.sample_rate_hz, f"Waveform: {label}"),
-        mfccgram_figure(screener.features_for_display(recording), screener.display_frames_per_second,
-                        f"MFCC-gram: {label}"),
+        waveform_figure(samples, sample_rate_hz, t("plot.waveform", label=label), t("plot.time_s"),
+                        t("plot.amplitude")),
+        mfccgram_figure(features, screener.display_frames_per_second, t("plot.mfccgram", label=label),
+                        t("plot.time_s"), t("plot.mfcc_index")),
     )
     for figure in figures:
         st.pyplot(figure)
         plt.close(figure)
+
+
+def timeline_rows(t: Translator, rows: Sequence[HistoryRow], zone: str) -> list[dict[str, str]]:
+    """One table row per result, oldest last, in the words the result page uses."""
+    return [{
+        t("column.date"): t.datetime(row.created_at, zone),
+        t("column.decision"): decision_words(t, row.decision),
+        t("column.probability"): t("probability.vs_threshold", probability=t.number(row.probability),
+                                   threshold=t.number(row.threshold)),
+        t("column.quality"): short_quality(t, row.quality),
+        t("column.model"): f"{row.model_name} {row.model_version}",
+        t("column.clinician"): row.created_by,
+        t("column.site"): row.site or "—",
+        t("column.result"): str(row.score_id),
+    } for row in rows]
+
+
+def show_timeline(t: Translator, rows: Sequence[HistoryRow], zone: str, *, patient_label: str) -> None:
+    """The patient's results: a table and, from two results on, the probability over time against the
+    threshold (a clinician sees a trend faster than they read one)."""
+    st.subheader(t("timeline.title", patient=patient_label))
+    if not rows:
+        st.caption(t("timeline.empty"))
+        return
+    st.dataframe(timeline_rows(t, rows, zone), hide_index=True, width="stretch")
+    if len(rows) >= 2:
+        figure = trend_figure([row.created_at for row in rows], [row.probability for row in rows],
+                              [row.threshold for row in rows], t("timeline.plot_title", patient=patient_label),
+                              t("column.date"), t("result.probability"), t("result.threshold"))
+        st.pyplot(figure)
+        plt.close(figure)
+
+
+def patient_label(typed: str | None, pseudonym: str | None) -> str:
+    """The identifier as the clinician typed it when known, else the short pseudonym."""
+    return typed.strip() if typed and typed.strip() else short_pseudonym(pseudonym)

@@ -1,10 +1,13 @@
-"""The Streamlit app through AppTest: every page and role, access rules, the bad-input catalogue, the spool,
-concurrent scoring. A tiny random model stands in for the shipped one (its numbers mean nothing)."""
+"""The Streamlit app through AppTest: every page and role in both languages, access rules, the one-patient-one-
+recording flow, the patient's timeline, History's detail view, accounts (forced change, lockout, admin edits,
+refresh), the bad-input catalogue, the spool, concurrent scoring. A tiny random model stands in for the shipped
+one (its numbers mean nothing)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,15 +19,18 @@ from streamlit.testing.v1 import AppTest
 
 from biomarker.screener import Screener, screen_and_record
 from biomarker.settings import Settings
-from biomarker.store import HistoryFilter, Store, UserInfo
+from biomarker.store import AuthenticationError, HistoryFilter, Store, UserInfo
+from biomarker.store.schema import AuditEvent
+from sqlalchemy import select
 from screening_helpers import TEST_MODEL_NAME, TEST_MODEL_VERSION, espeak_wav, save_tiny_screening_model, wav_bytes
 
 HOME_SCRIPT = str(Path(__file__).resolve().parent.parent / "app" / "Home.py")
-ALL_PAGES = ("views/screen.py", "views/samples.py", "views/history.py", "views/audit.py", "views/users.py")
+ALL_PAGES = ("views/screen.py", "views/samples.py", "views/history.py", "views/audit.py", "views/users.py",
+             "views/account.py")
 PAGES_BY_ROLE = {
-    "clinician": {"views/screen.py", "views/samples.py", "views/history.py"},
-    "researcher": {"views/history.py", "views/audit.py"},
-    "auditor": {"views/history.py", "views/audit.py"},
+    "clinician": {"views/screen.py", "views/samples.py", "views/history.py", "views/account.py"},
+    "researcher": {"views/history.py", "views/audit.py", "views/account.py"},
+    "auditor": {"views/history.py", "views/audit.py", "views/account.py"},
     "admin": set(ALL_PAGES),
 }
 PASSWORD = "correct horse battery"
@@ -55,7 +61,7 @@ def template_db(tmp_path_factory):
     settings = Settings.from_env({"BIOMARKER_HOME": str(folder), "BIOMARKER_SECRET": SECRET})
     store = Store(settings)
     for name, role, site in USERS:
-        store.add_user(name, PASSWORD, role, site=site, actor=UserInfo("setup", "admin"))
+        store.add_user(name, PASSWORD, role, site=site, actor=UserInfo("setup", "admin"), must_change_password=False)
     store.close()
     return folder / "biomarker.db"
 
@@ -78,9 +84,10 @@ def store(env, template_db):
     return Store(Settings.from_env())
 
 
-def app_as(username: str | None = None) -> AppTest:
+def app_as(username: str | None = None, language: str = "en") -> AppTest:
     """The app with `username` already signed in (the sign-in form itself is tested separately)."""
     at = AppTest.from_file(HOME_SCRIPT, default_timeout=TIMEOUT_S)
+    at.session_state["language"] = language
     if username is not None:
         [(role, site)] = [(role, site) for name, role, site in USERS if name == username]
         at.session_state["signed_in"] = UserInfo(username, role, site)
@@ -94,19 +101,37 @@ def texts(at: AppTest, kind: str) -> list[str]:
     return [element.value for element in getattr(at, kind)]
 
 
-def screen(at: AppTest, data: bytes, *, patient: str = "P-001", via: str = "rec") -> AppTest:
+def source(at: AppTest, via: str):
+    """The recorder or the uploader of the current patient (their keys change with the identifier)."""
+    prefix = "rec-" if via == "rec" else "upl-"
+    widgets = at.audio_input if via == "rec" else at.file_uploader
+    [widget] = [w for w in widgets if w.key.startswith(prefix)]
+    return widget
+
+
+def screen(at: AppTest, data: bytes, *, patient: str = "P-001", via: str = "rec", click: bool = True) -> AppTest:
+    """Walk the Screen page as a clinician: identifier, consent, one source, then the Screen button."""
     at.switch_page("views/screen.py").run()
-    at.text_input(key="patient_id").input(patient)
+    at.text_input(key="patient_id").input(patient).run()
     at.checkbox(key="consent").check()
-    widget = at.audio_input(key="rec") if via == "rec" else at.file_uploader(key="upl")
-    widget.upload("clip.wav", data, "audio/wav")
+    source(at, via).upload("clip.wav", data, "audio/wav")
     at.run()
+    if click:
+        at.button(key="screen_button").click().run()
     assert not at.exception, at.exception
     return at
 
 
+def results(store: Store, patient: str | None = None):
+    return store.history(HistoryFilter(patient_id=patient), viewer=UserInfo("x", "auditor"))
+
+
 # ------------------------------------------------------------------------------------------------ access
 def test_signed_out_sees_only_the_sign_in_page(store):
+    at = app_as(None)
+    assert [title.value for title in at.title] == ["Respiratory-insufficiency speech screener"]
+    at = app_as(None, language="pt_BR")
+    assert [title.value for title in at.title] == ["Triagem de insuficiência respiratória pela fala"]
     at = app_as(None)
     assert [title.value for title in at.title] == ["Respiratory-insufficiency speech screener"]
     assert not at.dataframe and not at.metric
@@ -128,8 +153,14 @@ def test_each_role_reaches_exactly_its_pages_and_each_page_renders(store):
                     at.switch_page(page)
 
 
+def sign_in_page() -> AppTest:
+    at = AppTest.from_file(HOME_SCRIPT, default_timeout=TIMEOUT_S)
+    at.session_state["language"] = "en"
+    return at.run()
+
+
 def test_sign_in_form_accepts_the_right_password_only(store):
-    at = AppTest.from_file(HOME_SCRIPT, default_timeout=TIMEOUT_S).run()
+    at = sign_in_page()
     at.text_input(key="username").input("cleo")
     at.text_input(key="password").input(PASSWORD)
     at.button[0].click().run()
@@ -138,7 +169,7 @@ def test_sign_in_form_accepts_the_right_password_only(store):
 
 
 def test_wrong_password_is_refused(store):
-    at = AppTest.from_file(HOME_SCRIPT, default_timeout=TIMEOUT_S).run()
+    at = sign_in_page()
     at.text_input(key="username").input("cleo")
     at.text_input(key="password").input("not the password")
     at.button[0].click().run()
@@ -156,49 +187,163 @@ def test_idle_session_times_out(store):
         at.switch_page("views/history.py")
 
 
-def test_first_visit_creates_the_admin_and_its_one_time_password_signs_in(env):
-    at = AppTest.from_file(HOME_SCRIPT, default_timeout=TIMEOUT_S).run()
+def test_first_visit_creates_the_admin_whose_one_time_password_must_be_changed(env):
+    at = sign_in_page()
     at.button(key="create_admin").click().run()
     [message] = texts(at, "success")
     password = message.split("`")[1]
     at.text_input(key="username").input("admin")
     at.text_input(key="password").input(password)
     at.button(key="FormSubmitter:sign_in-Sign in").click().run()
+    # only the password page exists until the one-time password is replaced
+    assert at.title[0].value == "My account" and any("chosen by someone else" in w for w in texts(at, "warning"))
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("views/users.py")
+    at.text_input(key="pw_current").input(password)
+    at.text_input(key="pw_new").input("my own long passphrase")
+    at.text_input(key="pw_repeat").input("my own long passphrase")
+    at.button(key="FormSubmitter:change_password-Change password").click().run()
+    assert "Password changed." in texts(at, "success")
     at.switch_page("views/users.py").run()
-    assert not at.exception and "admin" in at.dataframe[0].value["username"].tolist()
+    assert not at.exception and "admin" in at.dataframe[0].value["User name"].tolist()
     assert "create_admin" not in [button.key for button in AppTest.from_file(HOME_SCRIPT).run().button]
+    with pytest.raises(AuthenticationError):
+        Store(Settings.from_env()).authenticate("admin", password)
 
 
 # ---------------------------------------------------------------------------------------------- screening
+def audit_actions(store: Store) -> list[str]:
+    with store.engine.connect() as connection:
+        return list(connection.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)))
+
+
 def test_clinician_screens_a_recording_and_finds_it_in_history(store, speech):
     at = screen(app_as("cleo"), speech, patient="P-042")
     assert any(text.startswith("Good recording") for text in texts(at, "success"))
-    assert {metric.label for metric in at.metric} == {"Probability of RI", "Threshold", "Device", "Latency"}
+    assert "Stored for patient **P-042** (result #1)." in texts(at, "success")  # as typed, never the pseudonym
+    assert {metric.label for metric in at.metric} == {"Probability of RI", "Threshold"}
     assert any(TEST_MODEL_NAME in text and TEST_MODEL_VERSION in text for text in texts(at, "caption"))
     decision = [t for t in texts(at, "error") + texts(at, "info") if t.startswith("**")]
     assert decision in (["**Refer for SpO2 check**"], ["**No sign of respiratory insufficiency**"])
     assert any("SYNTHETIC" in text for text in texts(at, "warning"))  # the model's disclaimer
-    assert len(at.get("image")) == 2  # waveform and MFCC-gram
-    [row] = store.history(HistoryFilter(patient_id="P-042"), viewer=UserInfo("x", "auditor"))
+    assert len(at.get("imgs")) == 2 or len(at.get("image")) == 2  # waveform and MFCC-gram
+    [row] = results(store, "P-042")
     assert row.site == "ward-1" and row.created_by == "cleo"
     at.switch_page("views/history.py").run()
-    assert at.dataframe[0].value["patient_pseudonym"].tolist() == [store.pseudonymise("P-042")]
+    table = at.dataframe[0].value
+    assert table["Patient (pseudonym)"].tolist() == [store.pseudonymise("P-042")[:8]]
+    assert table["Decision"].tolist()[0] == decision[0].strip("*")
+    assert {"Date", "Probability vs threshold", "Recording quality", "Clinician", "Site"} <= set(table.columns)
+
+
+def test_nothing_is_scored_before_the_screen_button(store, speech):
+    at = screen(app_as("cleo"), speech, patient="P-1", click=False)
+    assert not at.metric and results(store) == []
+    assert at.button(key="screen_button").label == "Screen patient P-1"
+
+
+def test_a_new_identifier_clears_the_recording_and_the_consent_and_stores_nothing_for_it(store, speech):
+    """The reported sequence: upload for PAC-0003, screen, then type PAC-0004 with the file still shown."""
+    at = screen(app_as("cleo"), speech, patient="PAC-0003", via="upl")
+    assert len(results(store, "PAC-0003")) == 1
+    at.text_input(key="patient_id").input("PAC-0004").run()
+    assert source(at, "upl").value is None and source(at, "rec").value is None
+    assert at.checkbox(key="consent").value is False
+    assert not at.metric and at.button(key="screen_button").disabled
+    at.run()  # a rerun of the page stores nothing either (and the disabled button cannot be clicked)
+    assert results(store, "PAC-0004") == [] and len(results(store)) == 1
+
+
+def test_a_click_for_a_previous_identifier_is_refused(store, speech):
+    at = screen(app_as("cleo"), speech, patient="PAC-1", click=False)
+    at.session_state["screen_request"] = ("PAC-OTHER", at.session_state["screen_generation"], "x")
+    at.run()
+    assert any("changed as you clicked" in text for text in texts(at, "warning"))
+    assert results(store) == []
+
+
+def test_a_recording_and_an_upload_at_once_block_screening(store, speech):
+    at = screen(app_as("cleo"), speech, patient="P-2", click=False)
+    source(at, "upl").upload("other.wav", speech, "audio/wav")
+    at.run()
+    assert any("Remove one of them" in text for text in texts(at, "warning"))
+    assert at.button(key="screen_button").disabled
+    assert results(store) == []
+
+
+def test_reruns_and_resubmissions_never_store_a_second_copy(store, speech):
+    at = screen(app_as("cleo"), speech, patient="PAC-9")
+    at.run()
+    at.run()
+    assert len(results(store)) == 1
+    at.button(key="screen_button").click().run()  # the same audio again for the same patient
+    assert any("already screened for patient **PAC-9**" in text for text in texts(at, "warning"))
+    assert len(results(store)) == 1
 
 
 def test_upload_alternative_scores_like_recording(store, speech):
     at = screen(app_as("adam"), speech, via="upl")
-    assert len(store.history(viewer=UserInfo("x", "auditor"))) == 1 and at.metric
+    assert len(results(store)) == 1 and at.metric
+
+
+def test_an_account_without_a_site_cannot_screen(store, speech):
+    at = AppTest.from_file(HOME_SCRIPT, default_timeout=TIMEOUT_S)
+    at.session_state["language"] = "en"
+    at.session_state["signed_in"] = UserInfo("adam", "admin", None)
+    at.session_state["last_activity"] = datetime.now(timezone.utc)
+    at.run()
+    at.switch_page("views/screen.py").run()
+    assert any("has no site" in text for text in texts(at, "error"))
+    assert "screen_button" not in [button.key for button in at.button] and results(store) == []
 
 
 def test_screening_waits_for_patient_and_consent(store, speech):
     at = app_as("cleo")
     at.switch_page("views/screen.py").run()
-    at.audio_input(key="rec").upload("clip.wav", speech, "audio/wav")
+    source(at, "rec").upload("clip.wav", speech, "audio/wav")
     at.run()
     assert "Enter the patient identifier before screening." in texts(at, "warning")
+    assert at.button(key="screen_button").disabled
     at.text_input(key="patient_id").input("P-1").run()
+    source(at, "rec").upload("clip.wav", speech, "audio/wav")
+    at.run()
     assert any("consent" in text for text in texts(at, "warning"))
-    assert store.history(viewer=UserInfo("x", "auditor")) == []
+    assert results(store) == []
+
+
+def test_the_patient_timeline_shows_earlier_results_and_a_trend(store, speech, tmp_path):
+    at = screen(app_as("cleo"), speech, patient="PAC-0001")
+    louder = espeak_wav(tmp_path / "again.wav", "The north wind and the sun were disputing which was the stronger.",
+                        sample_rate_hz=22050).read_bytes()
+    at = screen(at, louder, patient="pac-0001 ")  # the same patient typed differently: one timeline
+    assert "Results of patient pac-0001" in [h.value for h in at.subheader]
+    timeline = at.dataframe[0].value
+    assert len(timeline) == 2 and timeline["Model"].tolist()[0] == f"{TEST_MODEL_NAME} {TEST_MODEL_VERSION}"
+    assert len(at.get("imgs")) == 3 or len(at.get("image")) == 3  # waveform, MFCC-gram, trend
+    at.switch_page("views/history.py").run()
+    at.text_input(key="history_patient").input("PAC-0001").run()
+    assert len(at.dataframe[0].value) == 2
+
+
+def test_history_opens_a_result_and_its_audio_and_audits_both(store, speech):
+    screen(app_as("cleo"), speech, patient="PAC-5")
+    at = app_as("cleo")
+    at.switch_page("views/history.py").run()
+    at.button(key="history_open").click().run()
+    assert any("patient " in text and "clinician cleo" in text for text in texts(at, "markdown"))
+    at.button(key="history_listen").click().run()
+    assert not at.exception and at.get("audio")
+    assert audit_actions(store)[-2:] == ["result_details_opened", "result_audio_opened"]
+    at = app_as("aldo")  # auditors read results but never hear the patient
+    at.switch_page("views/history.py").run()
+    at.button(key="history_open").click().run()
+    assert [b for b in at.button if b.key == "history_listen"] == []
+
+
+def test_refused_recordings_are_audited(store):
+    at = app_as("cleo")
+    screen(at, wav_bytes(np.zeros(48000, np.float32)), patient="PAC-6", via="upl")
+    assert audit_actions(store)[-1] == "screening_not_stored" and results(store) == []
 
 
 def _bad_inputs() -> dict[str, bytes]:
@@ -221,13 +366,20 @@ def _bad_inputs() -> dict[str, bytes]:
 
 def test_bad_input_catalogue_is_explained_and_never_stored_as_a_score(store):
     at = app_as("cleo")
+    seen: set[str] = set()
     for case, data in _bad_inputs().items():
         screen(at, data, patient=f"P-{case}", via="upl")
         messages = texts(at, "error")
         assert len(messages) == 1 and messages[0].startswith("The recording cannot be screened: "), (case, messages)
         assert "Nothing was stored as a score" in messages[0], case
+        assert "dBFS" not in messages[0] and "%" not in messages[0], (case, messages)  # plain words, not numbers
         assert not at.metric, case
-    assert store.history(viewer=UserInfo("x", "auditor")) == []
+        seen.add(messages[0])
+    assert results(store) == []
+    assert len(seen) >= 7  # each kind of problem says its own thing
+    random_bytes = "this file is not a sound recording"
+    assert any(random_bytes in message for message in seen) and not any(
+        random_bytes in m and "quiet" in m for m in seen)
 
 
 def test_database_down_spools_and_tells_the_clinician_then_flushes(store, env, speech):
@@ -252,8 +404,8 @@ def test_try_a_sample_shows_the_whole_flow_without_storing(store):
         at.radio(key="sample").set_value(option)
         at.button(key="score_sample").click().run()
         assert not at.exception, at.exception
-        assert option.startswith("Synthetic") and any("SYNTHETIC" in t for t in texts(at, "info"))
-        assert {metric.label for metric in at.metric} == {"Probability of RI", "Threshold", "Device", "Latency"}
+        assert any("SYNTHETIC" in t for t in texts(at, "info"))
+        assert {metric.label for metric in at.metric} == {"Probability of RI", "Threshold"}
         assert len(at.get("image")) == 2
     assert store.history(viewer=UserInfo("x", "auditor")) == []
 
@@ -266,7 +418,7 @@ def test_clinicians_see_only_their_own_site(store, speech):
     assert not at.dataframe and "0 result(s)" in [m.value for m in at.markdown]
     at = app_as("rita")
     at.switch_page("views/history.py").run()
-    assert at.dataframe[0].value["site"].tolist() == ["ward-1"]
+    assert at.dataframe[0].value["Site"].tolist() == ["ward-1"]
     at.text_input(key="history_site").input("ward-2").run()
     assert not at.dataframe
 
@@ -304,7 +456,124 @@ def test_admin_adds_a_clinician_who_can_then_sign_in(store):
     at.text_input(key="new_password").input(PASSWORD)
     at.button(key="FormSubmitter:add_user-Add user").click().run()
     assert "Added nina (clinician)." in texts(at, "success")
-    assert store.authenticate("nina", PASSWORD).site == "ward-3"
+    assert "nina" in at.dataframe[0].value["User name"].tolist()  # the table is current right after the add
+    assert at.text_input(key="new_username").value == ""
+    assert store.authenticate("nina", PASSWORD).must_change_password  # the admin chose it: nina must change it
+
+
+def test_a_refused_new_user_keeps_the_form_as_typed(store):
+    at = app_as("adam")
+    at.switch_page("views/users.py").run()
+    at.text_input(key="new_username").input("nina")
+    at.selectbox(key="new_role").set_value("clinician")
+    at.text_input(key="new_password").input(PASSWORD)
+    at.button(key="FormSubmitter:add_user-Add user").click().run()
+    assert any("needs a site" in text for text in texts(at, "error"))
+    assert at.text_input(key="new_username").value == "nina" and at.text_input(key="new_password").value == PASSWORD
+
+
+def test_admin_edits_resets_and_unlocks_accounts(store):
+    for attempt in range(5):
+        with pytest.raises(AuthenticationError):
+            store.authenticate("cleo", f"wrong password {attempt}")
+    at = app_as("adam")
+    at.switch_page("views/users.py").run()
+    at.selectbox(key="edit_user").set_value("cleo").run()
+    table = at.dataframe[0].value
+    assert "locked until" in dict(zip(table["User name"], table["State"]))["cleo"]
+    at.button(key="unlock_user").click().run()
+    assert store.authenticate("cleo", PASSWORD).username == "cleo"
+    at.selectbox(key="edit_user").set_value("cleo").run()
+    at.text_input(key="edit_site_cleo").input("ward-7")
+    at.button(key="FormSubmitter:edit_user_form-Save changes").click().run()
+    assert store.authenticate("cleo", PASSWORD).site == "ward-7"
+    at.button(key="reset_password").click().run()
+    temporary = [text for text in texts(at, "success") if "one-time password" in text][0].split("`")[1]
+    assert store.authenticate("cleo", temporary).must_change_password
+    assert {"account_unlocked", "user_edited", "password_reset"} <= set(audit_actions(store))
+
+
+def test_repeated_failures_lock_the_sign_in_with_a_clear_message(store):
+    at = sign_in_page()
+    for attempt in range(6):
+        at.text_input(key="username").input("cleo")
+        at.text_input(key="password").input(f"wrong {attempt} password" if attempt < 5 else PASSWORD)
+        at.button(key="FormSubmitter:sign_in-Sign in").click().run()
+    assert any(text.startswith("Too many failed attempts") for text in texts(at, "error"))
+    with pytest.raises(ValueError):
+        at.switch_page("views/screen.py")
+    assert {"account_locked", "login_locked"} <= set(audit_actions(store))
+
+
+def test_signing_in_survives_a_refresh_but_not_a_sign_out(store):
+    at = sign_in_page()
+    at.text_input(key="username").input("cleo")
+    at.text_input(key="password").input(PASSWORD)
+    at.button(key="FormSubmitter:sign_in-Sign in").click().run()
+    token = at.query_params["session"]
+    assert token and PASSWORD not in token
+    refreshed = AppTest.from_file(HOME_SCRIPT, default_timeout=TIMEOUT_S)  # F5: a new session, the same URL
+    refreshed.query_params["session"] = token
+    refreshed.run()
+    refreshed.switch_page("views/screen.py").run()
+    assert not refreshed.exception and refreshed.title[0].value in ("Screen a patient", "Triar um paciente")
+    refreshed.button(key="sign_out").click().run()
+    again = AppTest.from_file(HOME_SCRIPT, default_timeout=TIMEOUT_S)
+    again.query_params["session"] = token
+    again.run()
+    with pytest.raises(ValueError):
+        again.switch_page("views/screen.py")
+    forged = AppTest.from_file(HOME_SCRIPT, default_timeout=TIMEOUT_S)
+    forged.query_params["session"] = token[:-2] + "xx"
+    forged.run()
+    with pytest.raises(ValueError):
+        forged.switch_page("views/screen.py")
+    assert audit_actions(store)[-1] == "logout"
+
+
+def test_an_idle_refreshed_session_is_not_resumed(store):
+    at = sign_in_page()
+    at.text_input(key="username").input("cleo")
+    at.text_input(key="password").input(PASSWORD)
+    at.button(key="FormSubmitter:sign_in-Sign in").click().run()
+    token = at.query_params["session"]
+    two_hours_ago = datetime.now(timezone.utc) - timedelta(hours=2)
+    at.session_state["last_activity"] = two_hours_ago
+    sys.modules["context"]._live_sessions()[at.session_state["session_id"]] = two_hours_ago  # the server's table
+    at.run()  # the idle timeout signs the session out, for its token too
+    assert "Your session timed out. Please sign in again." in texts(at, "info")
+    refreshed = AppTest.from_file(HOME_SCRIPT, default_timeout=TIMEOUT_S)
+    refreshed.query_params["session"] = token
+    refreshed.run()
+    with pytest.raises(ValueError):
+        refreshed.switch_page("views/history.py")
+
+
+# --------------------------------------------------------------------------------------------------- languages
+@pytest.mark.parametrize("language", ["pt_BR", "en"])
+def test_every_page_renders_in_both_languages(store, speech, language):
+    screen(app_as("cleo"), speech, patient="P-LANG")
+    at = app_as("adam", language=language)
+    for page in ALL_PAGES:
+        at.switch_page(page).run()
+        assert not at.exception, (language, page, at.exception)
+    at.switch_page("views/history.py").run()
+    header = list(at.dataframe[0].value.columns)
+    assert ("Decisão" in header) == (language == "pt_BR") and ("Decision" in header) == (language == "en")
+
+
+def test_the_browser_language_is_the_default_and_the_sidebar_switches_it(store):
+    at = AppTest.from_file(HOME_SCRIPT, default_timeout=TIMEOUT_S).run()
+    assert at.title[0].value == "Triagem de insuficiência respiratória pela fala"  # no browser locale: pt-BR
+    at.selectbox(key="language").set_value("en").run()
+    assert at.title[0].value == "Respiratory-insufficiency speech screener"
+
+
+def test_a_rejected_recording_reads_in_portuguese(store):
+    at = app_as("cleo", language="pt_BR")
+    screen(at, wav_bytes(np.zeros(48000, np.float32)), patient="PAC-PT", via="upl")
+    [message] = texts(at, "error")
+    assert message.startswith("A gravação não pode ser triada: nenhuma voz foi ouvida")
 
 
 # ------------------------------------------------------------------------------------------- concurrency

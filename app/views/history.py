@@ -1,32 +1,40 @@
-"""Past results, filtered by patient, date and site. Clinicians only ever see their own site (the store enforces
-it too)."""
+"""Past results, filtered by patient, date and site, in the result page's words; open one to see its details.
+
+Clinicians only ever see their own site (the store enforces it too). Typing an identifier shows that patient's
+timeline (table and trend); opening a result, hearing its audio and printing its report are audit events.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime, time, timedelta
 
 import streamlit as st
 
 import context
+from biomarker.records import AudioError
 from biomarker.store import HistoryFilter
-from biomarker.store.auth import CLINICIAN, HISTORY
+from biomarker.store.auth import CLINICIAN, HISTORY, LISTEN, can
+from biomarker.store.pseudonym import short_pseudonym
+from result_view import (decision_words, patient_label, quality_in_words, show_decision, show_plots, show_timeline,
+                         timeline_rows)
 
+t = context.t()
 user = context.require(HISTORY)
 store = context.store()
-st.title("History")
-st.caption("Patients appear only as pseudonyms; type an identifier to find that patient's results. Times are UTC.")
+zone = context.zone()
+st.title(t("history.title"))
+st.caption(t("history.caption", zone=zone))
 
 today = context.now().date()
 columns = st.columns(4)
-patient_id = columns[0].text_input("Patient identifier", key="history_patient").strip()
-since = columns[1].date_input("From", value=today - timedelta(days=30), key="history_since")
-until = columns[2].date_input("Until (inclusive)", value=today, key="history_until")
+patient_id = columns[0].text_input(t("screen.patient_id"), key="history_patient").strip()
+since = columns[1].date_input(t("history.since"), value=today - timedelta(days=30), key="history_since")
+until = columns[2].date_input(t("history.until"), value=today, key="history_until")
 if user.role == CLINICIAN:
     site = user.site
-    columns[3].text_input("Site", value=site or "", disabled=True, key="history_site")
+    columns[3].text_input(t("column.site"), value=site or "", disabled=True, key="history_site")
 else:
-    site = columns[3].text_input("Site (empty: all sites)", key="history_site").strip() or None
+    site = columns[3].text_input(t("history.site_any"), key="history_site").strip() or None
 
 rows = store.history(
     HistoryFilter(
@@ -37,8 +45,48 @@ rows = store.history(
     ),
     viewer=user,
 )
-st.write(f"{len(rows)} result(s)")
+if patient_id:
+    show_timeline(t, rows, zone, patient_label=patient_id)
+else:
+    st.write(t("history.count", count=len(rows)))
+    if rows:
+        table = timeline_rows(t, rows, zone)
+        for entry, row in zip(table, rows):
+            entry[t("column.patient")] = short_pseudonym(row.patient_pseudonym)
+        st.dataframe(table, hide_index=True, width="stretch",
+                     column_order=[t("column.date"), t("column.patient"), t("column.decision"),
+                                   t("column.probability"), t("column.quality"), t("column.clinician"),
+                                   t("column.site"), t("column.model"), t("column.result")])
+
 if rows:
-    shown = ("created_at", "patient_pseudonym", "site", "created_by", "probability", "decision", "model_name",
-             "model_version", "device", "latency_ms", "duration_s")
-    st.dataframe([{k: asdict(row)[k] for k in shown} for row in rows], hide_index=True, width="stretch")
+    st.subheader(t("history.open_title"))
+    by_id = {row.score_id: row for row in rows}
+    chosen = st.selectbox(t("history.open_pick"), list(by_id), key="history_pick", format_func=lambda score_id: (
+        f"#{score_id} · {t.datetime(by_id[score_id].created_at, zone)} · "
+        f"{patient_label(patient_id, by_id[score_id].patient_pseudonym)} · {decision_words(t, by_id[score_id].decision)}"))
+    if st.button(t("history.open_button"), key="history_open"):
+        st.session_state["history_opened"] = store.open_result(chosen, viewer=user, purpose="details")
+    opened = st.session_state.get("history_opened")
+    if opened is not None and opened.score_id in by_id:
+        st.markdown(t("history.detail_line", result=opened.score_id, when=t.datetime(opened.created_at, zone),
+                      patient=patient_label(patient_id, opened.patient_pseudonym), clinician=opened.created_by,
+                      site=opened.site or "—"))
+        st.success(quality_in_words(t, opened.quality))
+        show_decision(t, opened.decision, opened.probability, opened.threshold)
+        st.caption(t("result.model_line", name=opened.model_name, version=opened.model_version, cohort=opened.cohort,
+                     device=opened.device, latency=f"{opened.latency_ms:.0f}"))
+        if can(user.role, LISTEN):
+            if st.button(t("history.listen_button"), key="history_listen"):
+                store.open_result(opened.score_id, viewer=user, purpose="audio")
+                st.session_state["history_listening"] = opened.score_id
+            if st.session_state.get("history_listening") == opened.score_id:
+                data = store.audio_file(opened.audio_path).read_bytes()
+                st.audio(data)
+                screener = context.screener()
+                try:
+                    recording = screener.load_audio(data, name=opened.audio_path)
+                except AudioError as error:  # a stored file that no longer decodes: say so, keep the page
+                    st.error(t("history.audio_unreadable", error=error.problem))
+                else:
+                    show_plots(t, screener, recording.samples, recording.sample_rate_hz,
+                               screener.features_for_display(recording), f"#{opened.score_id}")

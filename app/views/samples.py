@@ -15,25 +15,22 @@ from biomarker.store.auth import SCORE
 from result_view import show_assessment, show_disclaimer, show_rejection
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
-SAMPLES = {
-    "Synthetic control (espeak-ng voice, no breathing markers)": "synthetic_control.wav",
-    "Synthetic patient (espeak-ng voice with simulated RI markers)": "synthetic_patient.wav",
-}
+SAMPLES = {"samples.control": "synthetic_control.wav", "samples.patient": "synthetic_patient.wav"}
 
+t = context.t()
 context.require(SCORE)
 screener = context.screener()
-st.title("Try a sample")
-st.info("Both samples are SYNTHETIC speech made with espeak-ng (see app/samples/make_samples.py); no real person "
-        "is recorded. They are not stored in the patient database.")
-show_disclaimer(screener)
-label = st.radio("Sample", list(SAMPLES), key="sample")
+st.title(t("samples.title"))
+st.info(t("samples.info"))
+show_disclaimer(t, screener)
+label = st.radio(t("samples.pick"), list(SAMPLES), key="sample", format_func=t)
 path = SAMPLES_DIR / SAMPLES[label]
 data = path.read_bytes()
 st.audio(data, format="audio/wav")
-if st.button("Score this sample", key="score_sample"):
+if st.button(t("samples.button"), key="score_sample"):
     try:
         assessment = screener.assess(data, name=path.name)
     except AudioError as error:
-        show_rejection(error)
+        show_rejection(t, error)
     else:
-        show_assessment(assessment, screener, f"{label} (synthetic)")
+        show_assessment(t, assessment, screener, t(label))

@@ -263,3 +263,19 @@ def test_log_checks_the_size_cap_before_reading_the_file(model_dir, tmp_path, mo
     assert result.exit_code == 0, result.output
     [row] = rows
     assert row["quality"] == "60000000 bytes is over the 50000000-byte limit"
+
+
+def test_hostile_bench_measures_each_input_in_its_own_process(model_dir, tmp_path):
+    """Two catalogue entries through the real `biomarker bench hostile` path: each child's peak RSS is its own and
+    each input's row and reason come back (the goal itself is measured by the bench, not asserted here)."""
+    from biomarker.bench import hostile
+
+    cases = {case.name: case for case in hostile.catalogue()}
+    assert len(cases) == len(hostile.catalogue()) >= 45  # names are unique
+    results = [hostile.measure(cases[name], tmp_path, model=str(model_dir), address_cap_bytes=8_000_000_000,
+                               timeout_s=300) for name in ("rate-1000003", "fifo-x-wav")]
+    for result in results:
+        assert result.exit_code == 0 and result.rows == 1 and 0 < result.peak_rss_mb
+    assert "1000003 Hz" in results[0].reasons[0] and results[1].reasons == ["not a regular file (a FIFO)"]
+    assert "rate-1000003" in hostile.table({"cases": [{**vars(r), "goal_met": r.goal_met} for r in results],
+                                            "all_goals_met": True})

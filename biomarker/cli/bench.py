@@ -1,6 +1,7 @@
 """`biomarker bench ...`: speed and memory measured side by side, printed as ratios. Tests never time.
 
 Each subcommand calls `biomarker.bench.<name>.main(...)`, which prints a table (or JSON) and returns a dict.
+`hostile` measures peak memory per hostile input, each in its own process (issue 24).
 """
 
 from __future__ import annotations
@@ -98,3 +99,20 @@ def scoring(
 
     counts = tuple(int(part) for part in threads.split(",") if part.strip())
     main(model=model, device=device, repeats=repeats, clips=clips, threads=counts, as_json=as_json)
+
+
+@bench_app.command("hostile")
+def hostile(
+    model: str = typer.Option("ri-screener", "--model", help="Model each `biomarker score` child loads."),
+    only: str = typer.Option("", help="Comma-separated case names to run (default: the whole catalogue)."),
+    address_cap_gb: float = typer.Option(6.0, help="RLIMIT_AS of each child, so a regression cannot take the machine."),
+    timeout_s: float = typer.Option(300.0, help="Kill a child after this many seconds (reported as no row)."),
+    out: Path = typer.Option(Path("runs/bench/hostile.json"), help="Where to write the JSON report."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Hostile inputs: peak RSS of `biomarker score` per input, each in a fresh process (goal <= 1.5 GB, a row each)."""
+    from biomarker.bench.hostile import main
+
+    report = main(model=model, only=tuple(part.strip() for part in only.split(",") if part.strip()),
+                  address_cap_gb=address_cap_gb, timeout_s=timeout_s, out=out, as_json=as_json)
+    raise typer.Exit(0 if report["all_goals_met"] else 1)

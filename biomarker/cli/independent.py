@@ -51,11 +51,11 @@ def independent_breakdown(
     result = breakdown(eval_dir, manifest)
     target = out or eval_dir / "breakdown.json"
     target.write_text(json.dumps(result, indent=2))
-    for name, b in result.items():
+    for name, b in result["sets"].items():
         bands = ", ".join(f"{k} {v['k']}/{v['n']}" for k, v in b["sensitivity_by_band"].items())
         typer.echo(f"{name}: AUROC {b['auroc']:.3f} [{b['auroc_ci'][0]:.3f}, {b['auroc_ci'][1]:.3f}] "
                    f"sens {b['sensitivity']:.3f} spec {b['specificity']:.3f} (threshold {b['threshold']:.3f}); {bands}")
-    typer.echo(f"wrote {target}")
+    typer.echo(f"skipped: {', '.join(result['skipped']) or 'none'}; wrote {target}")
 
 
 def register(app: typer.Typer) -> None:

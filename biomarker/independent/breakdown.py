@@ -70,21 +70,27 @@ def breakdown_set(metrics: dict, subjects_csv: Path, items: dict[str, CohortItem
     return out
 
 
-def breakdown(eval_dir: str | Path, manifest: str | Path, *, skip: tuple[str, ...] = ("all",)) -> dict[str, dict]:
-    """Every two-class set of an evaluation folder, broken down; the pooled 'all' set is skipped by default
-    (it mixes channels, which are reported apart)."""
+def breakdown(eval_dir: str | Path, manifest: str | Path, *, skip: tuple[str, ...] = ("all",)) -> dict:
+    """Every two-class set of an evaluation folder whose subjects come from `manifest`, broken down:
+    `{"sets": {name: ...}, "skipped": [names]}`. Skipped, and listed: the pooled 'all' set (it mixes channels,
+    which are reported apart), the 'mild only' slices (the bands cover them) and sets of other manifests (a
+    baseline run also measures its own training cohort's test split)."""
     eval_dir = Path(eval_dir)
     metrics_path = eval_dir / "metrics.json"
     if not metrics_path.is_file():
         raise CohortError(f"{eval_dir}: no metrics.json; run `biomarker evaluate --out {eval_dir}` first")
     sets = json.loads(metrics_path.read_text())["sets"]
     items = {f"{i.cohort}/{i.speaker_id}": i for i in read_manifest(manifest)}
-    result = {}
+    result, skipped = {}, []
     for name, metrics in sets.items():
         csv_path = eval_dir / f"{set_slug(name)}_subjects.csv"
-        if name in skip or not csv_path.is_file() or "mild only" in name:
+        if name in skip or "mild only" in name or not csv_path.is_file():
+            skipped.append(name)
+            continue
+        if not set(read_subject_scores(csv_path).subjects) & set(items):
+            skipped.append(name)
             continue
         result[name] = breakdown_set(metrics, csv_path, items)
     if not result:
-        raise CohortError(f"{eval_dir}: no measured two-class set with a subjects file among {sorted(sets)}")
-    return result
+        raise CohortError(f"{eval_dir}: no measured two-class set of {manifest} among {sorted(sets)}")
+    return {"sets": result, "skipped": skipped}

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "models",  # list | show | promote
     "users",
     "audit",
+    "report",  # biomarker report RESULT_ID --out report.pdf (the chart's PDF)
     "serve",  # start the Streamlit app
 )
 

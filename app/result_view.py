@@ -9,9 +9,11 @@ import matplotlib.pyplot as plt
 import streamlit as st
 
 from biomarker.i18n import Translator
+from biomarker.models.catalog import Catalog
+from biomarker.report import MIME_TYPE, PatientMismatchError, report_for_result
 from biomarker.records import AudioError, QualityReport
 from biomarker.screener import Assessment, Screener
-from biomarker.store import HistoryRow
+from biomarker.store import HistoryRow, Store, UserInfo
 from biomarker.store.pseudonym import short_pseudonym
 from plots import mfccgram_figure, trend_figure, waveform_figure
 
@@ -93,9 +95,9 @@ def show_plots(t: Translator, screener: Screener, samples, sample_rate_hz: int, 
 def timeline_rows(t: Translator, rows: Sequence[HistoryRow], zone: str) -> list[dict[str, str]]:
     """One table row per result, oldest last, in the words the result page uses."""
     return [{
-        t("column.date"): t.datetime(row.created_at, zone),
+        t("column.date"): t.datetime_short(row.created_at, zone),
         t("column.decision"): decision_words(t, row.decision),
-        t("column.probability"): t("probability.vs_threshold", probability=t.number(row.probability),
+        t("column.probability"): t("probability.cell", probability=t.number(row.probability),
                                    threshold=t.number(row.threshold)),
         t("column.quality"): short_quality(t, row.quality),
         t("column.model"): f"{row.model_name} {row.model_version}",
@@ -124,3 +126,19 @@ def show_timeline(t: Translator, rows: Sequence[HistoryRow], zone: str, *, patie
 def patient_label(typed: str | None, pseudonym: str | None) -> str:
     """The identifier as the clinician typed it when known, else the short pseudonym."""
     return typed.strip() if typed and typed.strip() else short_pseudonym(pseudonym)
+
+
+def show_report_download(t: Translator, store: Store, score_id: int, *, viewer: UserInfo, language: str, zone: str,
+                         typed_patient: str | None) -> None:
+    """"Prepare report" makes the chart PDF (the same file as `biomarker report`) once, which is the audited
+    opening; the download button then hands out those bytes on every rerun without opening the result again."""
+    key = f"report_{score_id}_{typed_patient or ''}_{language}"
+    if st.button(t("report_button.prepare"), key=f"prepare_{key}"):
+        try:
+            st.session_state[key] = report_for_result(store, Catalog(), score_id, viewer=viewer, language=language,
+                                                      zone=zone, patient_label=typed_patient or None)
+        except PatientMismatchError:
+            st.error(t("report_button.mismatch"))
+    if key in st.session_state:
+        st.download_button(t("report_button.download"), st.session_state[key], file_name=f"biomarker-result-{score_id}.pdf",
+                           mime=MIME_TYPE, key=f"download_{key}")

@@ -340,6 +340,27 @@ def test_history_opens_a_result_and_its_audio_and_audits_both(store, speech):
     assert [b for b in at.button if b.key == "history_listen"] == []
 
 
+def test_the_result_page_and_history_give_the_chart_report(store, speech):
+    from io import BytesIO
+
+    from pypdf import PdfReader
+
+    at = screen(app_as("cleo"), speech, patient="PAC-R1")
+    at.button(key="prepare_report_1_PAC-R1_en").click().run()
+    assert not at.exception and at.get("download_button")
+    assert audit_actions(store)[-1] == "result_report_opened"
+    at.run()  # reruns hand out the same bytes without opening the result again
+    assert audit_actions(store).count("result_report_opened") == 1
+    at = app_as("cleo", language="pt_BR")
+    at.switch_page("views/history.py").run()
+    at.text_input(key="history_patient").input("pac-r1").run()
+    at.button(key="history_open").click().run()
+    at.button(key="prepare_report_1_pac-r1_pt_BR").click().run()
+    pdf = at.session_state["report_1_pac-r1_pt_BR"]
+    text = "".join(page.extract_text() for page in PdfReader(BytesIO(pdf)).pages)
+    assert "pac-r1" in text and "cleo" in text and ("Encaminhar" in text or "Sem sinal" in text)
+
+
 def test_refused_recordings_are_audited(store):
     at = app_as("cleo")
     screen(at, wav_bytes(np.zeros(48000, np.float32)), patient="PAC-6", via="upl")

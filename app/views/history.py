@@ -15,8 +15,8 @@ from biomarker.records import AudioError
 from biomarker.store import HistoryFilter
 from biomarker.store.auth import CLINICIAN, HISTORY, LISTEN, can
 from biomarker.store.pseudonym import short_pseudonym
-from result_view import (decision_words, patient_label, quality_in_words, show_decision, show_plots, show_timeline,
-                         timeline_rows)
+from result_view import (decision_words, patient_label, quality_in_words, show_decision, show_plots,
+                         show_report_download, show_timeline, timeline_rows)
 
 t = context.t()
 user = context.require(HISTORY)
@@ -62,7 +62,7 @@ if rows:
     st.subheader(t("history.open_title"))
     by_id = {row.score_id: row for row in rows}
     chosen = st.selectbox(t("history.open_pick"), list(by_id), key="history_pick", format_func=lambda score_id: (
-        f"#{score_id} · {t.datetime(by_id[score_id].created_at, zone)} · "
+        f"#{score_id} · {t.datetime_short(by_id[score_id].created_at, zone)} · "
         f"{patient_label(patient_id, by_id[score_id].patient_pseudonym)} · {decision_words(t, by_id[score_id].decision)}"))
     if st.button(t("history.open_button"), key="history_open"):
         st.session_state["history_opened"] = store.open_result(chosen, viewer=user, purpose="details")
@@ -75,6 +75,8 @@ if rows:
         show_decision(t, opened.decision, opened.probability, opened.threshold)
         st.caption(t("result.model_line", name=opened.model_name, version=opened.model_version, cohort=opened.cohort,
                      device=opened.device, latency=f"{opened.latency_ms:.0f}"))
+        show_report_download(t, store, opened.score_id, viewer=user, language=context.language(), zone=zone,
+                             typed_patient=patient_id or None)
         if can(user.role, LISTEN):
             if st.button(t("history.listen_button"), key="history_listen"):
                 store.open_result(opened.score_id, viewer=user, purpose="audio")

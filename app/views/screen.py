@@ -18,7 +18,8 @@ from biomarker.screener import screen_and_record
 from biomarker.store import HistoryFilter
 from biomarker.store.auth import SCORE
 from biomarker.store.repository import UNREACHABLE_ERRORS
-from result_view import patient_label, show_assessment, show_disclaimer, show_rejection, show_timeline
+from result_view import (patient_label, show_assessment, show_disclaimer, show_rejection, show_report_download,
+                         show_timeline)
 
 # The SPIRA protocol's read sentence (Brazilian Portuguese); the synthetic cohort reads sentences like it.
 SENTENCE = "O amor ao próximo ajuda a enfrentar essa fase com a força que a gente precisa."
@@ -104,6 +105,9 @@ if shown is not None and clip is not None and shown[:2] == (patient_id, clip.fil
         else:
             st.warning(t("screen.spooled", patient=patient_id))
         show_assessment(t, outcome.assessment, screener, t("screen.this_recording"))
+        if record.score_id is not None:  # stored now, or earlier (a spooled result has no row yet)
+            show_report_download(t, store, record.score_id, viewer=user, language=context.language(),
+                                 zone=context.zone(), typed_patient=patient_id)
         try:
             rows = store.history(HistoryFilter(patient_id=patient_id), viewer=user)
         except UNREACHABLE_ERRORS:

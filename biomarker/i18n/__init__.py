@@ -72,6 +72,15 @@ class Translator:
         return format_datetime(moment, "medium", tzinfo=zone_info, locale=self.language) + " " + \
             format_datetime(moment, "zzzz", tzinfo=zone_info, locale=self.language)
 
+    def datetime_short(self, moment: datetime, zone: str | tzinfo | None = None) -> str:
+        """The same moment for a table cell: short date and time with the UTC offset ("06/12/2026 16:30
+        UTC-03:00"), the same in every language."""
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        zone_info = get_timezone(zone) if isinstance(zone, str) or zone is None else zone
+        return format_datetime(moment, "short", tzinfo=zone_info, locale=self.language) + " UTC" + \
+            format_datetime(moment, "xxx", tzinfo=zone_info, locale=self.language)
+
     def number(self, value: float, digits: int = 2) -> str:
         """0.57 as "0,57" in Portuguese and "0.57" in English."""
         return format_decimal(round(value, digits), format=f"0.{'0' * digits}", locale=self.language)

@@ -10,6 +10,7 @@ from typing import Sequence
 import matplotlib
 
 matplotlib.use("Agg")  # the server has no display
+import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
@@ -40,8 +41,8 @@ def mfccgram_figure(features: np.ndarray, frames_per_second: float, title: str, 
 
 def trend_figure(times: Sequence[datetime], probabilities: Sequence[float], thresholds: Sequence[float], title: str,
                  xlabel: str, ylabel: str, threshold_label: str) -> Figure:
-    """Probability per result over time, each against the threshold it was decided at (a model update can move
-    the threshold); points at or above it are drawn as referrals."""
+    """Probability per result over time (`times` in the viewer's local time), each against the threshold it was
+    decided at (a model update can move the threshold); points at or above it are drawn as referrals."""
     order = np.argsort(np.array(times, dtype="datetime64[us]"))
     times = [times[i] for i in order]
     probabilities = np.array(probabilities)[order]
@@ -53,7 +54,9 @@ def trend_figure(times: Sequence[datetime], probabilities: Sequence[float], thre
     axis.scatter([x for x, r in zip(times, refer) if not r], probabilities[~refer], color="#2471a3", zorder=3)
     axis.step(times, thresholds, where="post", color="#c0392b", linestyle="--", linewidth=1, label=threshold_label)
     axis.set(xlabel=xlabel, ylabel=ylabel, title=title, ylim=(0, 1))
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=7)
+    axis.xaxis.set_major_locator(locator)
+    axis.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # "Dec 6", "14:30": no clutter
     axis.legend(loc="upper left", frameon=False)
-    figure.autofmt_xdate()
     figure.tight_layout()
     return figure

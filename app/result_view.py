@@ -3,7 +3,9 @@ reads the same words (the decision, the quality, the patient's timeline)."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Sequence
+from zoneinfo import ZoneInfo
 
 import matplotlib.pyplot as plt
 import streamlit as st
@@ -116,11 +118,16 @@ def show_timeline(t: Translator, rows: Sequence[HistoryRow], zone: str, *, patie
         return
     st.dataframe(timeline_rows(t, rows, zone), hide_index=True, width="stretch")
     if len(rows) >= 2:
-        figure = trend_figure([row.created_at for row in rows], [row.probability for row in rows],
+        figure = trend_figure([local_time(row.created_at, zone) for row in rows], [row.probability for row in rows],
                               [row.threshold for row in rows], t("timeline.plot_title", patient=patient_label),
                               t("column.date"), t("result.probability"), t("result.threshold"))
         st.pyplot(figure)
         plt.close(figure)
+
+
+def local_time(moment: datetime, zone: str) -> datetime:
+    """A stored (naive UTC) time as the wall-clock time of `zone`, for plot axes."""
+    return moment.replace(tzinfo=timezone.utc).astimezone(ZoneInfo(zone)).replace(tzinfo=None)
 
 
 def patient_label(typed: str | None, pseudonym: str | None) -> str:

@@ -90,7 +90,7 @@ def datasheet(config: IndependentSetConfig, summary: dict) -> str:
             f"patients with at least one audible in-breath: {s['patients_with_inhalation']}"
         )
     bands = " / ".join(f"[{lo:g}, {hi:g})" for lo, hi in SEVERITY_BANDS)
-    channels = ", ".join(config.channels)
+    channels = ",".join(config.channels)
     command = (f"biomarker cohort independent runs/independent/{config.source} --source {config.source} --seed {config.seed}"
                + (f" --n {config.n}" if config.source == "espeak" else f" --clips-scale {config.clips_scale:g} --root {config.root}")
                + f" --channels {channels} --card data_cards/{name}.md")

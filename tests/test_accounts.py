@@ -4,6 +4,8 @@ tokens; every one of them audited. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import datetime, timedelta
 
 import pytest
@@ -133,3 +135,12 @@ def test_session_tokens_are_signed_and_expire():
     assert auth.read_session_token(secret, forged, NOW) is None
     assert auth.read_session_token(secret, "garbage", NOW) is None
     assert auth.issue_session_token(secret, "dr-a", NOW) != auth.issue_session_token(secret, "dr-a", NOW)
+
+
+def test_typed_names_reach_the_audit_csv_as_text_never_as_formulas(store):
+    for name in ("=cmd|' /C calc'!A0", "+SUM(A1)", "@x", "evil\x1b[31m"):
+        with pytest.raises(AuthenticationError):
+            store.authenticate(name, "whatever it is")
+    exported = store.export(None, None, "csv", viewer=UserInfo("aud", "auditor"), table="audit_events")
+    actors = [row["actor"] for row in csv.DictReader(io.StringIO(exported)) if row["action"] == "login_failed"]
+    assert actors == ["'=cmd|' /C calc'!A0", "'+SUM(A1)", "'@x", "evil\\x1b[31m"] and "\x1b" not in exported

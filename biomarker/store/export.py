@@ -11,6 +11,9 @@ from typing import Any, Sequence
 from biomarker.store.errors import ExportFormatError
 
 FORMATS = ("csv", "json")
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection"): a typed user
+# name such as =cmd|' /C calc'!A0 must reach the auditor's spreadsheet as text.
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def check_format(fmt: str) -> str:
@@ -21,6 +24,16 @@ def check_format(fmt: str) -> str:
 
 def _plain(value: Any) -> Any:
     return value.isoformat(timespec="microseconds") if isinstance(value, datetime) else value
+
+
+def _csv_cell(value: Any) -> Any:
+    """Text as a spreadsheet shows it without running it: a formula prefix gets a leading apostrophe, control
+    characters become visible escapes. Numbers pass unchanged (-0.5 is a number, not a formula)."""
+    value = _plain(value)
+    if not isinstance(value, str):
+        return value
+    value = "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode() for ch in value)
+    return "'" + value if value.startswith(_FORMULA_PREFIXES) else value
 
 
 def render(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str, header: dict[str, Any]) -> str:
@@ -36,5 +49,5 @@ def render(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str, hea
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({column: _plain(row[column]) for column in columns})
+        writer.writerow({column: _csv_cell(row[column]) for column in columns})
     return buffer.getvalue()

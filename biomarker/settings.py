@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -28,6 +30,9 @@ SECRET_FILE_NAME = "secret"
 SQLITE_FILE_NAME = "biomarker.db"
 MIN_SECRET_BYTES = 16  # an HMAC key shorter than this is guessable; refuse it rather than pseudonymise weakly
 DEFAULT_SESSION_TIMEOUT_S = 15 * 60
+# An idle ward terminal must sign out within a shift, and a timeout under a minute signs a clinician out mid-sentence.
+SESSION_TIMEOUT_RANGE_S = (60, 12 * 3600)
+PRIVATE_DIR_MODE = 0o700
 
 
 class SettingsError(BiomarkerError, ValueError):
@@ -58,7 +63,7 @@ class Settings:
         """Read the environment (or `env`), create the home folder, and load or create the secret."""
         env = os.environ if env is None else env
         home = Path(env.get("BIOMARKER_HOME") or Path.home() / ".biomarker").expanduser().resolve()
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)  # recordings are health data: owner only
+        make_private_dir(home)  # recordings are health data: owner only, even when the folder existed
         database_url = env.get("DATABASE_URL") or f"sqlite:///{home / SQLITE_FILE_NAME}"
         given_secret = env.get("BIOMARKER_SECRET")
         if given_secret:  # empty counts as unset (what `${BIOMARKER_SECRET:-}` gives in docker-compose)
@@ -72,7 +77,21 @@ class Settings:
             secret = load_or_create_secret(home / SECRET_FILE_NAME)
         timeout = env.get("BIOMARKER_SESSION_TIMEOUT_S")
         session_timeout_s = _positive_int("BIOMARKER_SESSION_TIMEOUT_S", timeout) if timeout else DEFAULT_SESSION_TIMEOUT_S
+        low, high = SESSION_TIMEOUT_RANGE_S
+        if not low <= session_timeout_s <= high:
+            raise SettingsError(f"BIOMARKER_SESSION_TIMEOUT_S: {session_timeout_s} s is outside {low}-{high} s")
         return cls(home=home, database_url=database_url, secret=secret, session_timeout_s=session_timeout_s)
+
+
+def make_private_dir(path: Path) -> None:
+    """Create `path` as 0700, or tighten a folder that already existed wider (with a warning naming it): patient
+    audio, the database and the spool must not be readable by other local users."""
+    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        warnings.warn(f"{path} was readable by other users (mode {mode:o}); made it {PRIVATE_DIR_MODE:o}",
+                      stacklevel=2)
+        path.chmod(PRIVATE_DIR_MODE)
 
 
 def load_or_create_secret(path: Path) -> bytes:

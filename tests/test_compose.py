@@ -31,8 +31,8 @@ def compose() -> dict:
     return _load("docker-compose.yml")
 
 
-def test_services_are_the_app_and_postgres_15(compose):
-    assert set(compose["services"]) == {"app", "db"}
+def test_services_are_the_app_postgres_15_and_a_tls_proxy(compose):
+    assert set(compose["services"]) == {"app", "db", "proxy"}
     assert compose["services"]["db"]["image"] == "postgres:15"
 
 
@@ -66,12 +66,20 @@ def test_app_reserves_the_gpu_and_the_cpu_override_removes_the_reservation(compo
     assert _load("docker-compose.cpu.yml")["services"]["app"]["deploy"] == "!reset"
 
 
-def test_app_listens_on_all_interfaces_at_the_published_port(compose):
-    app = compose["services"]["app"]
-    _, container = app["ports"][0].split(":")
+def test_only_the_tls_proxy_is_published_and_it_forwards_to_the_app(compose):
+    app, proxy = compose["services"]["app"], compose["services"]["proxy"]
+    assert "ports" not in app and "ports" not in compose["services"]["db"]  # nothing in clear leaves the host
+    [port] = app["expose"]
     command = app["command"]
-    assert command[command.index("--port") + 1] == container
-    assert command[command.index("--address") + 1] == "0.0.0.0"
+    assert command[command.index("--port") + 1] == port and command[command.index("--address") + 1] == "0.0.0.0"
+    assert proxy["image"].startswith("caddy:") and proxy["ports"] == ["443:443"]
+    caddyfile_mount = next(v for v in proxy["volumes"] if v.endswith(":/etc/caddy/Caddyfile:ro"))
+    caddyfile = (ROOT / caddyfile_mount.split(":")[0]).read_text()
+    directives = [line.split("#")[0].strip() for line in caddyfile.splitlines()]
+    assert f"reverse_proxy app:{port}" in directives
+    assert "tls {$BIOMARKER_TLS:internal}" in directives  # self-signed for a trial, the hospital's cert by env
+    assert proxy["environment"]["BIOMARKER_TLS"] == "internal"
+    assert any(line.startswith("Strict-Transport-Security") for line in directives)
 
 
 def test_dockerfile_installs_the_postgres_driver_and_runs_unprivileged():

@@ -144,3 +144,14 @@ def test_typed_names_reach_the_audit_csv_as_text_never_as_formulas(store):
     exported = store.export(None, None, "csv", viewer=UserInfo("aud", "auditor"), table="audit_events")
     actors = [row["actor"] for row in csv.DictReader(io.StringIO(exported)) if row["action"] == "login_failed"]
     assert actors == ["'=cmd|' /C calc'!A0", "'+SUM(A1)", "'@x", "evil\\x1b[31m"] and "\x1b" not in exported
+
+
+@pytest.mark.parametrize("weak", ["aaaaaaaaaa", "1234567890", "password123", "qwertyuiop"])
+def test_long_but_guessable_passwords_are_refused(store, weak):
+    with pytest.raises(InvalidUserError, match="too easy to guess"):
+        store.add_user("dr-z", weak, "auditor", actor=ADMIN)
+
+
+def test_a_password_made_of_the_user_name_is_refused(store):
+    with pytest.raises(InvalidUserError, match="too easy to guess"):
+        store.add_user("dr-zeta-name", "dr-zeta-name1", "auditor", actor=ADMIN)

@@ -7,7 +7,7 @@ import streamlit as st
 
 import context
 from biomarker.store import AuthenticationError, InvalidUserError
-from biomarker.store.accounts import MIN_PASSWORD_CHARS
+from biomarker.store.accounts import MIN_PASSWORD_CHARS, MIN_PASSWORD_STRENGTH, password_strength
 
 t = context.t()
 user = context.current_user()
@@ -32,6 +32,8 @@ with st.form("change_password", clear_on_submit=False):
             st.error(t("account.same"))
         elif new.casefold() == user.username.casefold():
             st.error(t("account.is_username"))
+        elif password_strength(new, user.username) < MIN_PASSWORD_STRENGTH:
+            st.error(t("account.weak"))
         else:
             try:
                 changed = context.store().change_password(user.username, current, new)

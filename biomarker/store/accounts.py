@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exc, func, select
+from zxcvbn import zxcvbn
 
 from biomarker.store import auth
 from biomarker.store.errors import (
@@ -36,6 +37,9 @@ from biomarker.store.schema import User, utc_now
 LOCAL_SITE_ENV, LOCAL_SITE = "BIOMARKER_SITE", "local"
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")  # used with fullmatch: no trailing newline
 MIN_PASSWORD_CHARS = 10
+# zxcvbn's 0-4 scale (Dropbox's estimator: dictionaries, keyboard walks, repeats, dates, l33t); 3 is "safely
+# unguessable: moderate protection from offline slow-hash scenario" (our hashes are argon2id, slow on purpose).
+MIN_PASSWORD_STRENGTH = 3
 
 
 @dataclass(frozen=True)
@@ -304,6 +308,16 @@ def _check_password(username: str, password: str) -> None:
                                f"{MIN_PASSWORD_CHARS}")
     if password.casefold() == username.casefold():
         raise InvalidUserError(f"password for {username!r} must not be the user name")
+    if password_strength(password, username) < MIN_PASSWORD_STRENGTH:
+        raise InvalidUserError(f"password for {username!r} is too easy to guess (strength "
+                               f"{password_strength(password, username)} of 4, need {MIN_PASSWORD_STRENGTH}): use "
+                               "several unrelated words")
+
+
+def password_strength(password: str, username: str = "") -> int:
+    """zxcvbn's 0-4 estimate of how hard `password` is to guess, knowing the user name (a maintained estimator
+    rather than our own rules: "aaaaaaaaaa" and "1234567890" are long enough but score 0)."""
+    return int(zxcvbn(password[:100], user_inputs=[username] if username else [])["score"])
 
 
 def _check_site(username: str, site: str) -> None:

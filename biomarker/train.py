@@ -35,6 +35,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import pickle
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -220,7 +221,12 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: flo
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every generator's state in types `torch.load(weights_only=True)` accepts: numpy's key array travels as a
+    tensor, so resuming never needs the unpickler that can run code from a tampered checkpoint."""
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss),
+                       float(cached_gaussian))}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -228,7 +234,8 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, position, has_gauss, cached_gaussian = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -352,6 +359,18 @@ def plot_log(log_csv: Path, png: Path, *, title: str = "") -> None:
     plt.close(fig)
 
 
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """A checkpoint this trainer wrote, loaded with `weights_only=True`: tensors and plain Python values only,
+    so a tampered file cannot run code. A file from before that change (numpy arrays inside) is named, with
+    what to do."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise TrainConfigError(f"{path} holds objects that are not tensors or plain values (written before "
+                               "checkpoints became weights-only, or not by this trainer); it is not loaded. "
+                               f"Start the run again without --resume ({error.__class__.__name__})") from None
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -407,7 +426,7 @@ def train(
     elapsed_before = 0.0
     checkpoint_path = out_dir / CHECKPOINT_NAME
     if resume and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        state = load_checkpoint(checkpoint_path, device)
         objective.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

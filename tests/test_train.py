@@ -226,3 +226,23 @@ def test_a_nan_gradient_under_a_finite_loss_stops_before_the_weights_change(tmp_
     with pytest.raises(NonFiniteLossError, match="gradient"):
         train(objective, _loader(NoisyLinearData()), _config(tmp_path))
     torch.testing.assert_close(_params(objective), before, rtol=0, atol=0)
+
+
+class _Payload:
+    """Stands in for a tampered checkpoint's object whose unpickling would run code."""
+
+    def __reduce__(self):
+        return (print, ("unpickled code ran",))
+
+
+def test_checkpoints_load_weights_only_and_a_tampered_one_is_refused(tmp_path, capsys):
+    from biomarker.train import TrainConfigError, _rng_state, load_checkpoint
+
+    good = tmp_path / "good.pt"
+    torch.save({"model": {"w": torch.ones(2)}, "rng": [_rng_state()]}, good)
+    assert torch.equal(load_checkpoint(good)["model"]["w"], torch.ones(2))
+    bad = tmp_path / "bad.pt"
+    torch.save({"model": _Payload()}, bad)
+    with pytest.raises(TrainConfigError, match="not loaded"):
+        load_checkpoint(bad)
+    assert "unpickled code ran" not in capsys.readouterr().out

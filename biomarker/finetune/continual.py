@@ -355,7 +355,7 @@ def train_stage(model: torch.nn.Module, cohort: str, data: dict[str, ClipSet], c
     """
     from biomarker.evaluate.report import fit_operating_point
     from biomarker.finetune.run import BalancedBCE
-    from biomarker.train import BEST_NAME, TrainConfig, train
+    from biomarker.train import BEST_NAME, TrainConfig, load_checkpoint, train
 
     train_set, val_set = _require_split(data, "train", cohort), _require_split(data, "val", cohort)
     kind = ADAPTER_KIND[config.method]
@@ -393,7 +393,7 @@ def train_stage(model: torch.nn.Module, cohort: str, data: dict[str, ClipSet], c
     )
     evaluate = lambda objective: {"auroc": _subject_auroc(cohort_logits(model, cohort, val_set), val_set)}  # noqa: E731
     train(objective, loader, train_config, evaluate=evaluate, resume=False, plot_title=f"{cohort} ({config.method})")
-    objective.load_state_dict(torch.load(run_dir / BEST_NAME, map_location="cpu", weights_only=False)["model"])
+    objective.load_state_dict(load_checkpoint(run_dir / BEST_NAME, "cpu")["model"])
     model.cpu()  # calibration, checks and saving run on CPU whatever trained, so comparisons are like for like
     for parameter in model.parameters():
         parameter.requires_grad_(False)

@@ -30,7 +30,7 @@ from biomarker.finetune.probe import ProbeResult, fit_probe_head
 from biomarker.finetune.scoring import SCORING_MODES, recording_logits, subject_auroc
 from biomarker.models import ScreeningModel, create_model, from_pretrained
 from biomarker.records import ModelConfigError
-from biomarker.train import BEST_NAME, ResumableSampler, TrainConfig, train
+from biomarker.train import BEST_NAME, ResumableSampler, TrainConfig, load_checkpoint, train
 
 
 @dataclass
@@ -196,7 +196,7 @@ def fit_cohort(
     else:
         result = train(objective, loader, train_config, evaluate=evaluate, resume=False, plot_title=f"fine-tuning {method} (SYNTHETIC data)")
         steps, stop_reason = result.step, result.stop_reason
-    best = torch.load(out_dir / "train" / BEST_NAME, map_location=next(objective.parameters()).device, weights_only=False)
+    best = load_checkpoint(out_dir / "train" / BEST_NAME, next(objective.parameters()).device)
     steps = best["step"] if steps is None else steps
     objective.load_state_dict(best["model"])
     bundle.eval()

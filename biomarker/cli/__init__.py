@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "independent",  # cohort independent: evaluation sets from a second marker implementation (never trained on)
     "finetune",
     "evaluate",  # evaluate a manifest; compare two measured runs
+    "calibrate",  # biomarker calibrate --manifest site.csv --model NAME: site recalibration as a new version
     "models",  # list | show | promote
     "users",
     "audit",

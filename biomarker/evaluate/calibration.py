@@ -56,7 +56,8 @@ def within_class_slope(logits: np.ndarray, labels: np.ndarray, covariate: np.nda
     return float(centred_logits @ centred_covariate / spread) if spread > 1e-9 * len(covariate) else 0.0
 
 
-def fit_calibration(logits: np.ndarray, labels: np.ndarray, snr_db: np.ndarray | None = None) -> tuple[float, float, float]:
+def fit_calibration(logits: np.ndarray, labels: np.ndarray, snr_db: np.ndarray | None = None, *,
+                    snr_slope: float | None = None) -> tuple[float, float, float]:
     """(T, b, s) of sigmoid(logit / T + b + s · snr_covariate(snr_db)). The SNR term first removes the logits'
     within-class drift with SNR (`within_class_slope`: it can correct what noise does to the logits but cannot
     rank patients by their SNR), then T and b minimise validation NLL of the corrected logits. s = 0 when no SNR
@@ -64,21 +65,32 @@ def fit_calibration(logits: np.ndarray, labels: np.ndarray, snr_db: np.ndarray |
     of points can flip the ranking: measured on a 6-recording toy validation split). T lies within
     TEMPERATURE_RANGE times the spread (standard deviation) of the validation logits: a briefly trained head can
     output logits of a few hundredths, which a fixed lower bound on T could not sharpen enough (measured: T stuck
-    at 0.05, ECE 0.38)."""
+    at 0.05, ECE 0.38).
+
+    `snr_slope` given: the SNR term is kept at that slope and only T and b are fitted (a site's recalibration on
+    a few dozen recordings, too few to measure the drift with noise again; `biomarker.evaluate.site_calibration`)."""
     logits, labels = np.asarray(logits, dtype=float), np.asarray(labels, dtype=float)
     if len(set(labels.tolist())) < 2:
         raise MetricError("calibration needs validation recordings of both classes")
+    if snr_slope and snr_db is None:
+        raise MetricError(f"the SNR term is kept at a slope of {snr_slope}: pass the recordings' snr_db")
     covariate = np.zeros_like(logits) if snr_db is None else snr_covariate(np.asarray(snr_db, dtype=float))
     if covariate.shape != logits.shape:
         raise MetricError(f"{len(covariate)} SNR values for {len(logits)} logits")
-    enough = min(int(np.sum(labels == 0)), int(np.sum(labels == 1))) >= SNR_TERM_MIN_PER_CLASS
-    drift = within_class_slope(logits, labels, covariate) if snr_db is not None and enough else 0.0
+    if snr_slope is None:
+        enough = min(int(np.sum(labels == 0)), int(np.sum(labels == 1))) >= SNR_TERM_MIN_PER_CLASS
+        drift = within_class_slope(logits, labels, covariate) if snr_db is not None and enough else 0.0
+        kept = 0.0
+    else:
+        drift, kept = 0.0, float(snr_slope)
     corrected = logits - drift * covariate
     spread = float(np.std(corrected)) or 1.0
     bounds = [(np.log(TEMPERATURE_RANGE[0] * spread), np.log(TEMPERATURE_RANGE[1] * spread)), (-20.0, 20.0)]
-    result = minimize(lambda x: _nll(corrected, labels, covariate, float(np.exp(x[0])), float(x[1]), 0.0),
+    result = minimize(lambda x: _nll(corrected, labels, covariate, float(np.exp(x[0])), float(x[1]), kept),
                       x0=np.array([np.log(spread), 0.0]), method="L-BFGS-B", bounds=bounds)
     temperature = float(np.exp(result.x[0]))
+    if snr_slope is not None:
+        return temperature, float(result.x[1]), kept
     return temperature, float(result.x[1]), (-drift / temperature) or 0.0  # never -0.0 in a saved spec
 
 

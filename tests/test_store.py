@@ -359,8 +359,58 @@ def test_an_unreadable_spool_file_is_kept_and_reported_while_the_others_are_flus
     broken = store.spool.folder / "broken.json"
     broken.write_text("{not json")
     report = store.flush_spool()
-    assert (report.written, report.remaining) == (1, 1) and "broken.json" in report.unreadable[0]
-    assert broken.exists() and _count(store, ScoreRow) == 1
+    assert (report.written, report.remaining) == (1, 0) and "broken.json" in report.unreadable[0]
+    assert (store.spool.folder / "rejected" / "broken.json").exists()  # kept aside for the auditor, not deleted
+    assert not broken.exists() and _count(store, ScoreRow) == 1
+
+
+def _spooled(store, **changes):
+    """A genuine spool file, then its JSON edited by hand as an attacker with folder access would."""
+    pending = store._pending_result(make_score(), ADMIN, store.save_audio(b"x"), 1.0, 16000, None, None, None)
+    path = store.spool.write(pending)
+    document = json.loads(path.read_text())
+    document["result"].update(changes)
+    path.write_text(json.dumps(document))
+    return path
+
+
+@pytest.mark.parametrize("changes, named", [
+    ({"probability": 7.5}, "signature"),
+    ({"actor": "intruder", "created_at": "2020-01-01T00:00:00"}, "signature"),
+])
+def test_an_edited_spool_file_is_refused_named_and_kept_aside(store, changes, named):
+    path = _spooled(store, **changes)
+    report = store.flush_spool()
+    assert report.written == 0 and named in report.unreadable[0] and path.name in report.unreadable[0]
+    assert (store.spool.folder / "rejected" / path.name).exists() and _count(store, ScoreRow) == 0
+    assert store.verify_chain().ok
+
+
+def test_a_genuinely_signed_file_with_insane_values_is_still_refused(store):
+    """The signature says who wrote it, not that its values are sane: a live write's checks run again."""
+    for changes, named in (({"decision": "maybe"}, "decision"), ({"duration_s": -5.0}, "duration_s"),
+                           ({"audio_path": "../../../etc/passwd"}, "audio"),
+                           ({"created_at": "2999-01-01T00:00:00"}, "future")):
+        pending = store._pending_result(make_score(), ADMIN, store.save_audio(b"x"), 1.0, 16000, None, None, None)
+        store.spool.write(replace(pending, **changes))
+        report = store.flush_spool()
+        assert report.written == 0 and named in report.unreadable[-1], (changes, report.unreadable)
+    assert _count(store, ScoreRow) == 0
+
+
+def test_concurrent_flushes_write_each_result_once_and_report_no_phantoms(store):
+    for index in range(12):
+        pending = store._pending_result(make_score(), ADMIN, store.save_audio(f"c{index}".encode()), 1.0, 16000,
+                                        None, None, None)
+        store.spool.write(pending)
+    reports: list = []
+    threads = [threading.Thread(target=lambda: reports.append(store.flush_spool())) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(r.written for r in reports) == 12 and all(r.remaining == 0 for r in reports)
+    assert _count(store, ScoreRow) == 12 and store.verify_chain().ok
 
 
 def test_twenty_concurrent_writers_give_twenty_rows_and_a_valid_chain(store):
@@ -383,3 +433,23 @@ def test_twenty_concurrent_writers_give_twenty_rows_and_a_valid_chain(store):
     assert _count(store, ScoreRow) == 20 and _count(store, Patient) == 1
     result = store.verify_chain()
     assert result.ok and result.checked == 40
+
+
+def test_the_cli_flushes_the_spool_and_names_what_it_refused(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from biomarker.cli import app
+    from biomarker.settings import Settings
+
+    env = {"BIOMARKER_HOME": str(tmp_path / "home"), "BIOMARKER_SECRET": "spool-cli-secret-0123456789"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    store = Store(Settings.from_env())
+    pending = store._pending_result(make_score(), ADMIN, store.save_audio(b"x"), 1.0, 16000, None, None, None)
+    store.spool.write(pending)
+    (store.spool.folder / "forged.json").write_text('{"result": {}, "hmac": "00"}')
+    result = CliRunner().invoke(app, ["spool", "flush"])
+    assert result.exit_code == 1 and "written 1" in result.output and "refused 1" in result.output
+    assert "forged.json" in result.output and _count(store, ScoreRow) == 1
+    assert CliRunner().invoke(app, ["spool", "flush"]).exit_code == 0  # nothing left: success

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "models",  # list | show | promote
     "users",
     "audit",
+    "spool",  # biomarker spool flush: store results kept while the database was down
     "report",  # biomarker report RESULT_ID --out report.pdf (the chart's PDF)
     "serve",  # start the Streamlit app
 )

@@ -22,11 +22,12 @@ from biomarker.records import DECISION_NEGATIVE, DECISION_POSITIVE, QualityRepor
 from biomarker.settings import Settings
 from biomarker.store import auth
 from biomarker.store.accounts import Accounts, UserInfo
-from biomarker.store.audio_folder import relative_audio_path, save_audio, sha256_from_path
+from biomarker.store.audio_folder import audio_sha256, relative_audio_path, save_audio, sha256_from_path
 from biomarker.store.chain import Link, VerifyResult, canonical_json, verify_links
 from biomarker.store.engine import make_engine
 from biomarker.store.errors import (
     AccessDeniedError,
+    AudioPathError,
     ExportFormatError,
     InvalidResultError,
     ResultNotFoundError,
@@ -37,7 +38,7 @@ from biomarker.store.integrity import SCORE_FIELDS, cross_check
 from biomarker.store.migrate import upgrade_to_head
 from biomarker.store.pseudonym import legacy_pseudonym, pseudonymise
 from biomarker.store.schema import AuditEvent, AuditHead, Patient, RecordingRow, ScoreRow, utc_now
-from biomarker.store.spool import PendingResult, Spool
+from biomarker.store.spool import REJECTED_DIR, PendingResult, Spool
 
 # Errors that mean "the database is not there right now" (refused connection, missing file, server gone away),
 # as opposed to a bug or a constraint violation, which must surface.
@@ -125,7 +126,7 @@ class Store(Accounts):
         self.settings = settings
         self.engine = make_engine(settings.database_url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.spool = Spool(settings.spool_dir)
+        self.spool = Spool(settings.spool_dir, settings.secret)
         self.client_throttle = auth.ClientThrottle()
         self._schema_ready = False
         if migrate:
@@ -205,10 +206,14 @@ class Store(Accounts):
             except UNREACHABLE_ERRORS:
                 return FlushReport(0, 0, len(paths))
         for index, path in enumerate(paths):
+            if not path.exists():
+                continue  # another flusher took it: neither written here nor still waiting
             try:
                 pending = self.spool.read(path)
-            except SpoolError as error:
-                unreadable.append(str(error))
+                self._check_replayed(pending, path)
+            except (SpoolError, InvalidResultError, AudioPathError) as error:
+                if self.spool.reject(path) is not None:
+                    unreadable.append(f"{error} (moved to {self.spool.folder / REJECTED_DIR})")
                 continue
             try:
                 if self._result_exists(pending.result_uid):
@@ -221,9 +226,9 @@ class Store(Accounts):
                     raise
                 already += 1
             except UNREACHABLE_ERRORS:
-                return FlushReport(written, already, len(paths) - index, tuple(unreadable))
+                return FlushReport(written, already, sum(p.exists() for p in paths[index:]), tuple(unreadable))
             self.spool.remove(path)
-        return FlushReport(written, already, len(unreadable), tuple(unreadable))
+        return FlushReport(written, already, 0, tuple(unreadable))
 
     def history(self, filters: HistoryFilter | None = None, *, viewer: UserInfo | None) -> list[HistoryRow]:
         """Results newest first. Clinicians see only their own site; asking for another one is refused."""
@@ -441,6 +446,25 @@ class Store(Accounts):
                                 "decision": pending.decision, "device": pending.device,
                                 "latency_ms": pending.latency_ms, **spool_note})
             return recording.id, score.id
+
+    def _check_replayed(self, pending: PendingResult, path: Path) -> None:
+        """A genuine spool file still gets every check a live write makes (values, time, audio path and its
+        content): the signature says who wrote it, not that what it says is sane."""
+        _check_score(Score(probability=pending.probability, threshold=pending.threshold, decision=pending.decision,
+                           model_name=pending.model_name, model_version=pending.model_version, cohort=pending.cohort,
+                           device=pending.device, latency_ms=pending.latency_ms, quality=None))
+        _check_positive("duration_s", pending.duration_s)
+        _check_positive("sample_rate_hz", pending.sample_rate_hz)
+        try:
+            created = datetime.fromisoformat(pending.created_at)
+        except (TypeError, ValueError):
+            raise InvalidResultError(f"{path}: created_at {pending.created_at!r} is not a time") from None
+        if created > utc_now():
+            raise InvalidResultError(f"{path}: created_at {pending.created_at} is in the future")
+        audio = self.settings.audio_dir / pending.audio_path
+        if relative_audio_path(self.settings.audio_dir, audio) != pending.audio_path or \
+                sha256_from_path(pending.audio_path) != pending.sha256 or audio_sha256(audio.read_bytes()) != pending.sha256:
+            raise AudioPathError(f"{path}: its audio {pending.audio_path!r} is not the stored recording it names")
 
     def _row(self, score_id: int) -> HistoryRow:
         with self._sessions() as session:

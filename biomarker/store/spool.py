@@ -2,10 +2,18 @@
 
 A result is spooled whole (recording facts, quality, score, who, where, when, pseudonym) so the replay writes
 exactly what would have been written; its `result_uid` makes the replay idempotent.
+
+Each file is signed: an HMAC-SHA256 over its canonical JSON with a key derived from the server secret. Why: the
+spool folder is a way into the database that bypasses every check of a live write, so a file edited to
+probability 7.5, or forged with an unknown actor and `../../../etc/passwd` as its audio, must be refused. A file
+that fails its signature or cannot be read is moved to `rejected/` beside the spool (kept for the auditor, never
+deleted) and named in the flush report; the store re-checks the values of a genuine one as a live write would.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 from dataclasses import asdict, dataclass, fields
@@ -46,22 +54,34 @@ class PendingResult:
         return cls(**data)
 
 
-class Spool:
-    """A folder of `<result_uid>.json` files, oldest first."""
+REJECTED_DIR = "rejected"
 
-    def __init__(self, folder: Path):
+
+class Spool:
+    """A folder of signed `<result_uid>.json` files, oldest first; refused files go to `rejected/`."""
+
+    def __init__(self, folder: Path, secret: bytes):
         self.folder = folder
+        self._key = hmac.new(secret, b"biomarker spool v1", hashlib.sha256).digest()
+
+    def _signature(self, body: str) -> str:
+        return hmac.new(self._key, body.encode("utf-8"), hashlib.sha256).hexdigest()
 
     def write(self, result: PendingResult) -> Path:
         """Persist `result` (atomically, fsynced: this is the only copy until the database is back)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{result.result_uid}.json"
         temporary = path.with_suffix(".tmp")
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(asdict(result), handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        body = json.dumps(asdict(result), sort_keys=True, separators=(",", ":"))
+        try:
+            with open(temporary, "w", encoding="utf-8") as handle:
+                json.dump({"result": json.loads(body), "hmac": self._signature(body)}, handle, indent=1)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)  # no half-written file is left behind, whatever failed
+            raise
         return path
 
     def pending(self) -> list[Path]:
@@ -75,9 +95,22 @@ class Spool:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
             raise SpoolError(f"{path}: cannot be read back ({error})") from error
-        if not isinstance(data, dict):
-            raise SpoolError(f"{path}: expected a JSON object, found {type(data).__name__}")
-        return PendingResult.from_dict(data, str(path))
+        if not isinstance(data, dict) or not isinstance(data.get("result"), dict):
+            raise SpoolError(f"{path}: expected a signed spool record, found something else")
+        body = json.dumps(data["result"], sort_keys=True, separators=(",", ":"))
+        if not hmac.compare_digest(str(data.get("hmac", "")), self._signature(body)):
+            raise SpoolError(f"{path}: its signature does not match (edited, or not written by this server)")
+        return PendingResult.from_dict(data["result"], str(path))
 
     def remove(self, path: Path) -> None:
         path.unlink(missing_ok=True)
+
+    def reject(self, path: Path) -> Path | None:
+        """Move a refused file aside into `rejected/` (None when another flusher moved or wrote it first)."""
+        target = self.folder / REJECTED_DIR / path.name
+        target.parent.mkdir(mode=0o700, exist_ok=True)
+        try:
+            os.replace(path, target)
+        except FileNotFoundError:
+            return None
+        return target

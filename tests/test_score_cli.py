@@ -78,6 +78,19 @@ def test_log_records_scored_inputs_in_the_configured_database(model_dir, inputs,
     assert len(history) == 2 and store.verify_chain().ok
 
 
+def test_log_with_the_database_down_spools_every_result_and_a_flush_stores_them(model_dir, inputs, tmp_path):
+    away = tmp_path / "db-away"
+    env = {"BIOMARKER_HOME": str(tmp_path / "home"), "DATABASE_URL": f"sqlite:///{away / 'biomarker.db'}"}
+    result, rows = run([str(inputs / "clips"), "--model", str(model_dir), "--log"], env=env)
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "home" / "spool").glob("*.json"))) == 2 and len(rows) >= 2
+    away.mkdir()  # the database is back
+    flushed = CliRunner().invoke(app, ["spool", "flush"], env=env)
+    assert flushed.exit_code == 0 and "written 2" in flushed.output, flushed.output
+    store = Store(Settings.from_env(env))
+    assert len(store.history(viewer=UserInfo("auditor", "auditor"))) == 2 and store.verify_chain().ok
+
+
 def test_missing_default_model_is_a_clear_error(inputs, monkeypatch, tmp_path):
     monkeypatch.setattr("biomarker.screener.PRETRAINED_DIR", tmp_path)
     result, _ = run([str(inputs / "clips" / "a.wav")])

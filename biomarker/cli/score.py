@@ -223,7 +223,8 @@ def register(app: typer.Typer) -> None:
             from biomarker.settings import Settings
             from biomarker.store import Store
 
-            store = Store(Settings.from_env())
+            # not migrated up front: a database that is down now means spooling each result, not a traceback
+            store = Store(Settings.from_env(), migrate=False)
         if out:
             out.parent.mkdir(parents=True, exist_ok=True)
         handle = out.open("w", newline="", encoding="utf-8") if out else sys.stdout

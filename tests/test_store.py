@@ -453,3 +453,14 @@ def test_the_cli_flushes_the_spool_and_names_what_it_refused(tmp_path, monkeypat
     assert result.exit_code == 1 and "written 1" in result.output and "refused 1" in result.output
     assert "forged.json" in result.output and _count(store, ScoreRow) == 1
     assert CliRunner().invoke(app, ["spool", "flush"]).exit_code == 0  # nothing left: success
+
+
+def test_verify_reads_while_a_writer_holds_the_sqlite_lock(tmp_path):
+    """`audit verify` must not queue behind (or fail with 'database is locked' under) a long write."""
+    store = Store(make_settings(tmp_path))
+    record(store, ADMIN)
+    with store.engine.connect() as writer:
+        writer.begin()  # BEGIN IMMEDIATE: holds the write lock until the end of this block
+        writer.exec_driver_sql("UPDATE audit_head SET seq = seq WHERE id = 1")
+        assert store.verify_chain().ok  # a deferred, read-only transaction: no lock needed
+    store.close()

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
+READ_ONLY = "biomarker_read_only"  # execution option: this connection only reads
 
 
 def make_engine(database_url: str) -> Engine:
@@ -36,7 +37,9 @@ def make_engine(database_url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin_immediate(connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # a reader (audit verify) asks for `read_only`: a deferred BEGIN takes no write lock, and WAL gives it a
+        # consistent snapshot while writers go on
+        connection.exec_driver_sql("BEGIN" if connection.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
     return engine
 

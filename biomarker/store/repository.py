@@ -24,7 +24,7 @@ from biomarker.store import auth
 from biomarker.store.accounts import Accounts, UserInfo
 from biomarker.store.audio_folder import audio_sha256, relative_audio_path, save_audio, sha256_from_path
 from biomarker.store.chain import Link, VerifyResult, canonical_json, verify_links
-from biomarker.store.engine import make_engine
+from biomarker.store.engine import READ_ONLY, make_engine
 from biomarker.store.errors import (
     AccessDeniedError,
     AudioPathError,
@@ -328,7 +328,8 @@ class Store(Accounts):
 
         The result names the first row that was edited, deleted, inserted or moved (`table`, `first_bad_id`).
         """
-        with self._sessions() as session:
+        with self.engine.connect().execution_options(**{READ_ONLY: True}) as connection, \
+                Session(bind=connection) as session:
             head = session.get(AuditHead, 1)
             events = list(session.scalars(select(AuditEvent).order_by(AuditEvent.seq)))
             chain = verify_links(((_link(event), event.hash) for event in events),

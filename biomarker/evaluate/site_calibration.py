@@ -17,7 +17,8 @@ What is refitted, and what is kept (few recordings fit few numbers):
 
 The sample's sensitivity and specificity are measured on the very subjects the threshold was chosen on: they
 are optimistic, and with 20 patients the sensitivity's 95 % CI spans tens of points. The card says both.
-No torch here: the caller scores the recordings (the CLI does, through the screener) and publishes the model.
+Nothing here scores or saves: the caller scores the recordings (the CLI does, through the screener, which this
+layer may not import) and publishes the model through the catalog.
 """
 
 from __future__ import annotations

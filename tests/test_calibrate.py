@@ -101,6 +101,14 @@ def test_publishes_a_new_version_whose_threshold_reaches_the_target_on_the_sampl
     assert all((s.decision == DECISION_POSITIVE) == (s.probability >= spec.threshold) for s in scores)
     assert sensitivity == pytest.approx(facts["sample"]["sensitivity"])
 
+    # the audit trail records which calibration is now available to score with
+    from biomarker.settings import Settings
+    from biomarker.store import Store, UserInfo
+
+    store = Store(Settings.from_env())
+    [event] = [e for e in store.audit_events(viewer=UserInfo("aud", "auditor")) if e.action == "model_calibrated"]
+    assert event.object_id == f"{TEST_MODEL_NAME}@2" and sha in event.payload and store.verify_chain().ok
+
 
 def test_the_fit_recovers_temperature_and_bias_with_the_snr_term_kept():
     rng = np.random.default_rng(0)

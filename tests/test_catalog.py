@@ -160,8 +160,14 @@ def test_cli_list_show_promote(catalog: Catalog):
     assert listed.exit_code == 0, listed.output
     assert "* ri-screener@1" in listed.output and "ri-screener@2" in listed.output and "0.910" in listed.output
 
-    promoted = runner.invoke(app, ["models", "promote", "ri-screener@2", *roots])
+    home = catalog.user_root.parent / "store-home"
+    promoted = runner.invoke(app, ["models", "promote", "ri-screener@2", *roots], env={"BIOMARKER_HOME": str(home)})
     assert promoted.exit_code == 0, promoted.output
+    from biomarker.settings import Settings
+    from biomarker.store import Store, UserInfo
+
+    events = Store(Settings.from_env({"BIOMARKER_HOME": str(home)})).audit_events(viewer=UserInfo("a", "auditor"))
+    assert [(e.action, e.object_id) for e in events] == [("model_promoted", "ri-screener@2")]  # audited
     shown = runner.invoke(app, ["models", "show", "ri-screener", "--json", *roots])
     assert json.loads(shown.output)["ref"] == "ri-screener@2"
 

@@ -7,9 +7,10 @@ does), refits temperature and bias on the model's logits and the threshold for t
 whose parent is the scored one, with a generated card and the same facts in version.json. Nothing existing is
 changed, and the default version of a name moves only with `biomarker models promote`.
 
-Audit trail: `biomarker.store.Store` offers no public way to append an arbitrary event (only results, attempts,
-exports and account changes write events), so this command does not write a `model_calibrated` event; the
-catalog's version.json and card (manifest sha256, parent, creation time, weights sha256) are the record.
+Audit trail: the new version is a `model_calibrated` event in the configured store (`Store.record_model_event`,
+naming the new version, its parent, the manifest's sha256 and the fitted values), beside the catalog's
+version.json and card. A database that is down does not stop the calibration; the command says the event is
+missing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Iterator
 
 import typer
+
+from biomarker.cli.model_audit import audit_model_change
 
 # The screener's probability is sigmoid(logit / T + ...): scoring with T = RAW_TEMPERATURE, no bias and no SNR
 # term returns sigmoid(logit / 64), whose log-odds times 64 is the logit; float32 keeps ~1e-5 of it for any
@@ -96,6 +99,9 @@ def calibrate(
         typer.echo(f"  {line}")
     typer.echo("on the calibration sample itself (optimistic; a small sample's CI is wide); not clinically validated. "
                f"Measure it on held-out site data, then `biomarker models promote {published.ref}` to make it the default.")
+    audit_model_change("model_calibrated", published.ref, {
+        "parent": parent, "manifest_sha256": sample.manifest_sha256, "temperature": result.temperature,
+        "bias": result.bias, "threshold": result.threshold})
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from biomarker.cli.model_audit import audit_model_change
+
 models_app = typer.Typer(
     help="Model versions: list, show (card, metrics, sha256), promote a default, replay a bundle's forgetting table.",
     no_args_is_help=True,
@@ -101,6 +103,7 @@ def promote(
     except BiomarkerError as error:
         _fail(error)
     typer.echo(f"{version.ref} is now the default for {version.name} (sha256 {version.sha256})")
+    audit_model_change("model_promoted", version.ref, {"sha256": version.sha256})
 
 
 @models_app.command("forgetting")

@@ -52,6 +52,7 @@ RESULT_COLUMNS = (
 AUDIT_COLUMNS = ("seq", "occurred_at", "actor", "action", "object_type", "object_id", "payload", "prev_hash", "hash")
 EXPORT_TABLES = ("results", "audit_events")
 OPEN_PURPOSES = ("details", "audio", "report")
+MODEL_ACTIONS = ("model_calibrated", "model_promoted")
 ATTEMPT_OUTCOMES = ("refused", "rejected")  # refused: the quality gate; rejected: not decodable audio
 # Where a transaction keeps its locked audit-chain head (see `Store._lock_chain_head`).
 _CHAIN_HEAD_KEY = "biomarker.chain_head"
@@ -265,6 +266,16 @@ class Store(Accounts):
         with self._transaction() as session:
             self._append_event(session, viewer.username, f"result_{purpose}_opened", "score", str(score_id), {})
         return _history_row(*found)
+
+    def record_model_event(self, *, actor: UserInfo, action: str, ref: str, payload: dict[str, Any]) -> None:
+        """Audit a change to which model scores patients (a site calibration published, a default promoted): the
+        trail then says which calibration was in force when each later result was scored. Admins only."""
+        auth.require(actor.role, auth.MANAGE_USERS)
+        if action not in MODEL_ACTIONS:
+            raise InvalidResultError(f"model action {action!r} is not one of {', '.join(MODEL_ACTIONS)}")
+        self._ensure_schema()
+        with self._transaction() as session:
+            self._append_event(session, actor.username, action, "model", ref[:64], payload)
 
     def record_attempt(self, *, actor: UserInfo, outcome: str, reason: str, patient_id: str | None,
                        site: str | None, sha256: str | None) -> bool:

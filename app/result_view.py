@@ -12,7 +12,7 @@ import streamlit as st
 
 from biomarker.i18n import Translator
 from biomarker.models.catalog import Catalog
-from biomarker.report import MIME_TYPE, PatientMismatchError, report_for_result
+from biomarker.report import MIME_TYPE, PatientMismatchError, report_filename, report_for_result
 from biomarker.records import AudioError, QualityReport
 from biomarker.screener import Assessment, Screener
 from biomarker.store import HistoryRow, Store, UserInfo
@@ -147,5 +147,5 @@ def show_report_download(t: Translator, store: Store, score_id: int, *, viewer: 
         except PatientMismatchError:
             st.error(t("report_button.mismatch"))
     if key in st.session_state:
-        st.download_button(t("report_button.download"), st.session_state[key], file_name=f"biomarker-result-{score_id}.pdf",
+        st.download_button(t("report_button.download"), st.session_state[key], file_name=report_filename(score_id),
                            mime=MIME_TYPE, key=f"download_{key}")

@@ -53,6 +53,15 @@ def database_url_for(engine: str, home: Path, request: pytest.FixtureRequest) ->
     return f"sqlite:///{home / 'biomarker.db'}"
 
 
+@pytest.fixture(params=ENGINES)
+def store(request, tmp_path):
+    """An empty, migrated store on SQLite and on PostgreSQL (the store tests' default; a test file may define
+    its own `store` with more in it)."""
+    store = Store(make_settings(tmp_path, database_url_for(request.param, tmp_path, request)))
+    yield store
+    store.close()
+
+
 def make_score(probability: float = 0.8, *, model_version: str = "1.0.0") -> Score:
     quality = QualityReport(duration_s=4.0, speech_ratio=0.6, clipping_ratio=0.0, peak=0.7, rms_dbfs=-22.0,
                             snr_db=25.0, passed=True)

@@ -13,18 +13,11 @@ from sqlalchemy import select
 
 from biomarker.store import AccountLockedError, AuthenticationError, InvalidUserError, Store, UserInfo, auth
 from biomarker.store.schema import AuditEvent
-from store_helpers import ADMIN, ENGINES, database_url_for, make_settings
+from store_helpers import ADMIN
 
 pytestmark = pytest.mark.usefixtures("cheap_password_hashing")
 PASSWORD = "correct horse battery"
 NOW = datetime(2026, 12, 6, 12, 0, 0)
-
-
-@pytest.fixture(params=ENGINES)
-def store(request, tmp_path):
-    store = Store(make_settings(tmp_path, database_url_for(request.param, tmp_path, request)))
-    yield store
-    store.close()
 
 
 def actions(store: Store) -> list[str]:

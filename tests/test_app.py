@@ -159,6 +159,19 @@ def sign_in_page() -> AppTest:
     return at.run()
 
 
+def submit_sign_in(at: AppTest, username: str, password: str = PASSWORD) -> AppTest:
+    at.text_input(key="username").input(username)
+    at.text_input(key="password").input(password)
+    return at.button(key="FormSubmitter:sign_in-Sign in").click().run()
+
+
+def opened_with_token(token: str) -> AppTest:
+    """F5: a new Streamlit session on the same URL, token included."""
+    at = AppTest.from_file(HOME_SCRIPT, default_timeout=TIMEOUT_S)
+    at.query_params["session"] = token
+    return at.run()
+
+
 def test_sign_in_form_accepts_the_right_password_only(store):
     at = sign_in_page()
     at.text_input(key="username").input("cleo")
@@ -517,9 +530,7 @@ def test_admin_edits_resets_and_unlocks_accounts(store):
 def test_repeated_failures_lock_the_sign_in_with_a_clear_message(store):
     at = sign_in_page()
     for attempt in range(6):
-        at.text_input(key="username").input("cleo")
-        at.text_input(key="password").input(f"wrong {attempt} password" if attempt < 5 else PASSWORD)
-        at.button(key="FormSubmitter:sign_in-Sign in").click().run()
+        submit_sign_in(at, "cleo", f"wrong {attempt} password" if attempt < 5 else PASSWORD)
     assert any(text.startswith("Too many failed attempts") for text in texts(at, "error"))
     with pytest.raises(ValueError):
         at.switch_page("views/screen.py")
@@ -527,47 +538,30 @@ def test_repeated_failures_lock_the_sign_in_with_a_clear_message(store):
 
 
 def test_signing_in_survives_a_refresh_but_not_a_sign_out(store):
-    at = sign_in_page()
-    at.text_input(key="username").input("cleo")
-    at.text_input(key="password").input(PASSWORD)
-    at.button(key="FormSubmitter:sign_in-Sign in").click().run()
+    at = submit_sign_in(sign_in_page(), "cleo")
     token = at.query_params["session"]
     assert token and PASSWORD not in token
-    refreshed = AppTest.from_file(HOME_SCRIPT, default_timeout=TIMEOUT_S)  # F5: a new session, the same URL
-    refreshed.query_params["session"] = token
-    refreshed.run()
+    refreshed = opened_with_token(token)
     refreshed.switch_page("views/screen.py").run()
     assert not refreshed.exception and refreshed.title[0].value in ("Screen a patient", "Triar um paciente")
     refreshed.button(key="sign_out").click().run()
-    again = AppTest.from_file(HOME_SCRIPT, default_timeout=TIMEOUT_S)
-    again.query_params["session"] = token
-    again.run()
     with pytest.raises(ValueError):
-        again.switch_page("views/screen.py")
-    forged = AppTest.from_file(HOME_SCRIPT, default_timeout=TIMEOUT_S)
-    forged.query_params["session"] = token[:-2] + "xx"
-    forged.run()
+        opened_with_token(token).switch_page("views/screen.py")
     with pytest.raises(ValueError):
-        forged.switch_page("views/screen.py")
+        opened_with_token(token[:-2] + "xx").switch_page("views/screen.py")  # forged
     assert audit_actions(store)[-1] == "logout"
 
 
 def test_an_idle_refreshed_session_is_not_resumed(store):
-    at = sign_in_page()
-    at.text_input(key="username").input("cleo")
-    at.text_input(key="password").input(PASSWORD)
-    at.button(key="FormSubmitter:sign_in-Sign in").click().run()
+    at = submit_sign_in(sign_in_page(), "cleo")
     token = at.query_params["session"]
     two_hours_ago = datetime.now(timezone.utc) - timedelta(hours=2)
     at.session_state["last_activity"] = two_hours_ago
     sys.modules["context"]._live_sessions()[at.session_state["session_id"]] = two_hours_ago  # the server's table
     at.run()  # the idle timeout signs the session out, for its token too
     assert "Your session timed out. Please sign in again." in texts(at, "info")
-    refreshed = AppTest.from_file(HOME_SCRIPT, default_timeout=TIMEOUT_S)
-    refreshed.query_params["session"] = token
-    refreshed.run()
     with pytest.raises(ValueError):
-        refreshed.switch_page("views/history.py")
+        opened_with_token(token).switch_page("views/history.py")
 
 
 # --------------------------------------------------------------------------------------------------- languages

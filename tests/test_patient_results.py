@@ -14,16 +14,9 @@ from sqlalchemy import select
 from biomarker.store import AccessDeniedError, HistoryFilter, ResultNotFoundError, Store, UserInfo
 from biomarker.store.pseudonym import canonical_patient_id, short_pseudonym
 from biomarker.store.schema import AuditEvent, Patient
-from store_helpers import ADMIN, ENGINES, SECRET, database_url_for, make_settings, record
+from store_helpers import ADMIN, SECRET, record
 
 CLINICIAN = UserInfo("dr-a", "clinician", site="ward-1")
-
-
-@pytest.fixture(params=ENGINES)
-def store(request, tmp_path):
-    store = Store(make_settings(tmp_path, database_url_for(request.param, tmp_path, request)))
-    yield store
-    store.close()
 
 
 def actions(store: Store) -> list[str]:

@@ -16,7 +16,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select, text
-from store_helpers import ADMIN, ENGINES, database_url_for, make_score, make_settings, record
+from store_helpers import ADMIN, make_score, make_settings, record
 
 from biomarker.settings import Settings, SettingsError
 from biomarker.store import (
@@ -37,13 +37,6 @@ from biomarker.store import (
 from biomarker.store.schema import AuditEvent, Base, Patient, RecordingRow, ScoreRow
 
 pytestmark = pytest.mark.usefixtures("cheap_password_hashing")
-
-
-@pytest.fixture(params=ENGINES)
-def store(request, tmp_path):
-    store = Store(make_settings(tmp_path, database_url_for(request.param, tmp_path, request)))
-    yield store
-    store.close()
 
 
 def _count(store: Store, table) -> int:

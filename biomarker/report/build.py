@@ -28,6 +28,6 @@ def build_report(row: HistoryRow, *, language: str, patient_label: str | None, p
     return render(content, printed_at=moment)
 
 
-def report_filename(row: HistoryRow) -> str:
+def report_filename(score_id: int) -> str:
     """A file name that says what the file is and names no patient (downloads folders are not private)."""
-    return f"biomarker-result-{row.score_id}.pdf"
+    return f"biomarker-result-{score_id}.pdf"

@@ -255,17 +255,12 @@ class Store(Accounts):
         auth.require(None if viewer is None else viewer.role, auth.HISTORY)
         if purpose not in OPEN_PURPOSES:
             raise InvalidResultError(f"purpose {purpose!r} is not one of {', '.join(OPEN_PURPOSES)}")
-        query = _results_query().where(ScoreRow.id == score_id)
-        site = _visible_site(viewer, None)
-        if site is not None:
-            query = query.where(RecordingRow.site == site)
-        with self._sessions() as session:
-            found = session.execute(query).first()
+        found = self._row(score_id, site=_visible_site(viewer, None))
         if found is None:
             raise ResultNotFoundError(f"no result {score_id!r} that {viewer.username!r} may open")
         with self._transaction() as session:
             self._append_event(session, viewer.username, f"result_{purpose}_opened", "score", str(score_id), {})
-        return _history_row(*found)
+        return found
 
     def record_model_event(self, *, actor: UserInfo, action: str, ref: str, payload: dict[str, Any]) -> None:
         """Audit a change to which model scores patients (a site calibration published, a default promoted): the
@@ -478,9 +473,14 @@ class Store(Accounts):
                 sha256_from_path(pending.audio_path) != pending.sha256 or audio_sha256(audio.read_bytes()) != pending.sha256:
             raise AudioPathError(f"{path}: its audio {pending.audio_path!r} is not the stored recording it names")
 
-    def _row(self, score_id: int) -> HistoryRow:
+    def _row(self, score_id: int, *, site: str | None = None) -> HistoryRow | None:
+        """Result `score_id` (only at `site` when one is given), or None."""
+        query = _results_query().where(ScoreRow.id == score_id)
+        if site is not None:
+            query = query.where(RecordingRow.site == site)
         with self._sessions() as session:
-            return _history_row(*session.execute(_results_query().where(ScoreRow.id == score_id)).one())
+            found = session.execute(query).first()
+        return None if found is None else _history_row(*found)
 
     def _result_exists(self, result_uid: str) -> bool:
         with self._sessions() as session:

@@ -19,6 +19,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from biomarker.store.chain import canonical_json
 from biomarker.store.errors import SpoolError
 
 
@@ -72,7 +73,7 @@ class Spool:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{result.result_uid}.json"
         temporary = path.with_suffix(".tmp")
-        body = json.dumps(asdict(result), sort_keys=True, separators=(",", ":"))
+        body = canonical_json(asdict(result))
         try:
             with open(temporary, "w", encoding="utf-8") as handle:
                 json.dump({"result": json.loads(body), "hmac": self._signature(body)}, handle, indent=1)
@@ -97,7 +98,7 @@ class Spool:
             raise SpoolError(f"{path}: cannot be read back ({error})") from error
         if not isinstance(data, dict) or not isinstance(data.get("result"), dict):
             raise SpoolError(f"{path}: expected a signed spool record, found something else")
-        body = json.dumps(data["result"], sort_keys=True, separators=(",", ":"))
+        body = canonical_json(data["result"])
         if not hmac.compare_digest(str(data.get("hmac", "")), self._signature(body)):
             raise SpoolError(f"{path}: its signature does not match (edited, or not written by this server)")
         return PendingResult.from_dict(data["result"], str(path))

@@ -374,6 +374,17 @@ def test_the_result_page_and_history_give_the_chart_report(store, speech):
     assert "pac-r1" in text and "cleo" in text and ("Encaminhar" in text or "Sem sinal" in text)
 
 
+def test_a_stored_recording_that_went_missing_is_said_not_a_traceback(store, speech):
+    screen(app_as("cleo"), speech, patient="PAC-M")
+    [row] = results(store, "PAC-M")
+    store.audio_file(row.audio_path).unlink()
+    at = app_as("cleo")
+    at.switch_page("views/history.py").run()
+    at.button(key="history_open").click().run()
+    at.button(key="history_listen").click().run()
+    assert not at.exception and any("cannot be read back" in text for text in texts(at, "error"))
+
+
 def test_refused_recordings_are_audited(store):
     at = app_as("cleo")
     screen(at, wav_bytes(np.zeros(48000, np.float32)), patient="PAC-6", via="upl")

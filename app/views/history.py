@@ -82,13 +82,15 @@ if rows:
                 store.open_result(opened.score_id, viewer=user, purpose="audio")
                 st.session_state["history_listening"] = opened.score_id
             if st.session_state.get("history_listening") == opened.score_id:
-                data = store.audio_file(opened.audio_path).read_bytes()
-                st.audio(data)
                 screener = context.screener()
                 try:
+                    data = store.audio_file(opened.audio_path).read_bytes()
                     recording = screener.load_audio(data, name=opened.audio_path)
-                except AudioError as error:  # a stored file that no longer decodes: say so, keep the page
+                except OSError as error:  # the stored file is gone or unreadable: say so, keep the page
+                    st.error(t("history.audio_unreadable", error=error.strerror or type(error).__name__))
+                except AudioError as error:  # a stored file that no longer decodes
                     st.error(t("history.audio_unreadable", error=error.problem))
                 else:
+                    st.audio(data)
                     show_plots(t, screener, recording.samples, recording.sample_rate_hz,
                                screener.features_for_display(recording), f"#{opened.score_id}")

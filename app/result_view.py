@@ -15,7 +15,7 @@ from biomarker.models.catalog import Catalog
 from biomarker.report import MIME_TYPE, PatientMismatchError, report_filename, report_for_result
 from biomarker.records import AudioError, QualityReport
 from biomarker.screener import Assessment, Screener
-from biomarker.store import HistoryRow, Store, UserInfo
+from biomarker.store import HistoryRow, InvalidUserError, Store, UserInfo
 from biomarker.store.pseudonym import short_pseudonym
 from plots import mfccgram_figure, trend_figure, waveform_figure
 
@@ -50,6 +50,13 @@ def audio_error_words(t: Translator, error: AudioError) -> str:
         if t.has(key):
             return t(key)
     return t("audio_error.AudioError")
+
+
+def user_error_words(t: Translator, error: InvalidUserError) -> str:
+    """The broken account rule in the user's language (`user_error.<code>`); a rule without words yet shows
+    the store's own message rather than nothing."""
+    key = f"user_error.{error.code}"
+    return t(key, **error.fields) if t.has(key) else t("users.invalid", reason=error)
 
 
 def show_rejection(t: Translator, error: AudioError) -> None:

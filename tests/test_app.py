@@ -506,6 +506,17 @@ def test_admin_adds_a_clinician_who_can_then_sign_in(store):
     assert store.authenticate("nina", PASSWORD).must_change_password  # the admin chose it: nina must change it
 
 
+def test_a_guessable_new_password_is_refused_in_the_users_language(store):
+    at = app_as("cleo", language="pt_BR")
+    at.switch_page("views/account.py").run()
+    at.text_input(key="pw_current").input(PASSWORD)
+    at.text_input(key="pw_new").input("1234567890")
+    at.text_input(key="pw_repeat").input("1234567890")
+    at.button(key="FormSubmitter:change_password-Trocar a senha").click().run()
+    assert any(text.startswith("Esta senha é fácil demais de adivinhar") for text in texts(at, "error"))
+    assert store.authenticate("cleo", PASSWORD).username == "cleo"  # unchanged
+
+
 def test_a_refused_new_user_keeps_the_form_as_typed(store):
     at = app_as("adam")
     at.switch_page("views/users.py").run()

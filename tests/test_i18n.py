@@ -29,6 +29,17 @@ def literal_keys() -> set[str]:
     return keys
 
 
+def user_error_codes() -> set[str]:
+    """Every `InvalidUserError(message, "code", ...)` the store raises: each must have words in the catalog."""
+    codes = set()
+    for path in sorted((ROOT / "biomarker" / "store").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "InvalidUserError"
+                    and len(node.args) > 1 and isinstance(node.args[1], ast.Constant)):
+                codes.add(node.args[1].value)
+    return codes
+
+
 def audio_error_classes() -> list[type]:
     found, todo = [], [records.AudioError]
     while todo:
@@ -51,7 +62,9 @@ def test_both_languages_have_the_same_keys_each_with_text():
 def test_every_key_the_code_uses_exists_in_both_languages():
     wanted = literal_keys() | {f"role.{role}" for role in ROLES} | {f"action.{action}" for action in ACTIONS} | {
         "decision.positive", "decision.negative"} | {f"audit.table.{table}" for table in EXPORT_TABLES} | {
-        f"audio_error.{kind.__name__}" for kind in audio_error_classes()}
+        f"audio_error.{kind.__name__}" for kind in audio_error_classes()} | {
+        f"user_error.{code}" for code in user_error_codes()}
+    assert {"password_short", "password_weak", "last_admin"} <= user_error_codes()
     assert len(literal_keys()) > 100  # the scan itself found the pages' words
     for language in LANGUAGES:
         missing = sorted(key for key in wanted if key not in catalog(language))

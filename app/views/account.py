@@ -7,7 +7,8 @@ import streamlit as st
 
 import context
 from biomarker.store import AuthenticationError, InvalidUserError
-from biomarker.store.accounts import MIN_PASSWORD_CHARS, MIN_PASSWORD_STRENGTH, password_strength
+from biomarker.store.accounts import MIN_PASSWORD_CHARS
+from result_view import user_error_words
 
 t = context.t()
 user = context.current_user()
@@ -24,23 +25,15 @@ with st.form("change_password", clear_on_submit=False):
     new = st.text_input(t("account.new", chars=MIN_PASSWORD_CHARS), type="password", key="pw_new")
     repeat = st.text_input(t("account.repeat"), type="password", key="pw_repeat")
     if st.form_submit_button(t("account.button")):
-        if new != repeat:
+        if new != repeat:  # the one rule of the form itself; the password rules are the store's
             st.error(t("account.mismatch"))
-        elif len(new) < MIN_PASSWORD_CHARS:
-            st.error(t("account.too_short", chars=MIN_PASSWORD_CHARS))
-        elif new == current:
-            st.error(t("account.same"))
-        elif new.casefold() == user.username.casefold():
-            st.error(t("account.is_username"))
-        elif password_strength(new, user.username) < MIN_PASSWORD_STRENGTH:
-            st.error(t("account.weak"))
         else:
             try:
                 changed = context.store().change_password(user.username, current, new)
             except AuthenticationError:
                 st.error(t("account.wrong_current"))
-            except InvalidUserError as error:  # a rule checked only by the store: its words, in English
-                st.error(t("account.invalid", reason=error))
+            except InvalidUserError as error:
+                st.error(user_error_words(t, error))
             else:
                 context.replace_user(changed)
                 st.session_state["password_changed"] = True

@@ -12,7 +12,8 @@ import streamlit as st
 import context
 from biomarker.store import DuplicateUserError, InvalidUserError
 from biomarker.store.accounts import MIN_PASSWORD_CHARS
-from biomarker.store.auth import CLINICIAN, MANAGE_USERS, ROLES
+from biomarker.store.auth import MANAGE_USERS, ROLES
+from result_view import user_error_words
 
 t = context.t()
 user = context.require(MANAGE_USERS)
@@ -24,18 +25,12 @@ def _add_user() -> None:
     """Runs before the page: a success empties the form; a refusal keeps every field as typed."""
     state = st.session_state
     username, site = state["new_username"].strip(), state["new_site"].strip() or None
-    if len(state["new_password"]) < MIN_PASSWORD_CHARS:
-        state["users_message"] = ("error", t("account.too_short", chars=MIN_PASSWORD_CHARS))
-        return
-    if state["new_role"] == CLINICIAN and not site:
-        state["users_message"] = ("error", t("users.clinician_needs_site"))
-        return
     try:
         store.add_user(username, state["new_password"], state["new_role"], site=site, actor=user)
     except DuplicateUserError:
         state["users_message"] = ("error", t("users.duplicate", user=username))
     except InvalidUserError as error:
-        state["users_message"] = ("error", t("users.invalid", reason=error))
+        state["users_message"] = ("error", user_error_words(t, error))
     else:
         state["users_message"] = ("success", t("users.added", user=username, role=t(f"role.{state['new_role']}")))
         for key in NEW_FIELDS:
@@ -79,7 +74,7 @@ with st.form("edit_user_form"):
             store.edit_user(chosen.username, actor=user, role=role, site=site.strip() or None, active=active,
                             clear_site=not site.strip())
         except InvalidUserError as error:
-            st.error(t("users.invalid", reason=error))
+            st.error(user_error_words(t, error))
         else:
             st.session_state["users_message"] = ("success", t("users.saved", user=chosen.username))
             st.rerun()

@@ -196,7 +196,8 @@ class Accounts:
             raise AuthenticationError("the current password is wrong")
         _check_password(username, new_password)
         if new_password == old_password:
-            raise InvalidUserError(f"the new password for {username!r} must differ from the current one")
+            raise InvalidUserError(f"the new password for {username!r} must differ from the current one",
+                                   "password_same")
         return self._set_password(user.id, new_password, must_change=False, actor=username,
                                   action="password_changed")
 
@@ -231,18 +232,20 @@ class Accounts:
         with self._transaction() as session:
             row = session.scalar(select(User).where(User.username == username))
             if row is None:
-                raise InvalidUserError(f"no user {username!r}")
+                raise InvalidUserError(f"no user {username!r}", "no_user", user=username)
             before = _state(row)
             row.role = role if role is not None else row.role
             row.site = None if clear_site else (site if site is not None else row.site)
             row.active = active if active is not None else row.active
             if row.role == auth.CLINICIAN and not row.site:
-                raise InvalidUserError(f"clinician {username!r} needs a site (history is limited to it)")
+                raise InvalidUserError(f"clinician {username!r} needs a site (history is limited to it)",
+                                       "clinician_needs_site")
             if before["role"] == auth.ADMIN and before["active"] and not (row.role == auth.ADMIN and row.active):
                 others = session.scalar(select(func.count()).select_from(User).where(
                     User.role == auth.ADMIN, User.active.is_(True), User.id != row.id))
                 if not others:
-                    raise InvalidUserError(f"{username!r} is the last active admin: add another admin first")
+                    raise InvalidUserError(f"{username!r} is the last active admin: add another admin first",
+                                           "last_admin", user=username)
             self._append_event(session, actor.username, "user_edited", "user", str(row.id),
                                {"before": before, "after": _state(row)})
             return _user_info(row)
@@ -253,7 +256,7 @@ class Accounts:
         with self._transaction() as session:
             row = session.scalar(select(User).where(User.username == username))
             if row is None:
-                raise InvalidUserError(f"no user {username!r}")
+                raise InvalidUserError(f"no user {username!r}", "no_user", user=username)
             row.failed_logins, row.locked_until = 0, None
             self._append_event(session, actor.username, "account_unlocked", "user", str(row.id), _state(row))
 
@@ -262,7 +265,7 @@ class Accounts:
         with self._sessions() as session:
             user = session.scalar(select(User).where(User.username == username))
         if user is None:
-            raise InvalidUserError(f"no user {username!r}")
+            raise InvalidUserError(f"no user {username!r}", "no_user", user=username)
         return user
 
     def _audit(self, actor: str, action: str, object_type: str, object_id: str | None,
@@ -294,10 +297,11 @@ def _iso(value: datetime | None) -> str | None:
 def _check_new_user(username: str, password: str, role: str, site: str | None) -> None:
     if not USERNAME_PATTERN.fullmatch(username):
         raise InvalidUserError(f"user name {username!r}: use 1-64 letters, digits or . _ @ - (starting with a letter "
-                               "or digit)")
+                               "or digit)", "username_pattern")
     _check_password(username, password)
     if role == auth.CLINICIAN and not site:
-        raise InvalidUserError(f"clinician {username!r} needs a site (history is limited to it)")
+        raise InvalidUserError(f"clinician {username!r} needs a site (history is limited to it)",
+                               "clinician_needs_site")
     if site is not None:
         _check_site(username, site)
 
@@ -305,13 +309,13 @@ def _check_new_user(username: str, password: str, role: str, site: str | None) -
 def _check_password(username: str, password: str) -> None:
     if len(password) < MIN_PASSWORD_CHARS:
         raise InvalidUserError(f"password for {username!r}: {len(password)} characters, need at least "
-                               f"{MIN_PASSWORD_CHARS}")
+                               f"{MIN_PASSWORD_CHARS}", "password_short", chars=MIN_PASSWORD_CHARS)
     if password.casefold() == username.casefold():
-        raise InvalidUserError(f"password for {username!r} must not be the user name")
-    if password_strength(password, username) < MIN_PASSWORD_STRENGTH:
-        raise InvalidUserError(f"password for {username!r} is too easy to guess (strength "
-                               f"{password_strength(password, username)} of 4, need {MIN_PASSWORD_STRENGTH}): use "
-                               "several unrelated words")
+        raise InvalidUserError(f"password for {username!r} must not be the user name", "password_is_username")
+    strength = password_strength(password, username)
+    if strength < MIN_PASSWORD_STRENGTH:
+        raise InvalidUserError(f"password for {username!r} is too easy to guess (strength {strength} of 4, need "
+                               f"{MIN_PASSWORD_STRENGTH}): use several unrelated words", "password_weak")
 
 
 def password_strength(password: str, username: str = "") -> int:
@@ -322,4 +326,4 @@ def password_strength(password: str, username: str = "") -> int:
 
 def _check_site(username: str, site: str) -> None:
     if not 0 < len(site) <= 64:
-        raise InvalidUserError(f"site {site!r} for {username!r}: 1-64 characters")
+        raise InvalidUserError(f"site {site!r} for {username!r}: 1-64 characters", "site_length")

@@ -37,7 +37,17 @@ class AccountLockedError(AuthenticationError):
 
 
 class InvalidUserError(StoreError, ValueError):
-    """A user name, password or site that cannot be stored."""
+    """A user name, password or site that cannot be stored.
+
+    `code` names the rule that was broken ("password_short", "clinician_needs_site", ...) and `fields` its
+    values, so the app can say it in the user's language from the catalog (`user_error.<code>`) while the CLI
+    prints the English message: the rule is checked once, here, not again in each page.
+    """
+
+    def __init__(self, message: str, code: str = "invalid", **fields: object):
+        super().__init__(message)
+        self.code = code
+        self.fields = fields
 
 
 class DuplicateUserError(StoreError, ValueError):

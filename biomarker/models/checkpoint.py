@@ -1,6 +1,7 @@
 """Checkpoint I/O: a directory with `model.safetensors` and `config.json`, for any registered model or bundle.
 
-config.json holds a `kind` key ('transformer', 'ssamba', 'screening') and whatever that kind's
+config.json holds a `kind` key ('transformer', 'ssamba', 'screening'; the classes register themselves in
+`models/kinds.py`, so this module reads and writes files and imports no model) and whatever that kind's
 `from_description` needs (the typed config, the feature config, adapter sets, cohorts), so a checkpoint rebuilds
 itself with no code outside this package (SSAST's fine-tuned checkpoints could not: ssast#4, #7). Weights are
 stored in fp16 by default (a few MB) and load into fp32 modules.
@@ -17,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from biomarker.models.kinds import class_for_kind
 from biomarker.records import ModelConfigError, ModelNotFoundError
 
 WEIGHTS_FILE = "model.safetensors"
@@ -44,19 +46,6 @@ def read_description(directory: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ModelNotFoundError(f"{directory}: no {CONFIG_FILE}; not a model checkpoint directory")
     return json.loads(path.read_text())
-
-
-def class_for_kind(kind: str) -> Any:
-    """The model class that rebuilds checkpoints of `kind`."""
-    # Imported here: the model modules import this one to save themselves.
-    from biomarker.models.screening import ScreeningModel
-    from biomarker.models.ssamba import MambaEncoder
-    from biomarker.models.ssast import TransformerEncoder
-
-    classes = {cls.kind: cls for cls in (TransformerEncoder, MambaEncoder, ScreeningModel)}
-    if kind not in classes:
-        raise ModelConfigError(f"checkpoint kind {kind!r} is not one of {sorted(classes)}")
-    return classes[kind]
 
 
 # Encoder settings that change how the saved weights are used, never which weights exist, so they may differ

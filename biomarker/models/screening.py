@@ -20,6 +20,7 @@ from torch import nn
 from biomarker.models.checkpoint import write_checkpoint
 from biomarker.models.encoder import ADAPTER_NAME, Encoder
 from biomarker.models.heads import LogitHead
+from biomarker.models.kinds import class_for_kind, register_kind
 from biomarker.records import CohortError, ModelConfigError
 
 
@@ -90,6 +91,7 @@ def mean_probability_logit(window_logits: torch.Tensor, counts: list[int]) -> to
     return torch.logit(means.clamp(1e-6, 1 - 1e-6)).to(window_logits.dtype)
 
 
+@register_kind
 class ScreeningModel(nn.Module):
     """Feature config + shared encoder + per-cohort {adapter set, LayerNorm->Linear head, threshold, temperature}."""
 
@@ -245,8 +247,6 @@ class ScreeningModel(nn.Module):
 
     @classmethod
     def from_description(cls, description: dict[str, Any]) -> "ScreeningModel":
-        from biomarker.models.checkpoint import class_for_kind
-
         encoder_description = description["encoder"]
         encoder = class_for_kind(encoder_description["kind"]).from_description(encoder_description)
         bundle = cls(

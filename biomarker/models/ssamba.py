@@ -10,9 +10,11 @@ from typing import ClassVar
 
 from biomarker.models.config import MambaConfig
 from biomarker.models.encoder import Encoder
+from biomarker.models.kinds import register_kind
 from biomarker.nn.mamba import MambaBlock
 
 
+@register_kind
 class MambaEncoder(Encoder):
     """Grid tokens -> bidirectional MambaBlocks (directions averaged) -> LayerNorm."""
 

@@ -12,9 +12,11 @@ from torch import nn
 
 from biomarker.models.config import TransformerConfig
 from biomarker.models.encoder import Encoder
+from biomarker.models.kinds import register_kind
 from biomarker.nn.transformer import TransformerBlock
 
 
+@register_kind
 class TransformerEncoder(Encoder):
     """Grid tokens -> TransformerBlocks (attention: sdpa, plain or factorized frequency-time) -> LayerNorm."""
 

@@ -28,8 +28,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from biomarker.records import BiomarkerError
-
+from .scan_errors import ScanBackendUnavailableError, ScanInputError
 from .scan_native import MAX_STATE, native_kernel_available, selective_scan_native
 from .scan_reference import scan_core_reference
 from .scan_torch import scan_core_chunked
@@ -41,14 +40,6 @@ BACKENDS = ("auto", "reference", "torch", "native", "triton", "cuda")
 _CORES: dict[str, Callable[..., torch.Tensor]] = {
     "reference": scan_core_reference, "torch": scan_core_chunked, "triton": scan_core_triton,
 }
-
-
-class ScanInputError(BiomarkerError, ValueError):
-    """An argument of `selective_scan` has the wrong shape, dtype or device; the message names it."""
-
-
-class ScanBackendUnavailableError(BiomarkerError, RuntimeError):
-    """The requested backend cannot run here (e.g. `cuda` without mamba-ssm or without CUDA tensors)."""
 
 
 def selective_scan(

@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 from einops import rearrange
 
+from .scan_errors import ScanInputError
+
 SOURCE = Path(__file__).with_name("scan_native.c")
 FLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC")
 # Linked in a second step WITHOUT -ffast-math: gcc links crtfastmath.o into anything linked with it, shared
@@ -248,8 +250,6 @@ def _scan_forward(u, delta, A, Bt, Ct, D, z, delta_bias, softplus: bool, reverse
 
 def _check_state_size(A: torch.Tensor) -> None:
     if A.shape[1] > MAX_STATE:  # the kernel keeps the state in fixed-size stack buffers
-        from .scan import ScanInputError
-
         raise ScanInputError(f"A has n={A.shape[1]} states; the C kernel holds at most {MAX_STATE} (use backend='torch')")
 
 
@@ -267,8 +267,6 @@ def selective_scan_low_rank_native(u, dt_low, delta_weight, A, B, C, D=None, z=N
     """Inference only: `selective_scan_native` with delta = delta_weight @ dt_low formed inside the kernel
     (Mamba's dt_proj without its bias, which stays `delta_bias`). dt_low: (b, rank, L), any strides with rank
     contiguous in memory, e.g. a slice of the x_proj output; delta_weight: (d, rank), rank <= MAX_RANK."""
-    from .scan import ScanInputError
-
     _check_state_size(A)
     if delta_weight.shape[1] > MAX_RANK or delta_weight.shape[0] != u.shape[1] or dt_low.shape[1] != delta_weight.shape[1]:
         raise ScanInputError(f"delta_weight must be (d={u.shape[1]}, rank <= {MAX_RANK}) matching dt_low "

@@ -10,6 +10,12 @@ Three variables, all optional, so `biomarker serve` works on a fresh machine wit
 - `BIOMARKER_SECRET`: the key of the keyed hash that turns patient identifiers into pseudonyms. When absent, a
   random key is generated on first run and kept in `$BIOMARKER_HOME/secret` (mode 0600). Losing it means the
   same patient gets a new pseudonym, so it is kept, never regenerated.
+- `BIOMARKER_AUDIT_KEY`: the key of the audit chain's HMAC (docs/store.md, "Tamper evidence"). When absent, one
+  is generated on first run and kept in `$BIOMARKER_HOME/audit.key` (0600). It is a separate key from the
+  pseudonym secret so an auditor can verify the chain without being able to pseudonymise identifiers.
+- `BIOMARKER_AUDIT_WITNESS`: optional shell command that receives each anchor line on standard input (for
+  example `logger -t biomarker-audit`, or `ssh witness 'cat >> anchors.jsonl'`): a copy of the chain's head
+  out of reach of whoever holds this server.
 
 No torch and no database import here: the store, the CLI and the app all start from these values.
 """
@@ -27,6 +33,8 @@ from typing import Mapping
 from biomarker.records import BiomarkerError
 
 SECRET_FILE_NAME = "secret"
+AUDIT_KEY_FILE_NAME = "audit.key"
+ANCHOR_FILE_NAME = "audit-anchor.jsonl"
 SQLITE_FILE_NAME = "biomarker.db"
 MIN_SECRET_BYTES = 16  # an HMAC key shorter than this is guessable; refuse it rather than pseudonymise weakly
 DEFAULT_SESSION_TIMEOUT_S = 15 * 60
@@ -47,6 +55,20 @@ class Settings:
     database_url: str = field(repr=False)  # may carry the database password
     secret: bytes = field(repr=False)  # never in a log line or a traceback
     session_timeout_s: int = DEFAULT_SESSION_TIMEOUT_S
+    audit_key: bytes | None = field(default=None, repr=False)  # None: $BIOMARKER_HOME/audit.key, made on first use
+    witness_command: str | None = None
+
+    @property
+    def anchor_path(self) -> Path:
+        """The append-only file of signed chain heads (`biomarker.store.anchor`)."""
+        return self.home / ANCHOR_FILE_NAME
+
+    def resolved_audit_key(self) -> bytes:
+        """The audit chain's key: the one given, else the one kept in the data folder (created once)."""
+        if self.audit_key is not None:
+            return self.audit_key
+        make_private_dir(self.home)
+        return load_or_create_secret(self.home / AUDIT_KEY_FILE_NAME)
 
     @property
     def audio_dir(self) -> Path:
@@ -65,22 +87,29 @@ class Settings:
         home = Path(env.get("BIOMARKER_HOME") or Path.home() / ".biomarker").expanduser().resolve()
         make_private_dir(home)  # recordings are health data: owner only, even when the folder existed
         database_url = env.get("DATABASE_URL") or f"sqlite:///{home / SQLITE_FILE_NAME}"
-        given_secret = env.get("BIOMARKER_SECRET")
-        if given_secret:  # empty counts as unset (what `${BIOMARKER_SECRET:-}` gives in docker-compose)
-            secret = given_secret.encode("utf-8")
-            if len(secret) < MIN_SECRET_BYTES:
-                raise SettingsError(
-                    f"BIOMARKER_SECRET: {len(secret)} bytes is too short for a pseudonymisation key "
-                    f"(need at least {MIN_SECRET_BYTES}); unset it to have one generated"
-                )
-        else:
+        secret = _key_from_env(env, "BIOMARKER_SECRET", "a pseudonymisation key")
+        if secret is None:
             secret = load_or_create_secret(home / SECRET_FILE_NAME)
+        audit_key = _key_from_env(env, "BIOMARKER_AUDIT_KEY", "an audit chain key")
         timeout = env.get("BIOMARKER_SESSION_TIMEOUT_S")
         session_timeout_s = _positive_int("BIOMARKER_SESSION_TIMEOUT_S", timeout) if timeout else DEFAULT_SESSION_TIMEOUT_S
         low, high = SESSION_TIMEOUT_RANGE_S
         if not low <= session_timeout_s <= high:
             raise SettingsError(f"BIOMARKER_SESSION_TIMEOUT_S: {session_timeout_s} s is outside {low}-{high} s")
-        return cls(home=home, database_url=database_url, secret=secret, session_timeout_s=session_timeout_s)
+        return cls(home=home, database_url=database_url, secret=secret, session_timeout_s=session_timeout_s,
+                   audit_key=audit_key, witness_command=env.get("BIOMARKER_AUDIT_WITNESS") or None)
+
+
+def _key_from_env(env: Mapping[str, str], name: str, purpose: str) -> bytes | None:
+    """A key given in `name`, or None when unset or empty (what `${NAME:-}` gives in docker-compose)."""
+    given = env.get(name)
+    if not given:
+        return None
+    key = given.encode("utf-8")
+    if len(key) < MIN_SECRET_BYTES:
+        raise SettingsError(f"{name}: {len(key)} bytes is too short for {purpose} (need at least "
+                            f"{MIN_SECRET_BYTES}); unset it to have one generated")
+    return key
 
 
 def make_private_dir(path: Path) -> None:

@@ -70,17 +70,20 @@ def test_tampering_with_any_audit_row_is_named(store, tamper):
     assert store.verify_chain().ok
 
 
-def test_editing_a_recalculated_hash_still_breaks_the_next_link(store):
-    """Re-hashing an edited row (as a careful forger would) moves the break to the following row."""
+@pytest.mark.parametrize("as_unkeyed", [False, True], ids=["keyed-row", "posing-as-unkeyed"])
+def test_an_edited_row_re_hashed_without_the_audit_key_is_named(store, as_unkeyed):
+    """A careful forger re-hashes the edited row with the code's own hash; without the audit key the keyed hash
+    cannot be made, and posing as an early unkeyed link after keyed ones is refused too."""
     from biomarker.store.chain import Link
 
     rows = _events(store)
-    forged = {**rows[2], "actor": "mallory"}
+    forged = {**rows[2], "actor": "mallory", **({"key_id": None} if as_unkeyed else {})}
     forged["hash"] = Link(**{k: forged[k] for k in ("seq", "occurred_at", "actor", "action", "object_type",
                                                     "object_id", "payload", "prev_hash")}).compute_hash()
     _rewrite_events(store, rows[:2] + [forged] + rows[3:])
     result = store.verify_chain()
-    assert (result.ok, result.first_bad_id) == (False, 4)
+    assert (result.ok, result.first_bad_id) == (False, 3)
+    assert ("unkeyed link after keyed" if as_unkeyed else "edited") in result.reason
 
 
 @pytest.mark.parametrize("table, change, named", [

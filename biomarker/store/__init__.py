@@ -17,6 +17,8 @@ from biomarker.store.errors import (
     InvalidUserError,
     ResultNotFoundError,
     SpoolError,
+    StorageFullError,
+    StoreBusyError,
     StoreError,
     UnknownActionError,
     UnknownRoleError,
@@ -27,6 +29,6 @@ __all__ = [
     "ACTIONS", "ROLES", "can", "require", "session_expired", "VerifyResult", "AccessDeniedError", "AccountLockedError",
     "AccountRow", "AudioPathError",
     "AuthenticationError", "DuplicateUserError", "ExportFormatError", "InvalidResultError", "InvalidUserError",
-    "ResultNotFoundError", "SpoolError", "StoreError", "UnknownActionError", "UnknownRoleError", "FlushReport", "HistoryFilter",
+    "ResultNotFoundError", "SpoolError", "StorageFullError", "StoreBusyError", "StoreError", "UnknownActionError", "UnknownRoleError", "FlushReport", "HistoryFilter",
     "HistoryRow", "RecordOutcome", "Store", "UserInfo",
 ]

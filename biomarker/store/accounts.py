@@ -5,8 +5,9 @@
 - Repeated wrong passwords lock the account with exponential back-off (`auth.ACCOUNT_LOCKOUT`, kept in the
   database, so it holds across restarts and servers) and throttle the client (`auth.ClientThrottle`); an admin
   can unlock at once.
-- Every sign-in, failure, lock, password change, sign-out and user edit is an audit event; a user event
-  carries the account's state after the change (never its hash).
+- Every sign-in, failure, lock, password change, sign-out and user edit is an audit event; an event that
+  changes an account carries the account's whole state after the change (`account_state`: every column, the
+  password hash only as a fingerprint), so `audit verify` can tell an account edited behind the store's back.
 - The last active admin cannot be deactivated or demoted, so an install can always be administered.
 
 `Accounts` is the part of `Store` that does this (a mixin over the store's transaction and audit helpers).
@@ -15,6 +16,7 @@
 from __future__ import annotations
 
 import getpass
+import hashlib
 import os
 import re
 import secrets
@@ -92,7 +94,7 @@ class Accounts:
                             created_at=utc_now(), must_change_password=must_change_password, failed_logins=0)
                 session.add(user)
                 session.flush()
-                self._append_event(session, actor.username, "user_created", "user", str(user.id), _state(user))
+                self._append_event(session, actor.username, "user_created", "user", str(user.id), account_state(user))
         except exc.IntegrityError:
             raise DuplicateUserError(f"user {username!r} exists already") from None
         return _user_info(user)
@@ -162,7 +164,7 @@ class Accounts:
             if new_hash is not None:
                 row.password_hash = new_hash
             self._append_event(session, user.username, "login", "user", str(user.id),
-                               {"role": user.role, "client": client})
+                               {"role": user.role, "client": client, "account": account_state(row)})
         if client is not None:
             self.client_throttle.success(client)
         return _user_info(user)
@@ -170,16 +172,21 @@ class Accounts:
     def _failed_sign_in(self, user: User | None, shown_name: str, reason: str, client: str | None,
                         now: datetime) -> None:
         with self._transaction() as session:
-            self._append_event(session, shown_name, "login_failed", "user", None if user is None else str(user.id),
-                               {"reason": reason, "client": client})
-            if user is not None:
+            if user is None:
+                self._append_event(session, shown_name, "login_failed", "user", None, {"reason": reason,
+                                                                                       "client": client})
+            else:
                 row = session.get(User, user.id)
                 row.failed_logins += 1
                 lock_s = auth.lock_seconds(row.failed_logins, auth.ACCOUNT_LOCKOUT)
                 if lock_s:
                     row.locked_until = now + timedelta(seconds=lock_s)
+                self._append_event(session, shown_name, "login_failed", "user", str(user.id),
+                                   {"reason": reason, "client": client, "account": account_state(row)})
+                if lock_s:
                     self._append_event(session, "system:lockout", "account_locked", "user", str(user.id),
-                                       {"failures": row.failed_logins, "until": _iso(row.locked_until)})
+                                       {"failures": row.failed_logins, "until": _iso(row.locked_until),
+                                        "account": account_state(row)})
         if client is not None and (held_s := self.client_throttle.failure(client, now)):
             self._audit("system:lockout", "client_throttled", "client", None, {"client": client, "seconds": held_s})
 
@@ -216,7 +223,7 @@ class Accounts:
             row = session.get(User, user_id)
             row.password_hash, row.must_change_password = password_hash, must_change
             row.password_changed_at, row.failed_logins, row.locked_until = utc_now(), 0, None
-            self._append_event(session, actor, action, "user", str(row.id), _state(row))
+            self._append_event(session, actor, action, "user", str(row.id), account_state(row))
             return _user_info(row)
 
     # ------------------------------------------------------------------------------------------ admin edits
@@ -233,7 +240,7 @@ class Accounts:
             row = session.scalar(select(User).where(User.username == username))
             if row is None:
                 raise InvalidUserError(f"no user {username!r}", "no_user", user=username)
-            before = _state(row)
+            before = account_state(row)
             row.role = role if role is not None else row.role
             row.site = None if clear_site else (site if site is not None else row.site)
             row.active = active if active is not None else row.active
@@ -247,7 +254,7 @@ class Accounts:
                     raise InvalidUserError(f"{username!r} is the last active admin: add another admin first",
                                            "last_admin", user=username)
             self._append_event(session, actor.username, "user_edited", "user", str(row.id),
-                               {"before": before, "after": _state(row)})
+                               {"before": before, "after": account_state(row)})
             return _user_info(row)
 
     def unlock_user(self, username: str, *, actor: UserInfo) -> None:
@@ -258,7 +265,7 @@ class Accounts:
             if row is None:
                 raise InvalidUserError(f"no user {username!r}", "no_user", user=username)
             row.failed_logins, row.locked_until = 0, None
-            self._append_event(session, actor.username, "account_unlocked", "user", str(row.id), _state(row))
+            self._append_event(session, actor.username, "account_unlocked", "user", str(row.id), account_state(row))
 
     # ----------------------------------------------------------------------------------------------- helpers
     def _user(self, username: str) -> User:
@@ -279,10 +286,14 @@ def _user_info(user: User) -> UserInfo:
                     must_change_password=bool(user.must_change_password))
 
 
-def _state(user: User) -> dict[str, Any]:
-    """An account as its audit events record it (everything but the password hash)."""
+def account_state(user: User) -> dict[str, Any]:
+    """An account as its audit events record it: every column, the password hash only as its SHA-256 (enough to
+    see it replaced; no use for guessing the password, since the salt stays in the database)."""
     return {"username": user.username, "role": user.role, "site": user.site, "active": bool(user.active),
-            "must_change_password": bool(user.must_change_password)}
+            "must_change_password": bool(user.must_change_password),
+            "password": hashlib.sha256(user.password_hash.encode("utf-8")).hexdigest(),
+            "failed_logins": int(user.failed_logins or 0), "locked_until": _iso_us(user.locked_until),
+            "password_changed_at": _iso_us(user.password_changed_at), "created_at": _iso_us(user.created_at)}
 
 
 def _printable(name: str) -> str:
@@ -292,6 +303,11 @@ def _printable(name: str) -> str:
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="seconds")
+
+
+def _iso_us(value: datetime | None) -> str | None:
+    """A stored time as the integrity check compares it: to the microsecond, as the column holds it."""
+    return None if value is None else value.isoformat(timespec="microseconds")
 
 
 def _check_new_user(username: str, password: str, role: str, site: str | None) -> None:

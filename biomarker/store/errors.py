@@ -72,3 +72,12 @@ class InvalidResultError(StoreError, ValueError):
 
 class ResultNotFoundError(StoreError, LookupError):
     """No result with that id that this user may open (another site's result reads the same: not found)."""
+
+
+class StoreBusyError(StoreError):
+    """The database stayed locked by another writer past the wait: nothing is wrong with the data; try again."""
+
+
+class StorageFullError(StoreError, OSError):
+    """A folder of the data store has no space left (or is not writable): the message names the folder and says
+    where the result was kept instead (the run's CSV row and its log)."""

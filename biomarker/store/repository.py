@@ -21,9 +21,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from biomarker.records import DECISION_NEGATIVE, DECISION_POSITIVE, QualityReport, Score
 from biomarker.settings import Settings
 from biomarker.store import auth
-from biomarker.store.accounts import Accounts, UserInfo
+from biomarker.store.accounts import Accounts, UserInfo, account_state
+from biomarker.store.anchor import Anchor, AnchorLine
 from biomarker.store.audio_folder import audio_sha256, relative_audio_path, save_audio, sha256_from_path
-from biomarker.store.chain import Link, VerifyResult, canonical_json, verify_links
+from biomarker.store.chain import GENESIS_HASH, Link, VerifyResult, canonical_json, key_id, verify_links
 from biomarker.store.engine import READ_ONLY, make_engine
 from biomarker.store.errors import (
     AccessDeniedError,
@@ -32,12 +33,13 @@ from biomarker.store.errors import (
     InvalidResultError,
     ResultNotFoundError,
     SpoolError,
+    StoreBusyError,
 )
 from biomarker.store.export import check_format, render
-from biomarker.store.integrity import SCORE_FIELDS, cross_check
+from biomarker.store.integrity import SCORE_FIELDS, Event, cross_check
 from biomarker.store.migrate import upgrade_to_head
 from biomarker.store.pseudonym import legacy_pseudonym, pseudonymise
-from biomarker.store.schema import AuditEvent, AuditHead, Patient, RecordingRow, ScoreRow, utc_now
+from biomarker.store.schema import AuditEvent, AuditHead, Patient, RecordingRow, ScoreRow, User, utc_now
 from biomarker.store.spool import REJECTED_DIR, PendingResult, Spool
 
 # Errors that mean "the database is not there right now" (refused connection, missing file, server gone away),
@@ -49,10 +51,11 @@ RESULT_COLUMNS = (
     "model_version", "cohort", "probability", "threshold", "decision", "device", "latency_ms", "duration_s",
     "sample_rate_hz", "sha256", "audio_path", "quality",
 )
-AUDIT_COLUMNS = ("seq", "occurred_at", "actor", "action", "object_type", "object_id", "payload", "prev_hash", "hash")
+AUDIT_COLUMNS = ("seq", "occurred_at", "actor", "action", "object_type", "object_id", "payload", "prev_hash", "hash",
+                 "key_id")
 EXPORT_TABLES = ("results", "audit_events")
 OPEN_PURPOSES = ("details", "audio", "report")
-MODEL_ACTIONS = ("model_calibrated", "model_promoted")
+MODEL_ACTIONS = ("model_calibrated", "model_promoted", "model_promoted_override", "model_promotion_refused", "drift_alert")
 ATTEMPT_OUTCOMES = ("refused", "rejected")  # refused: the quality gate; rejected: not decodable audio
 # Where a transaction keeps its locked audit-chain head (see `Store._lock_chain_head`).
 _CHAIN_HEAD_KEY = "biomarker.chain_head"
@@ -128,6 +131,9 @@ class Store(Accounts):
         self.engine = make_engine(settings.database_url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.spool = Spool(settings.spool_dir, settings.secret)
+        self._audit_key = settings.resolved_audit_key()
+        self._key_id = key_id(self._audit_key)
+        self.anchor = Anchor(settings.anchor_path, self._audit_key)
         self.client_throttle = auth.ClientThrottle()
         self._schema_ready = False
         if migrate:
@@ -318,9 +324,13 @@ class Store(Accounts):
                 columns = AUDIT_COLUMNS
         if table == "audit_events":
             header["chain"] = asdict(self.verify_chain())
-        with self._transaction() as session:
+        scope = self._transaction()
+        with scope as session:
             self._append_event(session, viewer.username, "export", table, None,
                                {"format": fmt, "since": _iso(since), "until": _iso(until), "rows": len(rows)})
+        header["anchor"] = asdict(scope.anchored or self.anchor_head(witness=False))
+        if self.settings.witness_command:
+            self.anchor.witness(AnchorLine(**header["anchor"]), self.settings.witness_command)
         return render(rows, columns, fmt, header)
 
     def audit_events(self, *, viewer: UserInfo | None, limit: int = 200) -> list[AuditEvent]:
@@ -329,35 +339,88 @@ class Store(Accounts):
         with self._sessions() as session:
             return list(session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)))
 
-    def verify_chain(self) -> VerifyResult:
-        """Recompute every link, then compare each recording and score with the event written with it.
+    def verify_chain(self, *, anchor_file: Path | None = None) -> VerifyResult:
+        """Recompute every link, hold the chain against its anchor, then compare every user, recording and score
+        with the events written with them.
 
         The result names the first row that was edited, deleted, inserted or moved (`table`, `first_bad_id`).
+        `anchor_file` checks another copy of the anchor as well (a witness's, or an export's header). Raises
+        `StoreBusyError` when SQLite stays locked by a writer past its wait.
         """
+        try:
+            return self._verify_chain(anchor_file)
+        except exc.OperationalError as error:
+            if "locked" in str(error) or "busy" in str(error):
+                raise StoreBusyError("the database is busy: another process held its write lock for longer than "
+                                     "the wait; nothing is wrong with the data, run the check again") from None
+            raise
+
+    def _verify_chain(self, anchor_file: Path | None) -> VerifyResult:
         with self.engine.connect().execution_options(**{READ_ONLY: True}) as connection, \
                 Session(bind=connection) as session:
             head = session.get(AuditHead, 1)
             events = list(session.scalars(select(AuditEvent).order_by(AuditEvent.seq)))
             chain = verify_links(((_link(event), event.hash) for event in events),
-                                 None if head is None else (head.seq, head.hash))
+                                 None if head is None else (head.seq, head.hash), self._audit_key)
             if not chain.ok:
                 return chain
+            hashes = {event.seq: event.hash for event in events}
+            anchored = self.anchor.check(hashes)
+            for source in () if anchor_file is None else (anchor_file,):
+                if anchored.ok:
+                    anchored = self.anchor.check(hashes, source)
+            if not anchored.ok:
+                return anchored
             recordings = session.execute(select(RecordingRow, Patient.pseudonym)
                                          .outerjoin(Patient, RecordingRow.patient_id == Patient.id))
             rows = {
-                "recordings": {recording.id: {"sha256": recording.sha256, "site": recording.site, "patient": pseudonym,
-                                              "duration_s": recording.duration_s, "created_by": recording.created_by}
+                "users": {user.id: account_state(user) for user in session.scalars(select(User))},
+                "recordings": {recording.id: _recording_record(recording, pseudonym)
                                for recording, pseudonym in recordings},
-                "scores": {score.id: {field: getattr(score, field) for field in SCORE_FIELDS}
-                           for score in session.scalars(select(ScoreRow))},
+                "scores": {score.id: _score_record(score) for score in session.scalars(select(ScoreRow))},
             }
-        results = cross_check(((e.seq, e.actor, e.action, e.object_id, e.payload) for e in events), rows)
-        return chain if results.ok else results
+        results = cross_check((Event(e.seq, e.actor, e.action, e.object_type, e.object_id, e.payload,
+                                     e.key_id is not None) for e in events), rows)
+        if not results.ok:
+            return results
+        return VerifyResult(True, chain.checked, head_hash=chain.head_hash, unkeyed=chain.unkeyed,
+                            anchored_seq=anchored.anchored_seq)
+
+    def verify_audio(self) -> VerifyResult:
+        """Read every stored recording back and compare its bytes with the sha256 its row (and the chain) holds:
+        an overwritten, truncated or deleted audio file is named by its recording id."""
+        with self.engine.connect().execution_options(**{READ_ONLY: True}) as connection, \
+                Session(bind=connection) as session:
+            stored = list(session.execute(select(RecordingRow.id, RecordingRow.audio_path, RecordingRow.sha256)
+                                          .order_by(RecordingRow.id)))
+        for checked, (recording_id, audio_path, sha256) in enumerate(stored):
+            path = self.settings.audio_dir / audio_path
+            try:
+                data = path.read_bytes()
+            except OSError as error:
+                return VerifyResult(False, checked, recording_id, f"recordings row {recording_id}: its audio "
+                                    f"{audio_path} cannot be read ({error.strerror or error})", "audio")
+            if audio_sha256(data) != sha256:
+                return VerifyResult(False, checked, recording_id, f"recordings row {recording_id}: its audio "
+                                    f"{audio_path} no longer has sha256 {sha256[:12]}... (overwritten)", "audio")
+        return VerifyResult(True, len(stored), table="audio")
+
+    def anchor_head(self, *, witness: bool = True) -> AnchorLine:
+        """Sign the chain's current head into the anchor file now (and hand it to the witness command when one
+        is configured and `witness`); for a scheduled job, and for every export. Raises `WitnessError`."""
+        with self._sessions() as session:
+            head = session.get(AuditHead, 1)
+        seq, digest = (0, GENESIS_HASH) if head is None else (head.seq, head.hash)
+        line = self.anchor.append(seq, digest) or self.anchor.sign(seq, digest)
+        if witness and self.settings.witness_command:
+            self.anchor.witness(line, self.settings.witness_command)
+        return line
 
     # ------------------------------------------------------------------------------------------------ internals
     def _transaction(self) -> "_TransactionScope":
-        """A session inside one transaction: committed on success, rolled back on any exception."""
-        return _TransactionScope(self._sessions)
+        """A session inside one transaction: committed on success, rolled back on any exception; a commit that
+        appended to the chain is then anchored."""
+        return _TransactionScope(self._sessions, self.anchor)
 
     def _append_event(self, session: Session, actor: str, action: str, object_type: str | None,
                       object_id: str | None, payload: dict[str, Any], occurred_at: datetime | None = None) -> None:
@@ -365,11 +428,11 @@ class Store(Accounts):
         head = self._lock_chain_head(session)
         link = Link(seq=head.seq + 1, occurred_at=occurred_at or utc_now(), actor=actor, action=action,
                     object_type=object_type, object_id=object_id, payload=canonical_json(payload),
-                    prev_hash=head.hash)
-        digest = link.compute_hash()
+                    prev_hash=head.hash, key_id=self._key_id)
+        digest = link.compute_hash(self._audit_key)
         session.add(AuditEvent(seq=link.seq, occurred_at=link.occurred_at, actor=actor, action=action,
                                object_type=object_type, object_id=object_id, payload=link.payload,
-                               prev_hash=link.prev_hash, hash=digest))
+                               prev_hash=link.prev_hash, hash=digest, key_id=link.key_id))
         head.seq, head.hash = link.seq, digest
 
     @staticmethod
@@ -444,14 +507,9 @@ class Store(Accounts):
             session.flush()
             spool_note = {"spooled_at": pending.created_at} if spooled else {}
             self._append_event(session, pending.actor, "recording_stored", "recording", str(recording.id),
-                               {"sha256": pending.sha256, "patient": pending.pseudonym, "site": pending.site,
-                                "duration_s": pending.duration_s, **spool_note})
+                               {**_recording_record(recording, pending.pseudonym, with_actor=False), **spool_note})
             self._append_event(session, pending.actor, "score_stored", "score", str(score.id),
-                               {"recording_id": recording.id, "model_name": pending.model_name,
-                                "model_version": pending.model_version, "cohort": pending.cohort,
-                                "probability": pending.probability, "threshold": pending.threshold,
-                                "decision": pending.decision, "device": pending.device,
-                                "latency_ms": pending.latency_ms, **spool_note})
+                               {**_score_record(score), **spool_note})
             return recording.id, score.id
 
     def _check_replayed(self, pending: PendingResult, path: Path) -> None:
@@ -488,10 +546,15 @@ class Store(Accounts):
 
 
 class _TransactionScope:
-    """Context manager behind `Store._transaction` (a class, not a generator, so exceptions pass through plainly)."""
+    """Context manager behind `Store._transaction` (a class, not a generator, so exceptions pass through plainly).
 
-    def __init__(self, sessions: Callable[[], Session]):
+    After a commit that moved the chain's head, the new head is appended to the anchor; `anchored` is that line.
+    """
+
+    def __init__(self, sessions: Callable[[], Session], anchor: Anchor):
         self._session = sessions()
+        self._anchor = anchor
+        self.anchored: AnchorLine | None = None
 
     def __enter__(self) -> Session:
         self._session.begin()
@@ -501,6 +564,9 @@ class _TransactionScope:
         try:
             if exc_type is None:
                 self._session.commit()
+                head = self._session.info.get(_CHAIN_HEAD_KEY)
+                if head is not None:
+                    self.anchored = self._anchor.append(head.seq, head.hash)
             else:
                 self._session.rollback()
         finally:
@@ -537,7 +603,24 @@ def _history_row(score: ScoreRow, recording: RecordingRow, pseudonym: str | None
 def _link(event: AuditEvent) -> Link:
     return Link(seq=event.seq, occurred_at=event.occurred_at, actor=event.actor, action=event.action,
                 object_type=event.object_type, object_id=event.object_id, payload=event.payload,
-                prev_hash=event.prev_hash)
+                prev_hash=event.prev_hash, key_id=event.key_id)
+
+
+def _recording_record(recording: RecordingRow, pseudonym: str | None, *, with_actor: bool = True) -> dict[str, Any]:
+    """A recording's columns as its `recording_stored` event records them (`integrity.RECORDING_FIELDS`); the
+    event leaves out `created_by`, which is its actor."""
+    actor = {"created_by": recording.created_by} if with_actor else {}
+    return {"sha256": recording.sha256, "site": recording.site, "patient": pseudonym,
+            "duration_s": recording.duration_s, **actor,
+            "result_uid": recording.result_uid, "audio_path": recording.audio_path,
+            "sample_rate_hz": recording.sample_rate_hz, "quality": recording.quality,
+            "created_at": _iso(recording.created_at)}
+
+
+def _score_record(score: ScoreRow) -> dict[str, Any]:
+    """A score's columns as its `score_stored` event records them (`integrity.SCORE_FIELDS`)."""
+    return {**{field: getattr(score, field) for field in SCORE_FIELDS if field != "created_at"},
+            "created_at": _iso(score.created_at)}
 
 
 def _quality_dict(quality: QualityReport) -> dict:

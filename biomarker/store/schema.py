@@ -102,7 +102,8 @@ class AuditEvent(Base):
 
     `seq` is assigned by the appender (1, 2, 3, ... with no gaps) and `hash` covers every other column plus
     `prev_hash`, so editing, deleting or reordering any row breaks the chain at that row. `payload` is kept as
-    the exact canonical JSON text that was hashed, so no database round-trip can change it.
+    the exact canonical JSON text that was hashed, so no database round-trip can change it. `key_id` names the
+    audit key whose HMAC `hash` is (None for links written before the chain was keyed: plain SHA-256).
     """
 
     __tablename__ = "audit_events"
@@ -116,6 +117,7 @@ class AuditEvent(Base):
     payload: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[Optional[str]] = mapped_column(String(16))
 
 
 class AuditHead(Base):

@@ -68,6 +68,12 @@ from biomarker.records import (
 
 AudioSource = str | os.PathLike | bytes | bytearray | BinaryIO
 
+TARGET_RATE_HZ = 16000  # what `load` resamples to unless told otherwise: the rate every shipped front-end expects
+# The one list of file suffixes the library treats as audio when it lists a folder (`biomarker score DIR`,
+# pretraining folders, `biomarker features stats DIR`) and the app's upload box offers. `load` itself decides by
+# content, not by name; these are what it reads: libsndfile's containers plus headerless GSM through sox.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".gsm", ".aiff", ".aif", ".au")
+
 # WAV format tags libsndfile decodes (PCM, ADPCM, float, A/mu-law, GSM, G721, MPEG layer III, extensible).
 LIBSNDFILE_WAV_TAGS = {0x0001, 0x0002, 0x0003, 0x0006, 0x0007, 0x0011, 0x0031, 0x0040, 0x0055, 0xFFFE}
 GSM_FRAME_BYTES = 33  # a GSM 06.10 frame: 20 ms of 8 kHz audio, its first nibble always 0xD
@@ -136,7 +142,7 @@ class Decoded:
 
 # ---------------------------------------------------------------------------------------------------- loading
 def load(
-    source: AudioSource, target_sr: int | None = 16000, *, name: str | None = None, config: AudioConfig = AudioConfig()
+    source: AudioSource, target_sr: int | None = TARGET_RATE_HZ, *, name: str | None = None, config: AudioConfig = AudioConfig()
 ) -> Recording:
     """Decode `source` (a path, bytes, or a binary file object) to mono float32 in [-1, 1] at `target_sr`
     (None keeps the file's own rate). `name` labels the input in errors and in the Recording (default: the

@@ -17,7 +17,7 @@ from biomarker.evaluate.baselines import FEATURE_KINDS, LogisticBaseline, egemap
 from biomarker.evaluate import calibration
 from biomarker.evaluate.calibration import calibrated
 from biomarker.evaluate.report import OperatingPoint, ReportConfig, measure
-from biomarker.finetune.data import recording_snr
+from biomarker.features.snr import recording_snr
 from biomarker.records import FeatureError
 from screening_helpers import burst_clip
 

@@ -115,7 +115,7 @@ def test_the_card_describes_each_training_cohort_once_and_points_elsewhere_for_u
 def _features_with_a_label_band(n_clips: int, seed: int):
     """Clips [T, 128] whose lower mel bands are louder for patients: what any encoder's pooled embedding shows."""
     from biomarker.finetune.data import LabelledFeatures
-    from biomarker.pretrain.data import FeatureBank
+    from biomarker.features.bank import FeatureBank
 
     generator = torch.Generator().manual_seed(seed)
     clips, labels = [], []

@@ -99,7 +99,7 @@ def test_no_training_or_model_selection_path_imports_the_independent_package():
     # model catalog, screener, app-facing store and every other command
     roots = set(files) - own - {"biomarker.cli"}
     assert {"biomarker.train", "biomarker.finetune.run", "biomarker.pretrain.run", "biomarker.cohorts.synth",
-            "biomarker.corpus", "biomarker.evaluate.report", "biomarker.evaluate.baselines"} <= roots
+            "biomarker.pretrain.corpus", "biomarker.evaluate.report", "biomarker.evaluate.baselines"} <= roots
     parent = _reachable(roots, files)
     leaks = sorted(m for m in parent if m in own)
     assert not leaks, "training/model-selection code reaches the independent package: " + "; ".join(_chain(parent, m) for m in leaks)
@@ -134,7 +134,7 @@ def test_no_training_script_builds_or_reads_the_independent_sets():
 
 
 def test_importing_training_code_and_the_cli_loads_nothing_of_the_package():
-    code = ("import sys, biomarker.cli, biomarker.cohorts.synth, biomarker.cohorts.real, biomarker.corpus, "
+    code = ("import sys, biomarker.cli, biomarker.cohorts.synth, biomarker.cohorts.real, biomarker.pretrain.corpus, "
             "biomarker.evaluate.report, biomarker.cohorts.manifest\n"
             "bad = [m for m in sys.modules if m.startswith('biomarker.independent')]\n"
             "print(bad); sys.exit(1 if bad else 0)")
@@ -145,7 +145,7 @@ def test_importing_training_code_and_the_cli_loads_nothing_of_the_package():
 # ------------------------------------------------------------------------------------------ held-out material
 def test_real_sources_are_used_by_no_training_manifest_or_pretraining_corpus():
     from biomarker.cohorts.real import TRAIN_VOICES
-    from biomarker.corpus import REAL_SOURCES
+    from biomarker.pretrain.corpus import REAL_SOURCES
     from biomarker.independent.sources import HELD_OUT_SOURCES
 
     trained_packages = {s.package for s in REAL_SOURCES if not s.held_out}
@@ -157,7 +157,7 @@ def test_real_sources_are_used_by_no_training_manifest_or_pretraining_corpus():
 
 def test_espeak_voices_languages_and_sentences_are_held_out():
     from biomarker.cohorts.synth import EXTRA_TRAIN_VARIANTS, SENTENCES as TRAIN_SENTENCES, VARIANTS
-    from biomarker.corpus import HELD_OUT_SYNTH_VARIANTS, TEXT_SOURCES, TRAIN_SYNTH_VARIANTS
+    from biomarker.pretrain.corpus import HELD_OUT_SYNTH_VARIANTS, TEXT_SOURCES, TRAIN_SYNTH_VARIANTS
     from biomarker.independent.voices import HELD_OUT_VARIANTS, LANGUAGE_SHARES, SENTENCES
 
     used = {v.lower() for pool in VARIANTS.values() for v in pool} | {v.lower() for v in EXTRA_TRAIN_VARIANTS}

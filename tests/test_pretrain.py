@@ -11,7 +11,8 @@ import soundfile as sf
 import torch
 
 from biomarker.models import create_model, from_pretrained
-from biomarker.pretrain.data import FeatureBank, FeatureCropDataset, pad_batch
+from biomarker.features.bank import FeatureBank, pad_batch
+from biomarker.pretrain.data import FeatureCropDataset
 from biomarker.pretrain.objective import MaskedObjectiveConfig, MaskedTokenObjective, MaskingConfigError, cluster_mask
 from biomarker.pretrain.run import SUMMARY_NAME, PretrainConfig, export_pretrained, run_pretraining, sha256_of
 from biomarker.train import TrainConfig
@@ -164,7 +165,7 @@ def test_a_run_on_an_audio_folder_ships_a_loadable_encoder_and_a_card(tmp_path):
 def test_a_regenerated_clip_of_the_same_size_gets_a_new_cache_key(tmp_path):
     import os
 
-    from biomarker.pretrain.data import bank_key
+    from biomarker.features.bank import bank_key
 
     clip = tmp_path / "clip.wav"
     sf.write(clip, np.zeros(1600, np.float32), 16000, subtype="PCM_16")

@@ -26,8 +26,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from screening_helpers import burst_clip, wav_bytes  # noqa: E402
 
 from biomarker.audio import load  # noqa: E402
+from biomarker.features import front_end  # noqa: E402
 from biomarker.models import from_pretrained  # noqa: E402
-from biomarker.screener import PRETRAINED_DIR, Screener, ScreenerConfig, front_end  # noqa: E402
+from biomarker.screener import PRETRAINED_DIR, Screener, ScreenerConfig  # noqa: E402
 
 RECORDED = ROOT / "tests" / "data" / "shipped_scores.json"
 SAMPLES = sorted((ROOT / "app" / "samples").glob("*.wav"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import streamlit as st
 
 import context
+from biomarker.audio import AUDIO_SUFFIXES
 from biomarker.records import AudioError
 from biomarker.screener import screen_and_record
 from biomarker.store import HistoryFilter
@@ -23,7 +24,7 @@ from result_view import (patient_label, show_assessment, show_disclaimer, show_r
 
 # The SPIRA protocol's read sentence (Brazilian Portuguese); the synthetic cohort reads sentences like it.
 SENTENCE = "O amor ao próximo ajuda a enfrentar essa fase com a força que a gente precisa."
-UPLOAD_TYPES = ["wav", "flac", "ogg", "mp3", "gsm"]
+UPLOAD_TYPES = [suffix.removeprefix(".") for suffix in AUDIO_SUFFIXES]  # the library's one list
 GENERATION, REQUEST, OUTCOME = "screen_generation", "screen_request", "screen_outcome"
 
 
@@ -97,7 +98,9 @@ if shown is not None and clip is not None and shown[:2] == (patient_id, clip.fil
         show_rejection(t, outcome)
     else:
         record = outcome.record
-        if record.duplicate_of is not None:
+        if outcome.not_stored is not None:  # a full disk: the screen is the only copy besides the server's log
+            st.error(t("screen.not_stored", folder=outcome.not_stored.folder, patient=patient_id))
+        elif record.duplicate_of is not None:
             st.warning(t("screen.already_screened", patient=patient_id, result=record.duplicate_of.score_id,
                          when=t.datetime(record.duplicate_of.created_at, context.zone())))
         elif record.stored:
@@ -105,7 +108,7 @@ if shown is not None and clip is not None and shown[:2] == (patient_id, clip.fil
         else:
             st.warning(t("screen.spooled", patient=patient_id))
         show_assessment(t, outcome.assessment, screener, t("screen.this_recording"))
-        if record.score_id is not None:  # stored now, or earlier (a spooled result has no row yet)
+        if record is not None and record.score_id is not None:  # stored now, or earlier (a spooled result has no row yet)
             show_report_download(t, store, record.score_id, viewer=user, language=context.language(),
                                  zone=context.zone(), typed_patient=patient_id)
         try:

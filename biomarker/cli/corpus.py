@@ -1,4 +1,4 @@
-"""CLI commands: `biomarker corpus build OUT` assembles the pretraining corpus (see biomarker/corpus.py)."""
+"""CLI commands: `biomarker corpus build OUT` assembles the pretraining corpus (see biomarker/pretrain/corpus.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0),
     ) -> None:
         """Install the Debian speech packages, decode to 16 kHz, add espeak-ng speech, write the manifest."""
-        from biomarker.corpus import CorpusConfig, build_corpus
+        from biomarker.pretrain.corpus import CorpusConfig, build_corpus
 
         summary = build_corpus(CorpusConfig(
             out_dir=str(out), synthetic_minutes=synthetic_minutes,

@@ -8,8 +8,6 @@ import typer
 
 features_app = typer.Typer(help="Feature front-end: normalisation statistics over a corpus.", no_args_is_help=True)
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".gsm", ".au", ".aiff", ".aif")
-
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
@@ -18,6 +16,8 @@ def register(app: typer.Typer) -> None:
 
 def _expand(inputs: list[Path]) -> list[Path]:
     """Files as given; folders become their audio files (recursively, sorted, so runs are reproducible)."""
+    from biomarker.audio import AUDIO_SUFFIXES
+
     files: list[Path] = []
     for item in inputs:
         if item.is_dir():

@@ -20,7 +20,6 @@ from typing import List, Optional, TextIO
 import typer
 
 SCORE_COLUMNS = ("path", "probability", "decision", "model", "quality")
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".gsm", ".aiff", ".aif", ".au")
 MAX_REASON_CHARS = 300  # an unexpected error's message is cut here, so one row cannot flood the CSV
 
 
@@ -51,12 +50,16 @@ def expand_inputs(inputs: list[str], *, allow_outside: bool = False) -> list[Inp
 
 
 def _empty_folder_reason() -> str:
+    from biomarker.audio import AUDIO_SUFFIXES
+
     return f"a folder with no audio entries ({', '.join(AUDIO_SUFFIXES)})"
 
 
 def _folder_entries(folder: Path, allow_outside: bool) -> list[Input]:
     """Every entry with an audio suffix, whatever its type: a directory named x.wav, a FIFO or a dangling symlink
     gets a row naming what it is, instead of being skipped."""
+    from biomarker.audio import AUDIO_SUFFIXES
+
     entries = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     return [Input(str(p), None if allow_outside else _outside_reason(p, folder, "folder")) for p in entries]
 
@@ -141,9 +144,14 @@ def _logging_scorer(screener, store, cohort: str | None) -> Callable[[list[str]]
     def score_and_log(path: str):
         data = read_input(path, name=path, config=screener.config.audio)
         outcome = screen_and_record(screener, store, data, name=path, actor=actor, cohort=cohort)
-        if not outcome.record.stored:  # spooled: the row is right, but say where the result went
+        score = outcome.assessment.score
+        if outcome.not_stored is not None:  # a full disk: this row and this line are the only copies
+            typer.echo(f"{path}: NOT STORED: {outcome.not_stored}; its result is kept in this CSV row "
+                       f"(probability {score.probability:.6f}, {score.decision}, threshold {score.threshold:.6f}, "
+                       f"{score.model_name}@{score.model_version})", err=True)
+        elif not outcome.record.stored:  # spooled: the row is right, but say where the result went
             typer.echo(f"{path}: {outcome.record.message}", err=True)
-        return outcome.assessment.score
+        return score
 
     return lambda paths: [_guarded(lambda path=path: score_and_log(path)) for path in paths]
 

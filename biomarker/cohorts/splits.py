@@ -66,3 +66,21 @@ def _largest_remainder(total: int, fractions: dict[str, float]) -> dict[str, int
     for name in sorted(exact, key=lambda n: exact[n] - counts[n], reverse=True)[:leftover]:
         counts[name] += 1
     return counts
+
+
+def label_budget(items: Sequence[CohortItem], budget: int | None, seed: int) -> list[CohortItem]:
+    """At most `budget` training recordings, whole speakers at a time, alternating classes (stratified). The one
+    cap behind `biomarker finetune --labels N` and the baselines' `labels=N`, so both train on the same rows."""
+    if budget is None or budget >= len(items):
+        return list(items)
+    by_label: dict[int, dict[str, list[CohortItem]]] = {0: {}, 1: {}}
+    for item in items:
+        by_label[item.label].setdefault(item.speaker_id, []).append(item)
+    rng = random.Random(seed)
+    queues = {label: rng.sample(sorted(speakers), len(speakers)) for label, speakers in by_label.items()}
+    chosen: list[CohortItem] = []
+    while len(chosen) < budget and any(queues.values()):
+        for label in (1, 0):
+            if queues[label] and len(chosen) < budget:
+                chosen += by_label[label][queues[label].pop()][: budget - len(chosen)]
+    return chosen

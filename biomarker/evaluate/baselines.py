@@ -148,8 +148,8 @@ def run_baseline(manifest: str, out_dir: str, extra_eval: Sequence[str] = (), co
     from biomarker.evaluate.calibration import calibrated
     from biomarker.evaluate.manifest import evaluation_sets
     from biomarker.evaluate.report import ReportConfig, SetMeasurements, fit_operating_point, write_report
-    from biomarker.finetune.data import recording_snr
-    from biomarker.finetune.run import label_budget
+    from biomarker.cohorts.splits import label_budget
+    from biomarker.features.snr import recording_snr
 
     config = config or ReportConfig()
     items = read_manifest(manifest)

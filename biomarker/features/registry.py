@@ -2,7 +2,7 @@
 
 A name is a preset: an extractor class plus the settings that make it what the name promises. Overrides
 change any setting; the result's config records the preset name and every value, so a model's checkpoint
-rebuilds exactly the front-end it was trained with (`extractor_from_config`).
+rebuilds exactly the front-end it was trained with (`extractor_from_config`, or `front_end` for any stored form).
 """
 
 from __future__ import annotations
@@ -64,3 +64,13 @@ def extractor_from_config(config: dict[str, Any]) -> FeatureExtractor:
     if kind not in kinds:
         raise FeatureError(f"feature config has kind {kind!r}; known kinds: {', '.join(sorted(kinds))}")
     return kinds[kind](kinds[kind].config_type.from_dict(config))
+
+
+def front_end(feature_config: dict[str, Any]) -> FeatureExtractor:
+    """Rebuild the feature extractor a model was trained with. A checkpoint stores either a full extractor
+    config (it has a `kind`) or a registry preset name plus overrides (`{"name": "fbank", ...}`). The one way
+    from a model's `feature_config` to its front-end: the screener, fine-tuning and continual learning use it."""
+    if "kind" in feature_config:
+        return extractor_from_config(feature_config)
+    settings = dict(feature_config)
+    return get_extractor(settings.pop("name"), **settings)

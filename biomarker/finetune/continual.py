@@ -280,7 +280,7 @@ def load_cohort(manifest: str | Path, feature_config: dict[str, Any], *, split_s
     from biomarker.audio import check_quality, load
     from biomarker.cohorts.manifest import read_manifest
     from biomarker.cohorts.splits import SplitConfig, speaker_disjoint_split
-    from biomarker.finetune.run import extractor_for
+    from biomarker.features import front_end
 
     items = read_manifest(manifest)
     with_split = [item for item in items if item.split]
@@ -291,7 +291,7 @@ def load_cohort(manifest: str | Path, feature_config: dict[str, Any], *, split_s
         )
     if not with_split:
         items = speaker_disjoint_split(items, SplitConfig(seed=split_seed))
-    extractor = extractor_for(feature_config).eval()
+    extractor = front_end(feature_config).eval()
     grouped: dict[str, tuple[list, list, list, list]] = {}
     with torch.inference_mode():
         for item in items:

@@ -1,14 +1,14 @@
 """Labelled features for fine-tuning: computed once per (files, front-end), cached, cropped for training.
 
-WHY precompute: the 2 shared CPU cores cannot afford recomputing fbanks every epoch; the pretraining
-`FeatureBank` already stores many clips' features compactly, so fine-tuning reuses it instead of a twin.
+WHY precompute: the 2 shared CPU cores cannot afford recomputing fbanks every epoch; `biomarker.features.bank`'s
+`FeatureBank` stores many clips' features compactly, for pretraining and fine-tuning alike. Each recording is
+decoded once for its features and its SNR (the calibration's noise term, `biomarker.features.snr`).
 """
 
 from __future__ import annotations
 
-import json
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from biomarker.audio import QualityConfig, check_quality, load
+from biomarker.audio import TARGET_RATE_HZ
 from biomarker.cohorts.manifest import CohortItem
+from biomarker.features.bank import FeatureBank, bank_key, pad_batch
+from biomarker.features.snr import recording_snr, snr_cache_path, snr_collector, write_snr
 from biomarker.finetune.augment import AugmentConfig, augment
-from biomarker.pretrain.data import FeatureBank, bank_key, pad_batch
 
 
 @dataclass
@@ -44,17 +45,6 @@ class LabelledFeatures:
                                 [self.items[i] for i in indices], self.snr_db[list(indices)])
 
 
-def recording_snr(paths: Sequence[str], cache_dir: str | Path, config: QualityConfig = QualityConfig()) -> np.ndarray:
-    """The quality gate's SNR estimate (dB) of each recording, as the app computes it; cached like features."""
-    cache = Path(cache_dir) / f"snr-{bank_key(paths, {'quality': asdict(config)}, 1)}.json"
-    if cache.exists():
-        return np.asarray(json.loads(cache.read_text()), dtype=float)
-    values = [check_quality(load(path), config).snr_db for path in paths]
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(values))
-    return np.asarray(values, dtype=float)
-
-
 def load_features(items: Sequence[CohortItem], extractor: torch.nn.Module, cache_dir: str | Path) -> LabelledFeatures:
     """Features of `items` (every one kept: min_frames=1, an unreadable file raises) from cache or computed."""
     paths = [str(item.path) for item in items]
@@ -62,9 +52,15 @@ def load_features(items: Sequence[CohortItem], extractor: torch.nn.Module, cache
     if cache.exists():
         bank = FeatureBank.load(cache)
     else:
-        bank = FeatureBank.build(paths, extractor, min_frames=1)
+        # One decode per recording: the SNR is measured from the recording the features are made of, when that
+        # is the very recording `recording_snr` would decode (the default 16 kHz) and its cache lacks them.
+        snr_cache, measured = snr_cache_path(paths, cache_dir), {}
+        share = not snr_cache.exists() and extractor.sample_rate_hz == TARGET_RATE_HZ
+        bank = FeatureBank.build(paths, extractor, min_frames=1, each=snr_collector(measured) if share else None)
         cache.parent.mkdir(parents=True, exist_ok=True)
         bank.save(cache)
+        if share:
+            write_snr(snr_cache, [measured[i] for i in range(len(paths))])
     labels = torch.tensor([item.label for item in items], dtype=torch.float32)
     subjects = [f"{item.cohort}/{item.speaker_id}" for item in items]
     return LabelledFeatures(bank, labels, subjects, list(items), recording_snr(paths, cache_dir))

@@ -9,7 +9,6 @@ validation; save the bundle in fp16; reload it and measure every test set with t
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,10 +18,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from biomarker.cohorts.manifest import CohortItem, read_manifest, select_split
+from biomarker.cohorts.splits import label_budget
 from biomarker.device import pick_device
 from biomarker.evaluate.calibration import SubjectPooling, calibrated
 from biomarker.evaluate.manifest import evaluation_sets
 from biomarker.evaluate.report import OperatingPoint, ReportConfig, SetMeasurements, fit_operating_point, write_report
+from biomarker.features import front_end
 from biomarker.finetune.augment import AugmentConfig
 from biomarker.finetune.data import CropDataset, LabelledFeatures, collate, load_features
 from biomarker.finetune.methods import FinetuneError, Trainable, attach
@@ -97,41 +98,15 @@ def build_encoder(config: FinetuneConfig) -> tuple[nn.Module, str]:
     return create_model(config.encoder, **config.encoder_overrides), f"scratch:{config.encoder}"
 
 
-def extractor_for(feature_config: dict) -> nn.Module:
-    from biomarker.features import extractor_from_config, get_extractor
-
-    if "kind" in feature_config:
-        return extractor_from_config(feature_config)
-    settings = dict(feature_config)
-    return get_extractor(settings.pop("name"), **settings)
-
-
-def label_budget(items: Sequence[CohortItem], budget: int | None, seed: int) -> list[CohortItem]:
-    """At most `budget` training recordings, whole speakers at a time, alternating classes (stratified)."""
-    if budget is None or budget >= len(items):
-        return list(items)
-    by_label: dict[int, dict[str, list[CohortItem]]] = {0: {}, 1: {}}
-    for item in items:
-        by_label[item.label].setdefault(item.speaker_id, []).append(item)
-    rng = random.Random(seed)
-    queues = {label: rng.sample(sorted(speakers), len(speakers)) for label, speakers in by_label.items()}
-    chosen: list[CohortItem] = []
-    while len(chosen) < budget and any(queues.values()):
-        for label in (1, 0):
-            if queues[label] and len(chosen) < budget:
-                chosen += by_label[label][queues[label].pop()][: budget - len(chosen)]
-    return chosen
-
-
 def _normalise_front_end(encoder: nn.Module, train_items: Sequence[CohortItem], cache_dir: str) -> nn.Module:
     """Front-ends without stored statistics (MFCC-gram from scratch) get the training set's mean/std, written
     into the encoder's feature config so scoring normalises exactly as training did."""
-    extractor = extractor_for(encoder.feature_config)
+    extractor = front_end(encoder.feature_config)
     if getattr(extractor.config, "norm_mean", 0.0) is not None:
         return extractor
     values = load_features(train_items, extractor, cache_dir).bank.features.float()
     encoder.feature_config = {**encoder.feature_config, "norm_mean": float(values.mean()), "norm_std": float(values.std())}
-    return extractor_for(encoder.feature_config)
+    return front_end(encoder.feature_config)
 
 
 @dataclass
@@ -291,7 +266,7 @@ def recalibrate(run_dir: str | Path, manifest: str, extra_eval: Sequence[str], c
     bundle = from_pretrained(run_dir / "bundle").to(torch.float32).eval()
     cohort = bundle.resolve_cohort(None)
     spec = bundle.cohort_spec(cohort)
-    val_data = load_features(select_split(read_manifest(manifest), "val"), extractor_for(bundle.feature_config), cache_dir)
+    val_data = load_features(select_split(read_manifest(manifest), "val"), front_end(bundle.feature_config), cache_dir)
     logits = recording_logits(bundle, val_data, cohort, mode=spec.scoring, window_frames=spec.window_frames, hop_frames=spec.hop_frames)
     point = fit_operating_point(logits, val_data.labels.numpy().astype(int), val_data.subjects, report, snr_db=val_data.snr_db)
     bundle.set_calibration(cohort, threshold=point.threshold, temperature=point.temperature, bias=point.bias,
@@ -312,7 +287,7 @@ def remeasure(run_dir: str | Path, manifest: str, extra_eval: Sequence[str], cac
     point = OperatingPoint(**summary["operating_point"])
     fit = FitResult(None, summary["scoring"], summary["validation_auroc"], point, summary["steps"], summary["stop_reason"], None)
     config = FinetuneConfig(manifest=manifest, out_dir=str(run_dir), method=summary["method"], cache_dir=cache_dir, report=report)
-    extractor = extractor_for(bundle.feature_config)
+    extractor = front_end(bundle.feature_config)
     sets = evaluation_sets(select_split(read_manifest(manifest), "test"), extra_eval)
     summary.update(measure_sets(bundle, cohort, sets, extractor, fit, config, run_dir / "report"))
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -16,7 +16,7 @@ import torch
 from biomarker.evaluate.metrics import auroc, to_subjects
 from biomarker.finetune.data import LabelledFeatures
 from biomarker.models.screening import SCORING_MODES, mean_probability_logit, windows
-from biomarker.pretrain.data import pad_batch
+from biomarker.features.bank import pad_batch
 
 
 @torch.no_grad()

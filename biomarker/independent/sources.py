@@ -1,7 +1,7 @@
 """Real speech that no training, model-selection or pretraining path uses, gathered into 3.5-7 s clips.
 
 Which sources: every real-speech source of shared/research/data-sources.md that none of the project's training
-manifests (`biomarker.cohorts.real.TRAIN_VOICES`), its pretraining corpus (`biomarker.corpus.REAL_SOURCES`, those
+manifests (`biomarker.cohorts.real.TRAIN_VOICES`), its pretraining corpus (`biomarker.pretrain.corpus.REAL_SOURCES`, those
 not held out) or its model-selection sets draws on. tests/test_independent_eval.py checks the disjointness.
 Left out, and why: the PyPI samples (pyannote `sample.wav`, whisper.cpp `jfk.wav`: a whole wheel or sdist for
 30 s and 11 s), `klettres-data` pt_BR (letters and syllables, and klettres is in the pretraining corpus), and

@@ -2,7 +2,7 @@
 corpus or model-selection cohort uses (tests/test_independent_eval.py checks each list against them).
 
 Voices: espeak-ng variants outside the training pools, the 40 extra training voices, the generator's own
-held-out pool and the pretraining variants (`biomarker.cohorts.synth`, `biomarker.corpus`). Sex is recorded where
+held-out pool and the pretraining variants (`biomarker.cohorts.synth`, `biomarker.pretrain.corpus`). Sex is recorded where
 the variant file states a gender. Languages: Brazilian Portuguese (the target language) with new sentences, and
 five languages no pool has: European Portuguese, Greek, Slovak, Croatian and Bulgarian.
 """

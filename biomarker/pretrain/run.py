@@ -25,15 +25,9 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from biomarker.pretrain.data import (
-    AudioCropDataset,
-    FeatureBank,
-    FeatureCropDataset,
-    PretrainDataError,
-    bank_key,
-    list_audio,
-    pad_batch,
-)
+from biomarker.features.bank import FeatureBank, bank_key, pad_batch
+from biomarker.pretrain.corpus import read_manifest
+from biomarker.pretrain.data import AudioCropDataset, FeatureCropDataset, PretrainDataError, list_audio
 from biomarker.pretrain.objective import MaskedObjectiveConfig, MaskedTokenObjective
 from biomarker.train import (
     ResumableSampler,
@@ -82,8 +76,6 @@ class PretrainConfig:
 def _split_paths(config: PretrainConfig) -> dict[str, list[str]]:
     """'train', 'held_out_real', 'held_out_synthetic' → file paths (the last two may be empty)."""
     if config.manifest is not None:
-        from biomarker.corpus import read_manifest
-
         rows = read_manifest(config.manifest)
         splits = {
             "train": [r["path"] for r in rows if r.get("split", "train") == "train"],

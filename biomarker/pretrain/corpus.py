@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import re
 import shutil
@@ -32,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from biomarker.records import BiomarkerError
+from biomarker.audio import load
+from biomarker.records import AudioError, BiomarkerError, EmptyAudioError
 
 SAMPLE_RATE_HZ = 16000
 MANIFEST_NAME = "manifest.csv"
@@ -188,17 +190,12 @@ def install_packages(packages: Iterable[str]) -> list[str]:
 
 
 def _is_root() -> bool:
-    import os
-
     return os.geteuid() == 0
 
 
 def decode(path: Path, sample_rate_hz: int = SAMPLE_RATE_HZ) -> tuple[np.ndarray, int]:
     """Any file `biomarker.audio` reads (wav, ogg/vorbis/opus, flac, raw GSM via sox...) → mono float32 at
     `sample_rate_hz`, plus the original rate."""
-    from biomarker.audio import load
-    from biomarker.records import AudioError, EmptyAudioError
-
     try:
         recording = load(path, target_sr=sample_rate_hz)
     except EmptyAudioError:
@@ -447,7 +444,7 @@ def render_card(summary: dict[str, object]) -> str:
     lines = [
         "# Data card: pretraining corpus (unlabeled speech)",
         "",
-        "Built by `biomarker corpus build OUT` (biomarker/corpus.py) from Debian packages and espeak-ng; the "
+        "Built by `biomarker corpus build OUT` (biomarker/pretrain/corpus.py) from Debian packages and espeak-ng; the "
         "audio is never committed, the command rebuilds it. Numbers below were measured on the build that "
         "produced the shipped encoders.",
         "",

@@ -11,6 +11,7 @@ import streamlit as st
 
 import context
 from biomarker.store.auth import EXPORT, HISTORY, MANAGE_USERS, SCORE, can
+from biomarker.store.monitoring import MONITOR
 
 st.set_page_config(page_title="biomarker", layout="wide")
 
@@ -20,6 +21,8 @@ PAGES = (
     ("views/samples.py", "nav.samples", SCORE),
     ("views/history.py", "nav.history", HISTORY),
     ("views/audit.py", "nav.audit", EXPORT),
+    ("views/models.py", "nav.models", MONITOR),
+    ("views/monitor.py", "nav.monitor", MONITOR),
     ("views/users.py", "nav.users", MANAGE_USERS),
     ("views/account.py", "nav.account", None),
 )

@@ -67,7 +67,7 @@ def test_spira_layouts(tmp_path, header, rows, labels):
     for row in rows:
         _wav(tmp_path / row.split(",")[0])
     (tmp_path / "meta.csv").write_text("\n".join([header, *rows]) + "\n")
-    items = read_spira_csv(tmp_path / "meta.csv")
+    items = read_spira_csv(tmp_path / "meta.csv").items
     assert [i.label for i in items] == labels
     assert [i.speaker_id for i in items] == ["a", "b"]  # window suffix removed
 

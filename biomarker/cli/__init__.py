@@ -24,7 +24,8 @@ COMMAND_MODULES = (
     "finetune",
     "evaluate",  # evaluate a manifest; compare two measured runs
     "calibrate",  # biomarker calibrate --manifest site.csv --model NAME: site recalibration as a new version
-    "models",  # list | show | promote
+    "models",  # list | show | promote (acceptance-gated) | reference
+    "monitor",  # biomarker monitor --since --until [--site]: drift against the validation reference
     "users",
     "audit",
     "spool",  # biomarker spool flush: store results kept while the database was down

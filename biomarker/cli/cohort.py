@@ -82,15 +82,34 @@ def import_spira(
     out: Path = typer.Argument(..., help="Manifest CSV to write."),
     cohort: str = typer.Option("spira", "--cohort"),
     seed: int = typer.Option(0, "--seed", help="Seed of the speaker-disjoint stratified split."),
+    speaker_column: str = typer.Option(None, "--speaker-column", help="CSV column naming each recording's speaker "
+                                       "(default: the first of speaker_id, speaker, participant, participante, paciente, id_paciente present)."),
+    speaker_pattern: str = typer.Option(None, "--speaker-pattern", help="Regular expression on the file path whose "
+                                        "'speaker' (or first) group is the speaker, e.g. '(?P<speaker>p\\d+)_'."),
 ) -> None:
-    """Import a SPIRA CSV into a validated manifest with a speaker-disjoint, stratified train/val/test split."""
+    """Import a SPIRA CSV into a validated manifest with a stratified train/val/test split by speaker: speaker-
+    disjoint when the CSV names speakers (a column or a file-name pattern); otherwise each file is its own speaker
+    and the command warns that the split cannot be speaker-disjoint."""
     from biomarker.cohorts.manifest import write_manifest
     from biomarker.cohorts.spira import read_spira_csv
     from biomarker.cohorts.splits import SplitConfig, speaker_disjoint_split
+    from biomarker.records import CohortError
 
-    items = speaker_disjoint_split(read_spira_csv(csv_path, cohort=cohort), SplitConfig(seed=seed))
+    try:
+        imported = read_spira_csv(csv_path, cohort=cohort, speaker_column=speaker_column, speaker_pattern=speaker_pattern)
+    except CohortError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1)
+    items = speaker_disjoint_split(imported.items, SplitConfig(seed=seed))
     write_manifest(items, out)
-    typer.echo(f"wrote {len(items)} rows ({sum(i.label for i in items)} RI) to {out}")
+    speakers = len({item.speaker_id for item in items})
+    typer.echo(f"wrote {len(items)} rows ({sum(i.label for i in items)} RI) of {speakers} speakers to {out}; "
+               f"speakers from the {imported.speakers_from}")
+    if not imported.speaker_disjoint:
+        typer.echo(f"WARNING: {csv_path} has no speaker column, so every file counts as its own speaker. If a person "
+                   "recorded several files, they can land in both train and test and the split is NOT speaker-disjoint "
+                   "(test metrics then overstate). Name the speaker with --speaker-column COLUMN or "
+                   "--speaker-pattern REGEX.", err=True)
 
 
 @cohort_app.command("merge")

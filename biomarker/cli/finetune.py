@@ -51,7 +51,8 @@ def finetune(
 
         added = add_cohort(bundle, cohort, manifest, method=method, encoder=encoder, steps=steps, lr=lr,
                            batch_size=batch_size, seed=seed, device=device, out_dir=out, attention=attention)
-        typer.echo(str(added))
+        for line in bundle_summary(added, manifest, cohort, device):
+            typer.echo(line)
         return
     from biomarker.finetune.augment import AugmentConfig
     from biomarker.finetune.run import FinetuneConfig, run_finetune
@@ -69,6 +70,36 @@ def finetune(
     )
     summary = run_finetune(config)
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "sets"}, indent=2))
+
+
+def bundle_summary(added, manifest: Path, cohort: str, device: str) -> list[str]:
+    """What a researcher needs after `finetune --bundle`: the version written, the trainable share, the validation
+    AUROC, and sensitivity and specificity at the fitted threshold, measured on the validation subjects by scoring
+    them again through the screener (the path every later score takes)."""
+    from biomarker.cohorts.manifest import read_manifest
+    from biomarker.evaluate.report import measure
+    from biomarker.evaluate.scoring import score_items
+    from biomarker.screener import Screener
+
+    fit, point = added.fit, added.fit.operating_point
+    lines = [f"wrote {added.ref} ({added.path}): cohort {fit.cohort!r} added with {fit.method}",
+             f"trainable: {fit.trainable_params:,} of {fit.total_params:,} parameters on the cohort's path "
+             f"({added.trainable_percent:.2f} %)",
+             f"validation AUROC (subjects): {fit.val_auroc:.3f}"]
+    val = [item for item in read_manifest(manifest) if item.split == "val"]
+    scored = score_items(Screener.load(str(added.path), device=device), val, cohort=cohort)
+    kept = [(item, p) for item, p in zip(val, scored.probabilities) if p is not None]
+    metrics = measure([p for _, p in kept], [item.label for item, _ in kept],
+                      [f"{item.cohort}/{item.speaker_id}" for item, _ in kept], point.threshold,
+                      pooling=point.pooling)
+    lines.append(f"at threshold {point.threshold:.3f} (fitted for sensitivity >= {point.target_sensitivity:.2f}) on "
+                 f"validation: sensitivity {metrics['sensitivity']:.3f} [{metrics['sensitivity_ci'][0]:.3f}, "
+                 f"{metrics['sensitivity_ci'][1]:.3f}], specificity {metrics['specificity']:.3f} "
+                 f"[{metrics['specificity_ci'][0]:.3f}, {metrics['specificity_ci'][1]:.3f}] "
+                 f"(n = {metrics['n']} subjects, {metrics['n_patients']} RI; {len(val) - len(kept)} refused)")
+    lines.append(f"not the default yet: measure it (biomarker evaluate --bundle {added.ref} --cohort-manifest "
+                 f"{fit.cohort}={manifest}) and promote it (biomarker models promote {added.ref})")
+    return lines
 
 
 def recalibrate(

@@ -15,6 +15,7 @@ from biomarker.cohorts.manifest import CohortItem, read_manifest
 from biomarker.evaluate.calibration import SubjectPooling
 from biomarker.evaluate.metrics import MetricError
 from biomarker.evaluate.report import ReportConfig, SetMeasurements, write_report
+from biomarker.evaluate.subgroups import SubgroupConfig, markdown as subgroup_markdown, subgroup_metrics
 
 
 def evaluate_scored(
@@ -45,6 +46,8 @@ def evaluate_scored(
     if len(groups) == 2:  # one cohort: it is the same set as "all"
         groups.pop(next(k for k in groups if k != "all"))
     results = SetMeasurements(out_dir, config)
+    subgroups: dict[str, dict] = {}
+    subgroup_config = SubgroupConfig(resamples=config.bootstrap_resamples, seed=config.seed)
     for name, rows in groups.items():
         if not rows:
             continue
@@ -55,10 +58,15 @@ def evaluate_scored(
         y = np.array([items[k].label for k in rows])
         subjects = [f"{items[k].cohort}/{items[k].speaker_id}" for k in rows]
         results.add(name, p, y, subjects, threshold, pooling)
+        if name in results.measured:
+            subgroups[name] = subgroup_metrics([items[k] for k in rows], p, subjects, threshold, pooling, subgroup_config)
+            results.measured[name]["subgroups"] = subgroups[name]
     notes = [f"{len(rejected)} of {len(items)} rows could not be scored (listed in metrics.json 'rejected')", *results.notes]
     extra = {"model": model_label, "rejected": rejected, "n_rejected": len(rejected), "flag_rates": results.flagged}
     if results.measured:
-        write_report(out_dir, results.measured, title=title, config=config, extra=extra, notes=notes)
+        sections = ["## Subgroups", "", *(subgroup_markdown(block, name) for name, block in subgroups.items() if block)]
+        write_report(out_dir, results.measured, title=title, config=config, extra=extra, notes=notes,
+                     sections=sections if len(sections) > 2 else ())
     else:
         _write_single_class(out_dir, results.flagged, extra, title, notes)
     return {"sets": results.measured, **extra}

@@ -234,8 +234,10 @@ def write_report(
     operating_point: OperatingPoint | None = None,
     extra: dict | None = None,
     notes: Sequence[str] = (),
+    sections: Sequence[str] = (),
 ) -> Path:
-    """Write `metrics.json` (the first set's metrics at top level, every set under "sets") and `report.md`."""
+    """Write `metrics.json` (the first set's metrics at top level, every set under "sets") and `report.md`
+    (`sections`: further Markdown blocks, e.g. the subgroup tables, placed after the notes)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     primary = next(iter(sets.values()))
@@ -255,6 +257,7 @@ def write_report(
         "",
     ]
     lines += [f"- {note}" for note in notes]
+    lines += ["", *sections] if sections else []
     images = sorted(p.name for p in out_dir.glob("*.png"))
     lines += ["", *[f"![{name}]({name})" for name in images]]
     (out_dir / "report.md").write_text("\n".join(lines) + "\n")

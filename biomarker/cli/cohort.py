@@ -23,6 +23,7 @@ def synth(
     card: Path = typer.Option(None, "--card", help="Also write the datasheet here (e.g. data_cards/synthetic-ri-train.md)."),
     variants: str = typer.Option(None, "--variants", help="Comma-separated espeak-ng voice variants instead of the pool's own, or 'extra' for the wider training set (never held-out voices)."),
     cohort: str = typer.Option(None, "--cohort", help="Cohort name in the manifest (default: synthetic-<pool>)."),
+    randomise_markers: bool = typer.Option(False, "--randomise-markers", help="Domain randomisation: every clip realises each marker family its own way (in-breath spectrum, pause lengths, tremor kind, shimmer, decline shape ...)."),
 ) -> None:
     """Synthesize a SYNTHETIC respiratory-insufficiency cohort with espeak-ng (patients get RI markers)."""
     from biomarker.cohorts.datasheet import synthetic_datasheet, write_datasheet
@@ -30,7 +31,8 @@ def synth(
     import json
 
     chosen = () if not variants else EXTRA_TRAIN_VARIANTS if variants == "extra" else tuple(v.strip() for v in variants.split(",") if v.strip())
-    config = SynthConfig(n=n, seed=seed, pool=pool, noisy_copy=noisy_copy, variants=chosen, cohort=cohort)
+    config = SynthConfig(n=n, seed=seed, pool=pool, noisy_copy=noisy_copy, variants=chosen, cohort=cohort,
+                         randomise_markers=randomise_markers)
     items = synthesize_cohort(out, config, noise_bank)
     summary = summarise(items)
     text = synthetic_datasheet(f"{cohort or 'synthetic-ri-' + pool} (seed {seed})", summary, json.loads(_config_json(config)))
@@ -62,6 +64,8 @@ def real(
     noise_bank: Path = typer.Option(None, "--noise-bank", help="Add ward noise to half the clips of both classes."),
     split: str = typer.Option(None, "--split", help="Split written for every row (e.g. 'train' or 'test')."),
     seed: int = typer.Option(0, "--seed"),
+    randomise_markers: bool = typer.Option(False, "--randomise-markers", help="Domain randomisation: every clip realises each marker family its own way."),
+    cohort: str = typer.Option(None, "--cohort", help="Cohort name in the manifest (default: real-<voices>)."),
 ) -> None:
     """Clips of REAL voices, healthy or with SYNTHETIC RI markers applied (each clip is its own subject)."""
     from biomarker.cohorts.noise import load_noise_bank
@@ -70,9 +74,10 @@ def real(
     table = {"train": TRAIN_VOICES, "heldout": HELDOUT_VOICES}
     if voices not in table:
         raise typer.BadParameter(f"--voices must be 'train' or 'heldout', got {voices!r}")
-    config = RealCohortConfig(clips_per_voice=clips_per_voice, marked_fraction=marked_fraction, processed_controls=not raw_controls, seed=seed)
+    config = RealCohortConfig(clips_per_voice=clips_per_voice, marked_fraction=marked_fraction, processed_controls=not raw_controls,
+                              seed=seed, randomise_markers=randomise_markers)
     bank = load_noise_bank(noise_bank) if noise_bank else ()
-    items = build_real_cohort(find_voices(root, table[voices]), out, f"real-{voices}", config, split=split, noise_bank=bank)
+    items = build_real_cohort(find_voices(root, table[voices]), out, cohort or f"real-{voices}", config, split=split, noise_bank=bank)
     typer.echo(f"wrote {len(items)} real-speech clips ({sum(i.label for i in items)} with synthetic markers) to {out / 'manifest.csv'}")
 
 
@@ -110,6 +115,37 @@ def import_spira(
                    "recorded several files, they can land in both train and test and the split is NOT speaker-disjoint "
                    "(test metrics then overstate). Name the speaker with --speaker-column COLUMN or "
                    "--speaker-pattern REGEX.", err=True)
+
+
+@cohort_app.command("rooms")
+def rooms(
+    out: Path = typer.Argument(..., help="Folder for the room impulse responses (room_NNN.wav, rooms.json)."),
+    count: int = typer.Option(48, "--rooms", help="How many shoebox rooms."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Synthesise a bank of ward-sized room impulse responses (pyroomacoustics) for `cohort domain`."""
+    from biomarker.cohorts.domain import RoomBankConfig, make_room_bank
+
+    paths = make_room_bank(out, RoomBankConfig(rooms=count, seed=seed))
+    typer.echo(f"wrote {len(paths)} room impulse responses to {out}")
+
+
+@cohort_app.command("domain")
+def domain(
+    manifest: Path = typer.Argument(..., help="Training manifest whose rows get randomised-domain copies."),
+    out: Path = typer.Argument(..., help="Folder for clips/, manifest.csv (sources + copies) and domain_config.json."),
+    rooms: Path = typer.Option(None, "--rooms", help="Room impulse-response bank (`cohort rooms`); without it no reverberation."),
+    copies: int = typer.Option(1, "--copies", help="Randomised copies per source row."),
+    seed: int = typer.Option(0, "--seed"),
+    keep_originals: bool = typer.Option(True, "--keep-originals/--copies-only", help="Keep the source rows beside their copies."),
+) -> None:
+    """Domain randomisation: copies of every row through random rooms, microphones, gains, band-limits and codecs
+    (8 kHz telephone GSM / mu-law, Opus voice notes, MP3); label, speaker and split kept. SYNTHETIC data stays so."""
+    from biomarker.cohorts.domain import DomainConfig, randomise_manifest
+
+    config = DomainConfig(copies=copies, seed=seed, keep_originals=keep_originals, room_probability=0.5 if rooms else 0.0)
+    items = randomise_manifest(manifest, out, rooms, config)
+    typer.echo(f"wrote {len(items)} rows ({sum(i.extras.get('domain') != 'source' for i in items)} randomised copies) to {out / 'manifest.csv'}")
 
 
 @cohort_app.command("merge")

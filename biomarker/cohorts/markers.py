@@ -8,6 +8,12 @@ Markers and their sources (data_cards/synthetic-ri-cohort.md cites them):
 `severity` in [0, 1] scales every marker's RI effect on top of natural variation that patients and controls
 share (`MarkerProfile`): a control still breathes audibly now and then, speaks slowly or breathily some days,
 and a mild patient can sound like that, so no single cue separates the classes near the mild end.
+
+Domain randomisation (issue 22): `MarkerStyle` says HOW each marker family is realised (the in-breath's
+spectrum and envelope, pause lengths, the breathiness band and tilt, tremor as AM or FM or random wobble,
+shimmer, the shape of the loudness decline, the stretch's frame). The default style is the original generator and
+draws nothing from the random stream, so every existing cohort rebuilds bit for bit; `draw_style` gives a
+clip a random realisation, so a model cannot learn one implementation of "breathing" instead of breathing.
 """
 
 from __future__ import annotations
@@ -20,6 +26,62 @@ from scipy.signal import butter, sosfilt
 
 SAMPLE_RATE_HZ = 16000
 MILD_SEVERITY = 0.15  # the lowest patient severity the synthesizer draws
+
+
+INHALATION_SPECTRA = ("band", "formant", "pink")
+PAUSE_LENGTHS = ("uniform", "lognormal")
+TREMOR_KINDS = ("sine", "wobble", "fm")
+DECLINE_SHAPES = ("linear", "exponential", "late")
+
+
+@dataclass(frozen=True)
+class MarkerStyle:
+    """How each marker family is realised in one clip (not how strongly: that is `MarkerProfile`).
+
+    The defaults are the original generator's single realisation. Why several: a model trained on one
+    realisation learns that realisation's fingerprint (a 300-3500 Hz band-pass in-breath, a 2-6 Hz sine tremor)
+    and misses the same physiology produced any other way; the independent sets showed exactly that.
+    """
+
+    inhalation_spectrum: str = "band"  # band-pass noise | 2-3 formant resonances | pink noise, low-passed
+    inhalation_shape: float = 1.5  # envelope exponent of the rise-and-fade (higher: a shorter, peakier breath)
+    pause_length: str = "uniform"  # a breath pause lasts U(0.6, 1.2) x scale | log-normal around the scale
+    aspiration_band_hz: tuple[float, float] = (1500.0, 7000.0)  # band of the breathy-voice noise
+    tilt: float = 0.0  # 0..1: share of the voice low-passed (a steeper spectral tilt, as in breathy phonation)
+    tremor_kind: str = "sine"  # amplitude sine | smoothed random amplitude wobble | frequency (pitch) tremor
+    tremor_hz: tuple[float, float] = (2.0, 6.0)  # range the tremor rate is drawn from
+    shimmer: float = 0.0  # per-10-ms random amplitude perturbation, scaled by the profile's tremor depth
+    decline_shape: str = "linear"  # how the loudness falls over the utterance
+    stretch_frame_s: float = 0.03  # overlap-add frame of the slowing
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("inhalation_spectrum", self.inhalation_spectrum, INHALATION_SPECTRA),
+                                     ("pause_length", self.pause_length, PAUSE_LENGTHS),
+                                     ("tremor_kind", self.tremor_kind, TREMOR_KINDS),
+                                     ("decline_shape", self.decline_shape, DECLINE_SHAPES)):
+            if value not in allowed:
+                raise ValueError(f"MarkerStyle.{name}={value!r} must be one of {allowed}")
+        low, high = self.aspiration_band_hz
+        if not 0 < low < high < SAMPLE_RATE_HZ / 2:
+            raise ValueError(f"MarkerStyle.aspiration_band_hz={self.aspiration_band_hz!r} must rise within (0, 8000) Hz")
+
+
+def draw_style(rng: np.random.Generator) -> MarkerStyle:
+    """A random realisation of every marker family (the same distribution for patients and controls)."""
+    low = float(rng.uniform(600, 2500))
+    rate_low = float(rng.uniform(1.5, 5.0))
+    return MarkerStyle(
+        inhalation_spectrum=str(rng.choice(INHALATION_SPECTRA)),
+        inhalation_shape=float(rng.uniform(0.8, 2.5)),
+        pause_length=str(rng.choice(PAUSE_LENGTHS)),
+        aspiration_band_hz=(low, float(rng.uniform(max(low + 1500, 4000), 7800))),
+        tilt=float(rng.uniform(0.0, 0.6)),
+        tremor_kind=str(rng.choice(TREMOR_KINDS)),
+        tremor_hz=(rate_low, rate_low + float(rng.uniform(1.0, 4.0))),
+        shimmer=float(rng.uniform(0.0, 0.6)),
+        decline_shape=str(rng.choice(DECLINE_SHAPES)),
+        stretch_frame_s=float(rng.uniform(0.02, 0.045)),
+    )
 
 
 @dataclass(frozen=True)
@@ -75,28 +137,59 @@ def _filtered_noise(rng: np.random.Generator, n: int, low_hz: float, high_hz: fl
     return noise / (np.std(noise) + 1e-9)
 
 
-def inhalation(rng: np.random.Generator, n: int, rms: float) -> np.ndarray:
-    """An audible in-breath of `n` samples: turbulent noise in a vocal-tract-like band, rising then fading."""
-    noise = 0.7 * _filtered_noise(rng, n, rng.uniform(300, 700), rng.uniform(1800, 3500))
-    noise += 0.3 * _filtered_noise(rng, n, 3000, 7000)
+def _breath_noise(rng: np.random.Generator, n: int, spectrum: str) -> np.ndarray:
+    """Unit-RMS turbulent noise of an in-breath, in one of `INHALATION_SPECTRA`.
+
+    "band": the original vocal-tract-like band plus a weaker fricative band; "formant": white noise through 2-3
+    narrow resonances at random oral/nasal tract formants; "pink": 1/f noise low-passed at 2-5 kHz.
+    """
+    if spectrum == "band":
+        noise = 0.7 * _filtered_noise(rng, n, rng.uniform(300, 700), rng.uniform(1800, 3500))
+        noise += 0.3 * _filtered_noise(rng, n, 3000, 7000)
+        return noise
+    if spectrum == "formant":
+        noise = np.zeros(n)
+        for _ in range(int(rng.integers(2, 4))):
+            centre = rng.uniform(400, 4500)
+            width = centre * rng.uniform(0.08, 0.25)
+            noise += rng.uniform(0.3, 1.0) * _filtered_noise(rng, n, centre - width, centre + width)
+    else:
+        spectrum_ = np.fft.rfft(rng.standard_normal(n))
+        spectrum_ /= np.sqrt(np.maximum(np.arange(len(spectrum_)), 1))
+        sos = butter(2, rng.uniform(2000, 5000), btype="lowpass", fs=SAMPLE_RATE_HZ, output="sos")
+        noise = sosfilt(sos, np.fft.irfft(spectrum_, n))
+    return noise / (np.std(noise) + 1e-9)
+
+
+def inhalation(rng: np.random.Generator, n: int, rms: float, style: MarkerStyle = MarkerStyle()) -> np.ndarray:
+    """An audible in-breath of `n` samples: turbulent noise (the style's spectrum), rising then fading."""
+    noise = _breath_noise(rng, n, style.inhalation_spectrum)
     phase = np.linspace(0, 1, n)
     peak = rng.uniform(0.4, 0.75)
-    envelope = np.where(phase < peak, phase / peak, (1 - phase) / (1 - peak)) ** 1.5
+    envelope = np.where(phase < peak, phase / peak, (1 - phase) / (1 - peak)) ** style.inhalation_shape
     return (noise * envelope * rms).astype(np.float32)
 
 
-def pause(rng: np.random.Generator, duration_s: float, breath_rms: float | None) -> np.ndarray:
+def pause(rng: np.random.Generator, duration_s: float, breath_rms: float | None, style: MarkerStyle = MarkerStyle()) -> np.ndarray:
     """Silence (with a faint floor) of `duration_s`, holding an inhalation when `breath_rms` is given."""
     n = int(duration_s * SAMPLE_RATE_HZ)
     out = (1e-4 * rng.standard_normal(n)).astype(np.float32)
     if breath_rms is not None and n > 32:
         length = int(n * rng.uniform(0.6, 0.95))
         start = int(rng.integers(0, n - length + 1))
-        out[start : start + length] += inhalation(rng, length, breath_rms)
+        out[start : start + length] += inhalation(rng, length, breath_rms, style)
     return out
 
 
-def assemble(segments: Segmented, breath_at: Sequence[bool], profile: MarkerProfile, rng: np.random.Generator) -> np.ndarray:
+def _breath_pause_s(profile: MarkerProfile, style: MarkerStyle, rng: np.random.Generator) -> float:
+    """One breath pause's length around `profile.pause_scale`, drawn as the style says."""
+    if style.pause_length == "lognormal":
+        return float(min(2.5, profile.pause_scale * rng.lognormal(-0.1, 0.4)))
+    return profile.pause_scale * rng.uniform(0.6, 1.2)
+
+
+def assemble(segments: Segmented, breath_at: Sequence[bool], profile: MarkerProfile, rng: np.random.Generator,
+             style: MarkerStyle = MarkerStyle()) -> np.ndarray:
     """Join segments; junctions marked in `breath_at` get a breath pause, the rest keep their natural gap.
 
     A breath pause holds an audible inhalation with the profile's probability, at its level. Every clip starts
@@ -109,32 +202,76 @@ def assemble(segments: Segmented, breath_at: Sequence[bool], profile: MarkerProf
     def breath() -> float | None:
         return speech_rms * profile.breath_level if rng.random() < profile.breath_probability else None
 
-    pieces = [pause(rng, rng.uniform(0.15, 0.4), breath())]
+    pieces = [pause(rng, rng.uniform(0.15, 0.4), breath(), style)]
     for index, segment in enumerate(segments.segments):
         pieces.append(segment.astype(np.float32))
         if index == len(breath_at):
             break
         if breath_at[index]:
-            pieces.append(pause(rng, profile.pause_scale * rng.uniform(0.6, 1.2), breath()))
+            pieces.append(pause(rng, _breath_pause_s(profile, style, rng), breath(), style))
         else:
             pieces.append(pause(rng, segments.gaps_s[index], None))
     pieces.append(pause(rng, rng.uniform(0.1, 0.3), None))
     return np.concatenate(pieces)
 
 
-def degrade_voice(samples: np.ndarray, profile: MarkerProfile, rng: np.random.Generator) -> np.ndarray:
-    """Breathy, declining and unsteady voice at the profile's strengths.
+def _decline(n: int, amount: float, shape: str) -> np.ndarray:
+    """Loudness gain over `n` samples falling by `amount` by the end, along one of `DECLINE_SHAPES`."""
+    phase = np.linspace(0.0, 1.0, n)
+    if shape == "exponential":
+        return (1.0 - amount) ** phase
+    if shape == "late":  # steady for the first 40 %, then the breath runs out
+        return 1.0 - amount * np.clip((phase - 0.4) / 0.6, 0.0, 1.0)
+    return np.linspace(1.0, 1.0 - amount, n)
 
-    Breathiness = aspiration noise riding on the speech envelope; unsteadiness = slow random amplitude tremor;
-    weakness = loudness declining over the utterance as the breath runs out.
+
+def _smooth_noise(rng: np.random.Generator, n: int, cutoff_hz: float) -> np.ndarray:
+    """Unit-RMS random modulation band-limited below `cutoff_hz` (a wobble rather than a sine)."""
+    sos = butter(2, cutoff_hz, btype="lowpass", fs=SAMPLE_RATE_HZ, output="sos")
+    wobble = sosfilt(sos, rng.standard_normal(n))
+    return wobble / (np.std(wobble) + 1e-9)
+
+
+def _pitch_tremor(samples: np.ndarray, depth: float, rate_hz: float, rng: np.random.Generator) -> np.ndarray:
+    """Frequency tremor: the clip is read at a rate that swings by +-2 % x depth at `rate_hz` (pitch and timing
+    wobble together, as a tremulous voice's do); length is kept."""
+    n = len(samples)
+    speed = 1.0 + 0.02 * depth * np.sin(2 * np.pi * rate_hz * np.arange(n) / SAMPLE_RATE_HZ + rng.uniform(0, 2 * np.pi))
+    positions = np.cumsum(speed)
+    positions *= (n - 1) / positions[-1]
+    return np.interp(positions, np.arange(n), samples)
+
+
+def degrade_voice(samples: np.ndarray, profile: MarkerProfile, rng: np.random.Generator,
+                  style: MarkerStyle = MarkerStyle()) -> np.ndarray:
+    """Breathy, declining and unsteady voice at the profile's strengths, realised as `style` says.
+
+    Breathiness = aspiration noise riding on the speech envelope (plus, by style, a steeper spectral tilt);
+    unsteadiness = slow tremor (amplitude sine, random wobble or pitch) and, by style, shimmer; weakness =
+    loudness declining over the utterance as the breath runs out.
     """
     n = len(samples)
     t = np.arange(n) / SAMPLE_RATE_HZ
+    if style.tilt > 0:
+        sos = butter(1, 1200, btype="lowpass", fs=SAMPLE_RATE_HZ, output="sos")
+        voice = (1 - style.tilt) * samples + style.tilt * 1.6 * sosfilt(sos, samples)
+    else:
+        voice = samples
     envelope = np.sqrt(np.convolve(samples**2, np.ones(320) / 320, mode="same"))
-    breathy = samples + profile.aspiration * envelope * _filtered_noise(rng, n, 1500, 7000)
-    tremor = 1 + profile.tremor_depth * np.sin(2 * np.pi * rng.uniform(2, 6) * t + rng.uniform(0, 2 * np.pi))
-    decline = np.linspace(1.0, 1.0 - profile.decline, n)
-    return (breathy * tremor * decline).astype(np.float32)
+    breathy = voice + profile.aspiration * envelope * _filtered_noise(rng, n, *style.aspiration_band_hz)
+    rate = rng.uniform(*style.tremor_hz)
+    if style.tremor_kind == "sine":
+        tremor = 1 + profile.tremor_depth * np.sin(2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi))
+    elif style.tremor_kind == "wobble":
+        tremor = 1 + profile.tremor_depth * 0.7 * _smooth_noise(rng, n, rate)
+    else:
+        breathy = _pitch_tremor(breathy, profile.tremor_depth / 0.4, rate, rng)
+        tremor = np.ones(n)
+    if style.shimmer > 0:
+        steps = np.repeat(rng.standard_normal(n // 160 + 1), 160)[:n]
+        tremor = tremor * (1 + style.shimmer * profile.tremor_depth * np.convolve(steps, np.ones(32) / 32, mode="same"))
+    decline = _decline(n, profile.decline, style.decline_shape)
+    return (breathy * np.clip(tremor, 0.05, None) * decline).astype(np.float32)
 
 
 def split_at_gaps(samples: np.ndarray, *, floor_db: float = -35.0, min_gap_s: float = 0.06) -> Segmented:
@@ -167,20 +304,22 @@ def split_at_gaps(samples: np.ndarray, *, floor_db: float = -35.0, min_gap_s: fl
     return Segmented([s for s, _ in kept], [g for _, g in kept[:-1]])
 
 
-def mark_real_speech(samples: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
+def mark_real_speech(samples: np.ndarray, severity: float, rng: np.random.Generator, *, randomise_style: bool = False) -> np.ndarray:
     """Apply the RI markers (or, at severity 0, a control's natural variation) to a real recording.
 
     A share of the natural gaps become breath pauses (at least one for a patient); each segment is slowed
-    (pitch kept) and the voice degraded, all at the strengths `draw_profile` gives this severity.
+    (pitch kept) and the voice degraded, all at the strengths `draw_profile` gives this severity (and, with
+    `randomise_style`, in a random realisation of each marker family).
     """
+    style = draw_style(rng) if randomise_style else MarkerStyle()  # no draw for the fixed style: clips rebuild as before
     profile = draw_profile(severity, rng)
     cut = split_at_gaps(samples)
     junctions = len(cut.segments) - 1
     breath_at = [bool(rng.random() < profile.gap_breath_fraction) for _ in range(junctions)]
     if junctions and severity > 0 and not any(breath_at):
         breath_at[int(rng.integers(junctions))] = True
-    slowed = Segmented([stretch(s, profile.slowing) for s in cut.segments], cut.gaps_s)
-    return degrade_voice(assemble(slowed, breath_at, profile, rng), profile, rng)
+    slowed = Segmented([stretch(s, profile.slowing, style.stretch_frame_s) for s in cut.segments], cut.gaps_s)
+    return degrade_voice(assemble(slowed, breath_at, profile, rng, style), profile, rng, style)
 
 
 def stretch(samples: np.ndarray, factor: float, frame_s: float = 0.03) -> np.ndarray:

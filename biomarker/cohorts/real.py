@@ -56,6 +56,7 @@ class RealCohortConfig:
     max_clip_s: float = 6.0
     noisy_fraction: float = 0.5  # share of clips (either class) that get SPIRA ward noise
     seed: int = 0
+    randomise_markers: bool = False  # each clip realises every marker family its own way (markers.draw_style)
 
 
 def find_voices(root: str | Path, voices: dict[str, tuple[str, str]]) -> dict[str, list[Path]]:
@@ -123,7 +124,7 @@ def build_real_cohort(
             marked = rng.random() < config.marked_fraction
             severity = float(rng.uniform(MILD_SEVERITY, 1.0)) if marked else 0.0
             if marked or config.processed_controls:
-                clip = mark_real_speech(clip, severity, rng)
+                clip = mark_real_speech(clip, severity, rng, randomise_style=config.randomise_markers)
             clip = clip * rng.uniform(0.25, 0.9) / (np.max(np.abs(clip)) + 1e-9)
             noisy = bool(noise_bank) and rng.random() < config.noisy_fraction
             if noisy:

@@ -23,7 +23,7 @@ import soundfile
 
 from biomarker.cohorts.espeak import SAMPLE_RATE_HZ, Voice, speak
 from biomarker.cohorts.manifest import CohortItem, write_manifest
-from biomarker.cohorts.markers import MILD_SEVERITY, MarkerProfile, Segmented, assemble, degrade_voice, draw_profile
+from biomarker.cohorts.markers import MILD_SEVERITY, MarkerProfile, MarkerStyle, Segmented, assemble, degrade_voice, draw_profile, draw_style
 from biomarker.cohorts.noise import NoiseConfig, add_ward_noise, generate_noise_bank, load_noise_bank
 from biomarker.cohorts.splits import SplitConfig, speaker_disjoint_split
 from biomarker.records import CohortError
@@ -133,6 +133,7 @@ class SynthConfig:
     channel: str = "wideband"  # one of CHANNELS; applied to clean and noisy clips alike
     cohort: str | None = None  # cohort name in the manifest (default: synthetic-<pool>)
     variants: tuple[str, ...] = ()  # voice variants to draw from (empty: the pool's own); never another pool's
+    randomise_markers: bool = False  # each clip realises every marker family its own way (markers.draw_style)
 
     def voice_variants(self) -> tuple[str, ...]:
         return self.variants or VARIANTS[self.pool]
@@ -218,14 +219,15 @@ def breath_groups(sentence: str, profile: MarkerProfile, rng: np.random.Generato
     return chunks, breath_at
 
 
-def synthesize_clip(sentence: str, speaker: Speaker, rng: np.random.Generator) -> np.ndarray:
+def synthesize_clip(sentence: str, speaker: Speaker, rng: np.random.Generator, *, randomise_markers: bool = False) -> np.ndarray:
     """One clean clip: breath groups synthesized at the speaker's (slower if ill) rate, assembled, voice degraded."""
+    style = draw_style(rng) if randomise_markers else MarkerStyle()  # no draw for the fixed style: cohorts rebuild as before
     profile = draw_profile(speaker.severity, rng)
     chunks, breath_at = breath_groups(sentence, profile, rng)
     rate = int(speaker.voice.rate_wpm / profile.slowing)
     segments = [speak(chunk, speaker.voice, rate_wpm=rate) for chunk in chunks]
     gaps = [float(rng.uniform(0.05, 0.2)) for _ in breath_at]
-    clip = degrade_voice(assemble(Segmented(segments, gaps), breath_at, profile, rng), profile, rng)
+    clip = degrade_voice(assemble(Segmented(segments, gaps), breath_at, profile, rng, style), profile, rng, style)
     gain = rng.uniform(0.25, 0.9) / (np.max(np.abs(clip)) + 1e-9)  # recording level varies for both classes
     return (clip * gain).astype(np.float32)
 
@@ -263,7 +265,8 @@ def synthesize_cohort(out_dir: str | Path, config: SynthConfig = SynthConfig(), 
         speaker = speakers[index // config.clips_per_speaker]
         sentences = SENTENCES[config.pool][speaker.voice.language]
         sentence_id = (index + int(rng.integers(len(sentences)))) % len(sentences)
-        clip = apply_channel(synthesize_clip(sentences[sentence_id], speaker, rng), config.channel)
+        clip = apply_channel(synthesize_clip(sentences[sentence_id], speaker, rng, randomise_markers=config.randomise_markers),
+                             config.channel)
         path = out_dir / "clean" / f"{index:05d}.wav"
         soundfile.write(path, clip, SAMPLE_RATE_HZ, subtype="PCM_16")
         extras = {

@@ -27,7 +27,7 @@ user = context.require(MONITOR)
 store = context.store()
 st.title(t("monitor.title"))
 bounds = DriftBounds()
-st.caption(t("monitor.caption", psi=bounds.psi_alert, referral=bounds.referral_rate_delta,
+st.caption(t("monitor.caption", psi=bounds.psi_alert, ks=bounds.ks_alpha, referral=bounds.referral_rate_delta,
              refusal=bounds.refusal_rate_delta, minimum=bounds.min_recordings))
 
 today = context.now().date()

@@ -110,6 +110,14 @@ EXTRA_TRAIN_VARIANTS: tuple[str, ...] = (
     "john", "kaukovalta", "m8", "marcelo", "michel", "miguel", "norbert", "pablo", "pedro", "quincy", "rob",
     "robert", "shelby", "travis", "zac", "grandma", "grandpa",
 )
+# Sex as each variant's espeak-ng voice file states it (`gender` line in espeak-ng-data/voices/!v/); a variant whose
+# file states none is absent and its rows leave `sex` empty, so subgroup tables count them as unknown, not guessed.
+VARIANT_SEX: dict[str, str] = {
+    **{f"m{k}": "M" for k in range(1, 9)}, **{f"f{k}": "F" for k in range(1, 6)},
+    "Andrea": "F", "belinda": "F", "Annie": "F", "linda": "F", "steph": "F", "Alicia": "F", "anika": "F",
+    "aunty": "F", "grandma": "F", "sandro": "M", "victor": "M", "Andy": "M", "Diogo": "M", "Henrique": "M",
+    "Hugo": "M", "Lee": "M", "Marco": "M", "antonio": "M", "michel": "M", "miguel": "M", "travis": "M",
+}
 LANGUAGE_WEIGHTS = {"pt-br": 0.75}  # the rest is shared equally by the pool's other languages
 # Recording channels: "wideband" keeps the 16 kHz clip; "telephone" passes it through an 8 kHz narrowband phone
 # line (300-3400 Hz), as cohorts recorded over the phone are, then back to 16 kHz so every model reads one rate.
@@ -277,7 +285,8 @@ def synthesize_cohort(out_dir: str | Path, config: SynthConfig = SynthConfig(), 
             "sentence_id": f"{config.pool}-{speaker.voice.language}-{sentence_id}",
             "synthetic": "yes",
         }
-        items.append(CohortItem(path, speaker.label, speaker.speaker_id, cohort, extras=extras))
+        items.append(CohortItem(path, speaker.label, speaker.speaker_id, cohort,
+                                sex=VARIANT_SEX.get(speaker.voice.variant), extras=extras))
     items = speaker_disjoint_split(items, config.split)
     if config.noisy_copy:
         (out_dir / "noisy").mkdir(exist_ok=True)
@@ -287,7 +296,7 @@ def synthesize_cohort(out_dir: str | Path, config: SynthConfig = SynthConfig(), 
             path = out_dir / "noisy" / item.path.name
             noisy_clip = apply_channel(add_ward_noise(samples, bank, rng, config.noise), config.channel)
             soundfile.write(path, noisy_clip, SAMPLE_RATE_HZ, subtype="PCM_16")
-            noisy.append(CohortItem(path, item.label, item.speaker_id, f"{cohort}-noisy", split=item.split, extras=item.extras))
+            noisy.append(CohortItem(path, item.label, item.speaker_id, f"{cohort}-noisy", sex=item.sex, split=item.split, extras=item.extras))
         items = items + noisy
     write_manifest(items, out_dir / "manifest.csv")
     (out_dir / "synth_config.json").write_text(_config_json(config))

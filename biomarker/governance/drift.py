@@ -8,7 +8,9 @@ recordings' SNR and duration, the refusals of the quality gate, the score distri
 Per (site, ISO week, model version): recordings; refusals by reason; SNR, duration and score quantiles; referral
 rate; the population stability index (PSI) of score, SNR and duration against the reference, and the two-sample
 KS statistic and p-value beside it (scipy). Bounds (`DriftBounds`, stated in every output):
-- PSI > 0.25 on any of the three: the conventional "significant shift" (PSI < 0.1 stable, 0.1-0.25 moderate);
+- on any of the three, PSI > 0.25 (the conventional "significant shift"; < 0.1 stable, 0.1-0.25 moderate) AND a KS
+  p-value < 0.01: PSI over 10 bins is biased upwards by about 9 / n on small weeks (40 recordings from the very
+  reference distribution average ~0.22), so the KS test must also say the difference is not chance;
 - referral rate more than 0.15 away from the reference's;
 - refusal rate more than 0.15 above the reference's;
 - a week with fewer than 30 recordings is shown but not judged: PSI over a handful of values is noise.
@@ -37,12 +39,14 @@ PSI_BINS = 10
 @dataclass(frozen=True)
 class DriftBounds:
     psi_alert: float = 0.25
+    ks_alpha: float = 0.01
     referral_rate_delta: float = 0.15
     refusal_rate_delta: float = 0.15
     min_recordings: int = 30
 
     def describe(self) -> str:
-        return (f"alert when PSI > {self.psi_alert} (score, SNR or duration), referral rate off the reference by "
+        return (f"alert when PSI > {self.psi_alert} with a KS p-value < {self.ks_alpha} (score, SNR or duration), "
+                f"referral rate off the reference by "
                 f"> {self.referral_rate_delta}, or refusal rate above it by > {self.refusal_rate_delta}; weeks with "
                 f"< {self.min_recordings} recordings are not judged")
 
@@ -139,8 +143,9 @@ def _judge(drift: WeekDrift, members: Sequence[ScreeningRow], reference: Validat
         return
     drift.judged = True
     for variable, value in drift.psi.items():
-        if value is not None and value > bounds.psi_alert:
-            drift.alerts.append(f"{variable} PSI {value:.2f} > {bounds.psi_alert}")
+        statistic, p_value = drift.ks[variable]
+        if value > bounds.psi_alert and p_value < bounds.ks_alpha:
+            drift.alerts.append(f"{variable} PSI {value:.2f} > {bounds.psi_alert} (KS {statistic:.2f}, p {p_value:.1e})")
     if abs(drift.referral_rate - reference.referral_rate) > bounds.referral_rate_delta:
         drift.alerts.append(f"referral rate {drift.referral_rate:.2f} vs reference {reference.referral_rate:.2f} "
                             f"(bound ±{bounds.referral_rate_delta})")

@@ -29,7 +29,6 @@ COMMAND_MODULES = (
     "users",
     "audit",
     "export",  # biomarker export fhir: results or the audit trail as an HL7 FHIR R4 Bundle (--post to a server)
-    "export",  # biomarker export fhir: results or the audit trail as an HL7 FHIR R4 Bundle (--post to a server)
     "spool",  # biomarker spool flush: store results kept while the database was down
     "report",  # biomarker report RESULT_ID --out report.pdf (the chart's PDF)
     "serve",  # start the Streamlit app

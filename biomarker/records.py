@@ -7,6 +7,7 @@ Units are part of the field names (`duration_s`, `sample_rate_hz`) so no reader 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -84,6 +85,20 @@ class DrownedInNoiseError(QualityError):
 
 class ClippedAudioError(QualityError):
     """Too many samples at full scale: the microphone gain was too high."""
+
+
+class StorageFullError(BiomarkerError, OSError):
+    """A folder of the data store has no space left, or cannot be written: the result could not be kept there.
+
+    Here, not in the store, because the screener reports it too (`screen_and_record` keeps the score in its
+    outcome and the log when the store cannot), and the screener never imports the store. `folder` is named in
+    the message and kept for the user's language.
+    """
+
+    def __init__(self, folder: Path | str, error: OSError, what: str):
+        self.folder = str(folder)
+        reason = error.strerror or str(error)
+        super().__init__(f"{what} could not be written to {self.folder}: {reason}")
 
 
 class CohortError(BiomarkerError, ValueError):

@@ -13,6 +13,8 @@ dropped.
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,8 +38,10 @@ from biomarker.records import (
     QualityReport,
     Recording,
     Score,
+    StorageFullError,
 )
 
+LOG = logging.getLogger(__name__)
 AudioSource = Union[str, Path, bytes, BinaryIO]
 
 DEFAULT_MODEL = "ri-screener"
@@ -253,10 +257,15 @@ class ResultStore(Protocol):
 
 @dataclass(frozen=True)
 class ScreeningOutcome:
-    """A scored recording and what the store did with it (`record.stored` False means it was spooled)."""
+    """A scored recording and what the store did with it (`record.stored` False means it was spooled).
+
+    `not_stored` is set (and `record` is None) when the data folder had no room for the audio or the spool:
+    the score is still here, and in the log, for the user to see and note.
+    """
 
     assessment: Assessment
-    record: object  # biomarker.store.RecordOutcome
+    record: object | None  # biomarker.store.RecordOutcome
+    not_stored: StorageFullError | None = None
 
 
 def screen_and_record(
@@ -276,7 +285,8 @@ def screen_and_record(
     Undecodable bytes raise their `AudioError` before anything is written; a recording that decodes but fails
     the quality gate is kept on disk but never stored as a score. Either way the attempt is an audit event
     (`store.record_attempt`). The same audio again for the same patient is not stored twice: the outcome's
-    `record.duplicate_of` names the earlier result.
+    `record.duplicate_of` names the earlier result. A full disk never loses the score: it is returned with
+    `not_stored` saying which folder was full, and logged at ERROR level with every field.
     """
     started = time.perf_counter()
     sha256 = hashlib.sha256(data).hexdigest()
@@ -286,22 +296,38 @@ def screen_and_record(
         _record_refusal(store, error, "rejected", actor, patient_id, site, sha256)
         raise
     suffix = Path(name).suffix.lower() or ".wav"
-    audio_path = store.save_audio(data, suffix if suffix[1:].isalnum() and len(suffix) <= 9 else ".wav")
+    audio_path, not_stored = None, None
+    try:
+        audio_path = store.save_audio(data, suffix if suffix[1:].isalnum() and len(suffix) <= 9 else ".wav")
+    except StorageFullError as error:
+        not_stored = error  # score it all the same: the clinician sees the result, the log keeps it
     try:
         assessment = screener.assess_recording(recording, cohort=cohort, started=started)
     except AudioError as error:
         _record_refusal(store, error, "refused", actor, patient_id, site, sha256)
         raise
-    record = store.record_result(
-        assessment.score,
-        actor=actor,
-        audio_path=audio_path,
-        duration_s=recording.duration_s,
-        sample_rate_hz=recording.original_sample_rate_hz,
-        patient_id=patient_id,
-        site=site,
-    )
-    return ScreeningOutcome(assessment, record)
+    record = None
+    if not_stored is None:
+        try:
+            record = store.record_result(
+                assessment.score,
+                actor=actor,
+                audio_path=audio_path,
+                duration_s=recording.duration_s,
+                sample_rate_hz=recording.original_sample_rate_hz,
+                patient_id=patient_id,
+                site=site,
+            )
+        except StorageFullError as error:
+            not_stored = error
+    if not_stored is not None:
+        LOG.error("result NOT STORED (%s): %s", not_stored, json.dumps(
+            {"input": name, "sha256": sha256, "probability": assessment.score.probability,
+             "threshold": assessment.score.threshold, "decision": assessment.score.decision,
+             "model": f"{assessment.score.model_name}@{assessment.score.model_version}",
+             "cohort": assessment.score.cohort, "site": site or getattr(actor, "site", None),
+             "actor": getattr(actor, "username", None)}))
+    return ScreeningOutcome(assessment, record, not_stored)
 
 
 def _record_refusal(store: ResultStore, error: AudioError, outcome: str, actor: object, patient_id: str | None,

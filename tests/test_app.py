@@ -51,6 +51,7 @@ def speech(tmp_path_factory):
 USERS = (("cleo", "clinician", "ward-1"), ("rita", "researcher", None), ("aldo", "auditor", None),
          ("adam", "admin", "ward-1"), ("cris", "clinician", "ward-2"))
 SECRET = "app-tests-pseudonym-key-0123456789"
+AUDIT_KEY = "app-tests-audit-chain-key-0123456789"  # the template's events must verify in each test's copy
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,8 @@ def template_db(tmp_path_factory):
     """A migrated database holding the test accounts, built once: argon2 hashing is slow on purpose, so each
     test starts from a copy of this file instead of hashing five passwords again."""
     folder = tmp_path_factory.mktemp("template")
-    settings = Settings.from_env({"BIOMARKER_HOME": str(folder), "BIOMARKER_SECRET": SECRET})
+    settings = Settings.from_env({"BIOMARKER_HOME": str(folder), "BIOMARKER_SECRET": SECRET,
+                                  "BIOMARKER_AUDIT_KEY": AUDIT_KEY})
     store = Store(settings)
     for name, role, site in USERS:
         store.add_user(name, PASSWORD, role, site=site, actor=UserInfo("setup", "admin"), must_change_password=False)
@@ -73,6 +75,7 @@ def env(tmp_path, model_dir, monkeypatch):
     monkeypatch.setenv("BIOMARKER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'db' / 'biomarker.db'}")
     monkeypatch.setenv("BIOMARKER_SECRET", SECRET)
+    monkeypatch.setenv("BIOMARKER_AUDIT_KEY", AUDIT_KEY)
     monkeypatch.setenv("BIOMARKER_MODEL", str(model_dir))
     monkeypatch.setenv("BIOMARKER_DEVICE", "cpu")
     return tmp_path
@@ -425,6 +428,25 @@ def test_bad_input_catalogue_is_explained_and_never_stored_as_a_score(store):
     random_bytes = "this file is not a sound recording"
     assert any(random_bytes in message for message in seen) and not any(
         random_bytes in m and "quiet" in m for m in seen)
+
+
+def test_a_full_disk_shows_the_result_and_says_it_was_not_stored(store, env, speech, monkeypatch):
+    """No room for the audio: the clinician still sees the score, is told in plain words that nothing was kept
+    and which folder is full, and nothing half-stored appears in the history."""
+    import errno
+
+    from biomarker.records import StorageFullError
+
+    def full(*_args, **_kwargs):
+        raise StorageFullError(env / "home" / "audio", OSError(errno.ENOSPC, "No space left on device"), "the recording")
+
+    monkeypatch.setattr("biomarker.store.repository.save_audio", full)
+    at = screen(app_as("cleo"), speech)
+    errors = texts(at, "error")
+    [message] = [text for text in errors if "NOT STORED" in text]
+    assert "NOT STORED" in message and str(env / "home" / "audio") in message and "Write down" in message
+    assert at.metric  # the score is on the screen
+    assert results(store) == []
 
 
 def test_database_down_spools_and_tells_the_clinician_then_flushes(store, env, speech):

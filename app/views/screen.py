@@ -98,7 +98,9 @@ if shown is not None and clip is not None and shown[:2] == (patient_id, clip.fil
         show_rejection(t, outcome)
     else:
         record = outcome.record
-        if record.duplicate_of is not None:
+        if outcome.not_stored is not None:  # a full disk: the screen is the only copy besides the server's log
+            st.error(t("screen.not_stored", folder=outcome.not_stored.folder, patient=patient_id))
+        elif record.duplicate_of is not None:
             st.warning(t("screen.already_screened", patient=patient_id, result=record.duplicate_of.score_id,
                          when=t.datetime(record.duplicate_of.created_at, context.zone())))
         elif record.stored:
@@ -106,7 +108,7 @@ if shown is not None and clip is not None and shown[:2] == (patient_id, clip.fil
         else:
             st.warning(t("screen.spooled", patient=patient_id))
         show_assessment(t, outcome.assessment, screener, t("screen.this_recording"))
-        if record.score_id is not None:  # stored now, or earlier (a spooled result has no row yet)
+        if record is not None and record.score_id is not None:  # stored now, or earlier (a spooled result has no row yet)
             show_report_download(t, store, record.score_id, viewer=user, language=context.language(),
                                  zone=context.zone(), typed_patient=patient_id)
         try:

@@ -144,9 +144,14 @@ def _logging_scorer(screener, store, cohort: str | None) -> Callable[[list[str]]
     def score_and_log(path: str):
         data = read_input(path, name=path, config=screener.config.audio)
         outcome = screen_and_record(screener, store, data, name=path, actor=actor, cohort=cohort)
-        if not outcome.record.stored:  # spooled: the row is right, but say where the result went
+        score = outcome.assessment.score
+        if outcome.not_stored is not None:  # a full disk: this row and this line are the only copies
+            typer.echo(f"{path}: NOT STORED: {outcome.not_stored}; its result is kept in this CSV row "
+                       f"(probability {score.probability:.6f}, {score.decision}, threshold {score.threshold:.6f}, "
+                       f"{score.model_name}@{score.model_version})", err=True)
+        elif not outcome.record.stored:  # spooled: the row is right, but say where the result went
             typer.echo(f"{path}: {outcome.record.message}", err=True)
-        return outcome.assessment.score
+        return score
 
     return lambda paths: [_guarded(lambda path=path: score_and_log(path)) for path in paths]
 

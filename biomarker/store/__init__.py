@@ -3,6 +3,7 @@
 Start here: `Store(Settings.from_env())`. See docs/store.md for the API the app and the CLI use.
 """
 
+from biomarker.records import StorageFullError
 from biomarker.store.auth import ACTIONS, ROLES, can, require, session_expired
 from biomarker.store.chain import VerifyResult
 from biomarker.store.accounts import AccountRow, UserInfo
@@ -17,7 +18,6 @@ from biomarker.store.errors import (
     InvalidUserError,
     ResultNotFoundError,
     SpoolError,
-    StorageFullError,
     StoreBusyError,
     StoreError,
     UnknownActionError,

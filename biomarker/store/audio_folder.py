@@ -12,6 +12,7 @@ import re
 import tempfile
 from pathlib import Path
 
+from biomarker.records import StorageFullError
 from biomarker.store.errors import AudioPathError
 
 _SUFFIX = re.compile(r"^\.[a-z0-9]{1,8}$")
@@ -32,12 +33,18 @@ def save_audio(audio_dir: Path, data: bytes, suffix: str = ".wav") -> Path:
     path = audio_dir / sha[:2] / f"{sha}{suffix}"
     if path.exists():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique temporary per writer: two sessions (threads of one app process) often save the same recording.
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "wb") as file:
-        file.write(data)
-    os.replace(temporary, path)  # readers see the whole file or none of it
+    temporary = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A unique temporary per writer: two sessions (threads of one app process) often save the same recording.
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)  # readers see the whole file or none of it
+    except OSError as error:  # a full disk above all: no half-written file stays, and the folder is named
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        raise StorageFullError(audio_dir, error, "the recording") from error
     return path
 
 

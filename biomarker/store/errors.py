@@ -76,8 +76,3 @@ class ResultNotFoundError(StoreError, LookupError):
 
 class StoreBusyError(StoreError):
     """The database stayed locked by another writer past the wait: nothing is wrong with the data; try again."""
-
-
-class StorageFullError(StoreError, OSError):
-    """A folder of the data store has no space left (or is not writable): the message names the folder and says
-    where the result was kept instead (the run's CSV row and its log)."""

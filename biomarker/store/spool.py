@@ -19,6 +19,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from biomarker.records import StorageFullError
 from biomarker.store.chain import canonical_json
 from biomarker.store.errors import SpoolError
 
@@ -69,19 +70,22 @@ class Spool:
         return hmac.new(self._key, body.encode("utf-8"), hashlib.sha256).hexdigest()
 
     def write(self, result: PendingResult) -> Path:
-        """Persist `result` (atomically, fsynced: this is the only copy until the database is back)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """Persist `result` (atomically, fsynced: this is the only copy until the database is back). Raises
+        `StorageFullError` naming the folder when it cannot be written (a full disk), leaving no partial file."""
         path = self.folder / f"{result.result_uid}.json"
         temporary = path.with_suffix(".tmp")
         body = canonical_json(asdict(result))
         try:
+            self.folder.mkdir(parents=True, exist_ok=True)
             with open(temporary, "w", encoding="utf-8") as handle:
                 json.dump({"result": json.loads(body), "hmac": self._signature(body)}, handle, indent=1)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, path)
-        except BaseException:
+        except BaseException as error:
             temporary.unlink(missing_ok=True)  # no half-written file is left behind, whatever failed
+            if isinstance(error, OSError):
+                raise StorageFullError(self.folder, error, "the result (database unreachable, spool full)") from error
             raise
         return path
 

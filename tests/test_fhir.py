@@ -421,3 +421,41 @@ def test_a_period_with_nothing_gives_an_empty_bundle_that_still_validates(store,
     made = export_bundle(store, None, datetime.utcnow() - timedelta(days=1), viewer=AUDITOR, catalog=catalog)
     assert made.rows == 0 and [e.resource.get_resource_type() for e in made.bundle.entry] == ["CodeSystem"]
     parse_bundle(to_json(made.bundle))
+
+
+# -------------------------------------------------------------------------------------------------------- app
+def test_audit_page_downloads_a_fhir_bundle_of_results_and_of_audit_events(tmp_path, monkeypatch):
+    from datetime import timezone
+
+    from streamlit.testing.v1 import AppTest
+
+    from biomarker.settings import Settings
+
+    env = {"BIOMARKER_HOME": str(tmp_path / "home"), "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
+           "BIOMARKER_SECRET": "app-fhir-test-secret-0123456789"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    store = Store(Settings.from_env())
+    record(store, CLINICIAN, probability=0.83, patient_id="PAC-9", audio=b"ward clip")
+    store.close()
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app" / "Home.py"), default_timeout=120)
+    at.session_state["language"] = "en"
+    at.session_state["signed_in"] = UserInfo("aldo", "auditor")
+    at.session_state["last_activity"] = datetime.now(timezone.utc)
+    at.run()
+    at.switch_page("views/audit.py").run()
+    assert not at.exception, at.exception
+    at.radio(key="audit_format").set_value("fhir").run()
+    assert any("FHIR R4 Bundle" in caption.value for caption in at.caption)
+    at.button(key="audit_export").click().run()
+    assert not at.exception, at.exception
+    [download] = at.get("download_button")
+    assert download.proto.label.endswith(".fhir.json")  # the file offered is the Bundle previewed below
+    bundle = parse_bundle(at.code[0].value)
+    [observation] = resources(bundle, "Observation")
+    assert float(component(observation, "calibrated-probability").valueQuantity.value) == 0.83
+    assert resources(bundle, "DiagnosticReport")[0].presentedForm[0].data.startswith(b"%PDF")
+    at.selectbox(key="audit_table").set_value("audit_events")
+    at.button(key="audit_export").click().run()
+    events = resources(parse_bundle(at.code[0].value), "AuditEvent")
+    assert [e.subtype[-1].code for e in events][:3] == ["recording_stored", "score_stored", "export"]

@@ -1,5 +1,5 @@
-"""Exports for a period (CSV or JSON): results for researchers; auditors also get the audit events and the hash
-chain's check."""
+"""Exports for a period (CSV, JSON or an HL7 FHIR R4 Bundle): results for researchers; auditors also get the audit
+events and the hash chain's check."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import datetime, time, timedelta
 import streamlit as st
 
 import context
+from biomarker.models.catalog import Catalog
 from biomarker.store.auth import AUDIT, EXPORT, can
 
 PREVIEW_CHARS = 200_000
@@ -31,11 +32,22 @@ since = columns[0].date_input(t("audit.since"), value=today - timedelta(days=30)
 until = columns[1].date_input(t("history.until"), value=today, key="audit_until")
 table = columns[2].selectbox(t("audit.what"), ["results", "audit_events"] if auditor else ["results"],
                              key="audit_table", format_func=lambda name: t(f"audit.table.{name}"))
-fmt = columns[3].radio(t("audit.format"), ["csv", "json"], horizontal=True, key="audit_format")
+fmt = columns[3].radio(t("audit.format"), ["csv", "json", "fhir"], horizontal=True, key="audit_format",
+                       format_func=lambda name: t("audit.format_fhir") if name == "fhir" else name)
+if fmt == "fhir":
+    st.caption(t("audit.fhir_note"))
 if st.button(t("audit.prepare"), key="audit_export"):
-    text = store.export(datetime.combine(since, time.min), datetime.combine(until + timedelta(days=1), time.min), fmt,
-                        viewer=user, table=table)
-    st.session_state["export"] = (f"biomarker-{table}-{since}-{until}.{fmt}", text)
+    start, end = datetime.combine(since, time.min), datetime.combine(until + timedelta(days=1), time.min)
+    if fmt == "fhir":
+        # imported here: fhir.resources builds its models on import (about a second), which only this download needs
+        from biomarker.fhir import export_bundle, to_json
+
+        made = export_bundle(store, start, end, viewer=user, table=table, catalog=Catalog(),
+                             language=context.language(), zone=context.zone())
+        st.session_state["export"] = (f"biomarker-{table}-{since}-{until}.fhir.json", to_json(made.bundle))
+    else:
+        text = store.export(start, end, fmt, viewer=user, table=table)
+        st.session_state["export"] = (f"biomarker-{table}-{since}-{until}.{fmt}", text)
 if "export" in st.session_state:
     file_name, text = st.session_state["export"]
     st.download_button(t("audit.download", file=file_name), text, file_name=file_name, key="audit_download")

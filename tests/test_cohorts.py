@@ -208,3 +208,37 @@ def test_training_voices_cannot_be_drawn_into_the_held_out_pool():
         with pytest.raises(CohortError, match="unheard"):
             SynthConfig(pool="heldout", variants=(voice,)).validate()
     SynthConfig(pool="languages", variants=("Alicia", "m1")).validate()
+
+
+def test_spira_without_speaker_column_says_so_and_the_cli_warns(tmp_path):
+    from typer.testing import CliRunner
+
+    from biomarker.cli import app
+    from biomarker.cohorts.spira import FROM_FILE_NAME
+
+    rows = [f"p{k // 2}_{k % 2}x.wav,{(k // 2) % 2}" for k in range(12)]
+    for row in rows:
+        _wav(tmp_path / row.split(",")[0])
+    (tmp_path / "meta.csv").write_text("\n".join(["file_path,class", *rows]) + "\n")
+    assert read_spira_csv(tmp_path / "meta.csv").speakers_from == FROM_FILE_NAME
+    result = CliRunner().invoke(app, ["cohort", "import", str(tmp_path / "meta.csv"), str(tmp_path / "m.csv")])
+    assert result.exit_code == 0, result.output
+    assert "of 12 speakers" in result.output and "NOT speaker-disjoint" in result.output
+    by_pattern = read_spira_csv(tmp_path / "meta.csv", speaker_pattern=r"^(p\d+)_")
+    assert by_pattern.speaker_disjoint and sorted({i.speaker_id for i in by_pattern.items}) == [f"p{k}" for k in range(6)]
+    result = CliRunner().invoke(app, ["cohort", "import", str(tmp_path / "meta.csv"), str(tmp_path / "m.csv"),
+                                      "--speaker-pattern", r"^(p\d+)_"])
+    assert "of 6 speakers" in result.output and "NOT speaker-disjoint" not in result.output
+
+
+def test_spira_speaker_column_is_used_and_checked(tmp_path):
+    for name in ("a.wav", "b.wav", "c.wav"):
+        _wav(tmp_path / name)
+    (tmp_path / "meta.csv").write_text("file_path,class,speaker\na.wav,1,s1\nb.wav,1,s1\nc.wav,0,\n")
+    with pytest.raises(CohortError, match="line 4: speaker \\(the speaker\\) is empty"):
+        read_spira_csv(tmp_path / "meta.csv")
+    (tmp_path / "meta.csv").write_text("file_path,class,speaker\na.wav,1,s1\nb.wav,1,s1\nc.wav,0,s2\n")
+    imported = read_spira_csv(tmp_path / "meta.csv")
+    assert imported.speakers_from == "column 'speaker'" and [i.speaker_id for i in imported.items] == ["s1", "s1", "s2"]
+    with pytest.raises(CohortError, match="needs a group"):
+        read_spira_csv(tmp_path / "meta.csv", speaker_pattern="p")

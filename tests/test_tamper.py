@@ -247,3 +247,25 @@ def test_a_chain_written_before_keying_still_verifies_and_only_as_a_prefix(store
     forged = _rehashed_unkeyed([{**row, "actor": "mallory"} if row["seq"] == 2 else row for row in rows[:len(legacy)]])
     _rewrite(store, forged + rows[len(legacy):])
     _broken(store, "audit_events", len(legacy) + 1, "previous-hash")
+
+
+# ------------------------------------------------------------------------------------------------ the witness
+def test_the_witness_command_receives_each_anchor_and_a_failing_one_is_named(tmp_path):
+    from dataclasses import replace
+
+    from biomarker.store.anchor import WitnessError
+
+    witnessed = tmp_path / "witness.jsonl"
+    settings = replace(make_settings(tmp_path), witness_command=f"cat >> {witnessed}")
+    store = Store(settings)
+    record(store, ADMIN, audio=b"witnessed")
+    line = store.anchor_head()
+    assert json.loads(witnessed.read_text().splitlines()[-1])["hash"] == line.hash == store.verify_chain().head_hash
+    store.export(None, None, "json", viewer=ADMIN)  # every export is witnessed too
+    assert len(witnessed.read_text().splitlines()) == 2
+    assert store.verify_chain(anchor_file=witnessed).ok  # the witness's copy checks the chain as the local one does
+    store.close()
+    failing = Store(replace(settings, witness_command="echo refused >&2; exit 3"))
+    with pytest.raises(WitnessError, match="exit 3.*refused"):
+        failing.anchor_head()
+    failing.close()

@@ -5,6 +5,7 @@ one (its numbers mean nothing)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -25,12 +26,12 @@ from sqlalchemy import select
 from screening_helpers import TEST_MODEL_NAME, TEST_MODEL_VERSION, espeak_wav, save_tiny_screening_model, wav_bytes
 
 HOME_SCRIPT = str(Path(__file__).resolve().parent.parent / "app" / "Home.py")
-ALL_PAGES = ("views/screen.py", "views/samples.py", "views/history.py", "views/audit.py", "views/users.py",
-             "views/account.py")
+ALL_PAGES = ("views/screen.py", "views/samples.py", "views/history.py", "views/audit.py", "views/models.py",
+             "views/monitor.py", "views/users.py", "views/account.py")
 PAGES_BY_ROLE = {
     "clinician": {"views/screen.py", "views/samples.py", "views/history.py", "views/account.py"},
-    "researcher": {"views/history.py", "views/audit.py", "views/account.py"},
-    "auditor": {"views/history.py", "views/audit.py", "views/account.py"},
+    "researcher": {"views/history.py", "views/audit.py", "views/models.py", "views/monitor.py", "views/account.py"},
+    "auditor": {"views/history.py", "views/audit.py", "views/models.py", "views/monitor.py", "views/account.py"},
     "admin": set(ALL_PAGES),
 }
 PASSWORD = "correct horse battery"
@@ -660,3 +661,33 @@ def test_twenty_concurrent_scoring_requests_give_twenty_rows_and_a_valid_chain(s
     assert len(rows) == 20 and len({row.patient_pseudonym for row in rows}) == 20
     assert len({round(row.probability, 6) for row in rows}) == 1  # same clip, same answer under contention
     assert store.verify_chain().ok
+
+
+def test_the_models_page_shows_the_default_and_the_monitor_page_alerts_and_audits(store, env):
+    """A seeded site whose scores all sit above the threshold, against a reference that refers no one: the admin
+    sees the alert and it is audited; the models page lists the shipped default."""
+    from biomarker.governance.reference import REFERENCE_FILE
+    from biomarker.models.catalog import Catalog
+    from biomarker.records import QualityReport, Score
+
+    catalog = Catalog()
+    model = catalog.get("ri-screener")
+    reference = json.loads((model.path / REFERENCE_FILE).read_text())
+    operator = UserInfo.local_operator()
+    for k in range(35):
+        quality = QualityReport(duration_s=5.0, speech_ratio=0.6, clipping_ratio=0.0, peak=0.7, rms_dbfs=-22.0,
+                                snr_db=3.0, passed=True)
+        score = Score(probability=0.99, threshold=reference["threshold"], decision="positive", model_name=model.name,
+                      model_version=model.version, cohort="synthetic-ri", device="cpu", latency_ms=40.0, quality=quality)
+        store.record_result(score, actor=operator, audio_path=store.save_audio(f"clip {k}".encode()), duration_s=5.0,
+                            sample_rate_hz=16000, site="ward-9")
+    at = app_as("adam")
+    at.switch_page("views/models.py").run()
+    assert not at.exception, at.exception
+    assert any(model.ref in str(frame.value) for frame in at.dataframe)
+    at.switch_page("views/monitor.py").run()
+    assert not at.exception, at.exception
+    assert any("Drift alert at ward-9" in error.value for error in at.error)
+    with store.engine.connect() as connection:
+        actions = [row.action for row in connection.execute(select(AuditEvent.action))]
+    assert actions.count("drift_alert") == 1

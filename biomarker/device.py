@@ -58,7 +58,7 @@ def mamba_kernel_available() -> bool:
     if not torch.cuda.is_available():
         return False
     try:
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn  # noqa: F401
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn  # noqa: F401  (lazy: the optional [gpu] extra)
     except Exception:  # any import failure (missing build, ABI mismatch) means: use our own scan
         return False
     return True

@@ -48,6 +48,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
 
 from biomarker.device import autocast, pick_device, precision_for
 from biomarker.records import BiomarkerError
@@ -331,7 +332,7 @@ class _RunFiles:
 
 def plot_log(log_csv: Path, png: Path, *, title: str = "") -> None:
     """One panel per metric (lr excluded), train and held-out curves against the step."""
-    import matplotlib
+    import matplotlib  # lazy: heavy (over a second on a busy 2-core machine); only plots need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -531,8 +532,6 @@ def train(
     stop_reason = "max_steps"
     progress = None
     if is_main and config.progress:
-        from tqdm.auto import tqdm
-
         progress = tqdm(total=config.max_steps, initial=step, desc="train", dynamic_ncols=True)
 
     if evaluate is not None and config.evaluate_at_start and step == 0:

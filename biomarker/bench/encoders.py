@@ -37,6 +37,11 @@ from typing import Any, Callable
 
 import torch
 
+from biomarker.bench.features import cpu_name
+from biomarker.models import create_model
+from biomarker.nn.attention import SelfAttention, attention_flops
+from biomarker.nn.tokens import TokenLayout
+
 ENCODERS: dict[str, tuple[str, dict[str, Any]]] = {
     "ssamba-tiny": ("ssamba-tiny", {}),
     "ssast-tiny (sdpa)": ("ssast-tiny-patch", {"attention": "sdpa"}),
@@ -71,8 +76,6 @@ def _median_time(run: Callable[[], object], repeats: int) -> tuple[float, float]
 def build_run(encoder: str, mode: str, tokens: int, batch: int) -> Callable[[], None]:
     """The model, its seeded inputs and the closure that runs one point: a no-grad forward of `encode`, or a
     training step (forward, pooled loss, backward, AdamW)."""
-    from biomarker.models import create_model
-
     torch.manual_seed(0)
     name, overrides = ENCODERS[encoder]
     model = create_model(name, **overrides)
@@ -154,9 +157,6 @@ def fitted_exponent(points: list[dict[str, Any]], clock: str = "seconds") -> flo
 
 def attention_layer_comparison(grid: tuple[int, int], batch: int, repeats: int, threads: int) -> list[dict[str, Any]]:
     """FLOPs and median wall time of one SSAST-tiny attention layer per mode on `grid` (in this process)."""
-    from biomarker.nn.attention import SelfAttention, attention_flops
-    from biomarker.nn.tokens import TokenLayout
-
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     dim, heads = 192, 3
@@ -207,7 +207,7 @@ def summarize(points: list[dict[str, Any]], tokens: list[int], clock: str = "sec
 
 def plot(points: list[dict[str, Any]], path: Path, title: str) -> None:
     """Time and peak-memory rise against tokens, log-log, one line per encoder."""
-    import matplotlib
+    import matplotlib  # lazy: heavy (over a second on a busy 2-core machine); only plots need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -244,8 +244,6 @@ def main(
     as_json: bool = False,
 ) -> dict[str, Any]:
     """Measure every point, print a table (or JSON), write the plot; return the result dict."""
-    from biomarker.bench.features import cpu_name
-
     threads = threads or torch.get_num_threads()
     bad = [n for n in tokens if n % GRID_ROWS]
     if bad:

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import python_speech_features
 import torch
+import torchaudio.compliance.kaldi as kaldi
 
 from biomarker.device import describe, pick_device
 from biomarker.features import get_extractor
@@ -48,9 +50,6 @@ def best_time(run: Callable[[], object], repeats: int, synchronize: Callable[[],
 
 def main(clips: int = 64, seconds: float = 10.0, repeats: int = 3, device: str = "cpu", as_json: bool = False) -> dict:
     """Time both front-ends on `clips` x `seconds` of 16 kHz audio; print a table (or JSON); return the dict."""
-    import python_speech_features
-    import torchaudio.compliance.kaldi as kaldi
-
     target = pick_device(device)
     synchronize = (lambda: torch.cuda.synchronize(target)) if target.type == "cuda" else (lambda: None)
     rate = 16000

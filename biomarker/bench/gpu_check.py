@@ -21,15 +21,25 @@ import io
 import json
 import platform
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import soundfile as sf
 import torch
 
-from biomarker.device import describe, pick_device
+from biomarker.audio import require_quality
+from biomarker.device import autocast, describe, mamba_kernel_available, pick_device, precision_for
+from biomarker.models import ScreeningModel, create_model, from_pretrained
+from biomarker.nn.scan import selective_scan
+from biomarker.nn.scan_triton import triton_available
+from biomarker.pretrain.objective import MaskedTokenObjective
+from biomarker.screener import PRETRAINED_DIR, Screener, ScreenerConfig, screen_and_record
+from biomarker.settings import Settings
+from biomarker.store import Store, UserInfo
 
 PAPER_RATIOS_22K = {"time": 0.076, "memory": 0.046}  # SSAMBA README: 92.7% faster, 95.4% less memory (tiny)
 
@@ -76,10 +86,6 @@ def _median_ms(run: Callable[[], object], device: torch.device, repeats: int) ->
 # ------------------------------------------------------------------------------------------------ scan
 def scan_agreement(device: torch.device, sizes: CheckSizes) -> list[dict[str, Any]]:
     """Max |backend - reference| / max |reference| for outputs and input gradients, per backend and length."""
-    from biomarker.device import mamba_kernel_available
-    from biomarker.nn.scan import selective_scan
-    from biomarker.nn.scan_triton import triton_available
-
     backends = ["torch"]
     if device.type == "cuda":
         backends += ["triton"] if triton_available() else []
@@ -128,8 +134,6 @@ def speech_like_clip(seconds: float = 10.0, sample_rate_hz: int = 16000, seed: i
     """A voiced, syllable-rhythmic test signal as 16-bit WAV bytes (the GPU machine has no espeak-ng).
 
     Speed does not depend on content, but the clip must pass the quality gate like speech would."""
-    import soundfile as sf
-
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sample_rate_hz)) / sample_rate_hz
     f0 = 120 + 15 * np.sin(2 * np.pi * 0.5 * t)
@@ -144,8 +148,6 @@ def speech_like_clip(seconds: float = 10.0, sample_rate_hz: int = 16000, seed: i
 
 def tiny_screening_model(sizes: CheckSizes, encoder: str = "ssamba-tiny") -> torch.nn.Module:
     """A randomly initialised screening bundle around `encoder` (cost does not depend on the weights)."""
-    from biomarker.models import ScreeningModel, create_model
-
     bundle = ScreeningModel(create_model(encoder, **sizes.overrides), name=f"random-{encoder}", version="gpu-check")
     bundle.add_cohort("default")
     return bundle
@@ -154,9 +156,6 @@ def tiny_screening_model(sizes: CheckSizes, encoder: str = "ssamba-tiny") -> tor
 def scoring_models(sizes: CheckSizes) -> list[torch.nn.Module]:
     """What the latency goal is checked on: the shipped screener (full sizes, when present) and the two tiny
     encoders of the product, SSAMBA-tiny and SSAST-tiny, as untrained bundles."""
-    from biomarker.models import from_pretrained
-    from biomarker.screener import PRETRAINED_DIR
-
     shipped = PRETRAINED_DIR / "ri-screener"
     models = [from_pretrained(shipped)] if (shipped / "config.json").is_file() and not sizes.model_overrides else []
     return models + [tiny_screening_model(sizes, name) for name in ("ssamba-tiny", "ssast-tiny-patch")]
@@ -165,13 +164,6 @@ def scoring_models(sizes: CheckSizes) -> list[torch.nn.Module]:
 def scoring_latency(device: torch.device, sizes: CheckSizes) -> list[dict[str, Any]]:
     """Per model: a 10 s clip bytes -> calibrated probability (the `Screener` path), bytes -> stored row (the
     app's `screen_and_record`, SQLite with its audit events), and the parts, each a synchronised median."""
-    import tempfile
-
-    from biomarker.audio import require_quality
-    from biomarker.screener import Screener, ScreenerConfig, screen_and_record
-    from biomarker.settings import Settings
-    from biomarker.store import Store, UserInfo
-
     clip = speech_like_clip()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -223,8 +215,6 @@ ENCODERS = {"ssamba-tiny": ("ssamba-tiny", {}), "ssast-tiny (sdpa)": ("ssast-tin
 
 def encoder_point(name: str, tokens: int, device: torch.device, repeats: int, overrides: dict[str, Any]) -> dict[str, Any]:
     """Forward of `encode` on token embeddings (batch 1, fp32, no grad): median ms and peak memory."""
-    from biomarker.models import create_model
-
     model_name, extra = ENCODERS[name]
     model = create_model(model_name, **{**overrides, **extra}).to(device).eval()
     embeddings = torch.randn(1, tokens, model.embed_dim, device=device)
@@ -266,10 +256,6 @@ def encoder_table(device: torch.device, sizes: CheckSizes) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ pretraining
 def pretrain_steps_per_second(device: torch.device, sizes: CheckSizes, model_name: str) -> float:
     """Masked-objective training steps per second (8 x 4 s fbank crops), bf16 autocast on CUDA."""
-    from biomarker.device import autocast, precision_for
-    from biomarker.models import create_model
-    from biomarker.pretrain.objective import MaskedTokenObjective
-
     torch.manual_seed(0)
     objective = MaskedTokenObjective(create_model(model_name, **sizes.overrides)).to(device).train()
     optimizer = torch.optim.AdamW(objective.parameters(), lr=1e-4)

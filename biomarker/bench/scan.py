@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -138,8 +139,6 @@ def _peak_rss_kib() -> int:
                 return int(line.split()[1])
     except OSError:
         pass
-    import resource
-
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
 
 
@@ -253,7 +252,7 @@ def format_table(report: dict, backends: list[str]) -> str:
 
 def plot(report: dict, backends: list[str], path: Path) -> None:
     """Time against L for each backend and batch size, forward and forward+backward side by side, log-log."""
-    import matplotlib
+    import matplotlib  # lazy: heavy (over a second on a busy 2-core machine); only plots need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

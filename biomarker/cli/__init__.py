@@ -2,6 +2,11 @@
 
 Each module in this package owns one group of commands and exposes `register(app)`. Command bodies import
 the library lazily, so `biomarker audit export` or `--help` never loads torch.
+
+Imports: the library's rule is imports at the top of a module (a reader sees a room's real dependencies; a lazy
+import is for a heavy optional dependency only and says so). `cli/` is the one exception, for start-up time:
+every command module is imported to build `--help`, so a command's own dependencies (torch, the store, numpy)
+are imported inside its body, and a command that does not need torch never pays for it (a test checks).
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from biomarker.cohorts.synth import LANGUAGE_WEIGHTS, SENTENCES, VARIANTS
+
 LITERATURE = """\
 ## Why these markers (literature)
 - Pauses: in the SPIRA prosody study (Speech Prosody 2022; 94 COVID-19 RI patients vs 99 controls reading one
@@ -42,14 +44,10 @@ def _variant_args(config: dict) -> str:
 def _voices_line(config: dict) -> str:
     if config.get("variants"):
         return f"{len(config['variants'])} espeak-ng variants chosen for pool `{config.get('pool')}`: {', '.join(config['variants'])}"
-    from biomarker.cohorts.synth import VARIANTS
-
     return f"espeak-ng variants of pool `{config.get('pool')}`: {', '.join(VARIANTS[config['pool']])}"
 
 
 def _languages_line(config: dict) -> str:
-    from biomarker.cohorts.synth import LANGUAGE_WEIGHTS, SENTENCES
-
     languages = sorted(config.get("languages") or SENTENCES[config["pool"]])
     weighted = [f"{share:.0%} {language}" for language, share in LANGUAGE_WEIGHTS.items() if language in languages]
     rest = "the rest shared equally by" if weighted else "shared equally by"

@@ -13,9 +13,10 @@ Features are standardised, then L2 logistic regression with balanced class weigh
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -23,11 +24,15 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from biomarker.audio import load
+from biomarker.cohorts.manifest import read_manifest, select_split
+from biomarker.cohorts.splits import label_budget
+from biomarker.evaluate.calibration import calibrated
+from biomarker.evaluate.manifest import evaluation_sets
+from biomarker.evaluate.report import ReportConfig, SetMeasurements, fit_operating_point, write_report
 from biomarker.features import mfcc
+from biomarker.features.snr import recording_snr
 from biomarker.records import FeatureError
-
-if TYPE_CHECKING:
-    from biomarker.evaluate.report import ReportConfig
 
 SAMPLE_RATE_HZ = 16000
 
@@ -130,7 +135,7 @@ class LogisticBaseline:
         return self.pipeline.decision_function(self._matrix(recordings))
 
 
-def run_baseline(manifest: str, out_dir: str, extra_eval: Sequence[str] = (), config: "ReportConfig | None" = None,
+def run_baseline(manifest: str, out_dir: str, extra_eval: Sequence[str] = (), config: ReportConfig | None = None,
                  labels: int | None = None, seed: int = 0, features: str = "mfcc-stats", cache_dir: str = "runs/cache") -> dict:
     """Train on the manifest's train rows, fit the operating point on val as `biomarker finetune` does (temperature,
     bias, SNR slope, subject pooling, threshold), measure the same sets (test rows per cohort, extra manifests per
@@ -140,17 +145,6 @@ def run_baseline(manifest: str, out_dir: str, extra_eval: Sequence[str] = (), co
     label-budget row of the comparison table compares the baseline and the deep models on the same recordings.
     The SNR of every recording is the quality gate's estimate, cached in `cache_dir` as the deep models cache it,
     so both sides of the table are calibrated the same way; the baseline's features are cached there too."""
-    import json
-    from dataclasses import asdict
-
-    from biomarker.audio import load
-    from biomarker.cohorts.manifest import read_manifest, select_split
-    from biomarker.evaluate.calibration import calibrated
-    from biomarker.evaluate.manifest import evaluation_sets
-    from biomarker.evaluate.report import ReportConfig, SetMeasurements, fit_operating_point, write_report
-    from biomarker.cohorts.splits import label_budget
-    from biomarker.features.snr import recording_snr
-
     config = config or ReportConfig()
     items = read_manifest(manifest)
     audio = lambda rows: [load(item.path, SAMPLE_RATE_HZ).samples for item in rows]  # noqa: E731

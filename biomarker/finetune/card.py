@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Mapping
 
 from biomarker.cohorts.manifest import read_manifest, select_split
+from biomarker.evaluate.compare import compare_runs, markdown
 from biomarker.models.screening import SNR_RANGE_DB, SNR_REFERENCE_DB, SNR_SCALE_DB
 
 SNR_TERM = (f"(clip(SNR, {SNR_RANGE_DB[0]:g}, {SNR_RANGE_DB[1]:g} dB) - {SNR_REFERENCE_DB:g}) / {SNR_SCALE_DB:g}")
@@ -55,8 +56,6 @@ def comparison_table(runs: Mapping[str, Mapping]) -> str:
 def paired_comparisons(run_dir: Path, rivals: Mapping[str, str | Path], resamples: int = 2000) -> str:
     """Markdown: this run minus each rival (label -> its run folder), AUROC per set both measured, with a paired
     bootstrap CI over the same subjects (`biomarker compare`): whether the model beats a baseline or only ties."""
-    from biomarker.evaluate.compare import compare_runs, markdown
-
     sections = [f"### This model vs {label}\n\n" + markdown(compare_runs(run_dir, rival, resamples), "this model", label)
                 for label, rival in rivals.items()]
     return "\n".join(sections)

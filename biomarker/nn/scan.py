@@ -28,6 +28,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from biomarker.device import mamba_kernel_available
+
 from .scan_errors import ScanBackendUnavailableError, ScanInputError
 from .scan_native import MAX_STATE, native_kernel_available, selective_scan_native
 from .scan_reference import scan_core_reference
@@ -70,7 +72,7 @@ def selective_scan(
         u_f, delta_f, B_f, C_f, z_f = flipped
         return selective_scan(u_f, delta_f, A, B_f, C_f, D, z_f, delta_bias, delta_softplus, chosen).flip(-1)
     if chosen == "cuda":
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn  # lazy: the optional [gpu] extra
 
         return selective_scan_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     compute = _compute_dtype(u)
@@ -94,8 +96,6 @@ def selective_scan(
 
 def resolve_backend(backend: str, u: torch.Tensor, state_size: int = 16) -> str:
     """The concrete backend `selective_scan` will use for tensors like `u` and a state of `state_size`."""
-    from biomarker.device import mamba_kernel_available
-
     if backend not in BACKENDS:
         raise ScanInputError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
     native_ok = u.device.type == "cpu" and state_size <= MAX_STATE and native_kernel_available(_compute_dtype(u))

@@ -33,7 +33,7 @@ def triton_available() -> bool:
     if not torch.cuda.is_available():
         return False
     try:
-        import triton  # noqa: F401
+        import triton  # noqa: F401  (lazy: optional, CUDA machines only)
     except Exception:  # a missing or broken Triton means: use the PyTorch scan
         return False
     return True

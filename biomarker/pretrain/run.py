@@ -9,6 +9,7 @@ separately, each with the mean-patch baseline, so the card's evidence comes stra
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import json
@@ -25,7 +26,11 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from biomarker.device import describe
+from biomarker.features import get_extractor
 from biomarker.features.bank import FeatureBank, bank_key, pad_batch
+from biomarker.models import create_model, from_pretrained, list_models
+from biomarker.models.checkpoint import read_description
 from biomarker.pretrain.corpus import read_manifest
 from biomarker.pretrain.data import AudioCropDataset, FeatureCropDataset, PretrainDataError, list_audio
 from biomarker.pretrain.objective import MaskedObjectiveConfig, MaskedTokenObjective
@@ -100,9 +105,6 @@ def initial_encoder(model: str, overrides: dict[str, Any]) -> torch.nn.Module:
     spent (domain-adaptive pretraining, Gururangan et al. 2020). Overrides follow `from_pretrained`'s rules: only
     settings that leave the saved weights usable.
     """
-    from biomarker.models import create_model, from_pretrained, list_models
-    from biomarker.models.checkpoint import read_description
-
     if not Path(model).is_dir():
         if model not in list_models():
             raise PretrainDataError(f"{model!r} is neither a registered encoder ({', '.join(list_models())}) "
@@ -142,8 +144,6 @@ def _normalise_if_unset(encoder: torch.nn.Module, extractor: torch.nn.Module, ba
                         log: Callable[[str], None]) -> torch.nn.Module:
     """Front-ends without stored statistics (MFCC-gram) get the corpus mean/std, written into the encoder's
     feature config so fine-tuning and scoring normalise exactly as pretraining did."""
-    from biomarker.features import get_extractor
-
     if extractor.config.norm_mean is not None:
         return extractor
     values = bank.features.float()
@@ -160,8 +160,6 @@ def _apply_norm(bank: FeatureBank, mean: float, std: float) -> FeatureBank:
 
 def run_pretraining(config: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Pretrain, evaluate on held-out speech, save `out_dir/encoder/` and `out_dir/pretrain_summary.json`."""
-    from biomarker.features import get_extractor
-
     train_config = config.train or TrainConfig(out_dir=config.out_dir, max_steps=1000)
     train_config = dataclasses.replace(train_config, out_dir=config.out_dir)
     device = local_device(train_config.device)
@@ -255,8 +253,6 @@ def run_pretraining(config: PretrainConfig, log: Callable[[str], None] = print) 
 
 
 def _describe(device: torch.device) -> str:
-    from biomarker.device import describe
-
     return describe(device)
 
 
@@ -289,8 +285,6 @@ def export_pretrained(run_dir: str | Path, destination: str | Path, *, name: str
 
 def _last_logged_train_metrics(run_dir: Path) -> dict[str, float]:
     """The last training window in log.csv (with its step): what the card calls the final training losses."""
-    import csv
-
     path = run_dir / "log.csv"
     if not path.exists():
         return {}

@@ -1,7 +1,8 @@
 """`biomarker bench ...`: speed and memory measured side by side, printed as ratios. Tests never time.
 
 Each subcommand calls `biomarker.bench.<name>.main(...)`, which prints a table (or JSON) and returns a dict.
-`hostile` measures peak memory per hostile input, each in its own process (issue 24).
+`hostile` measures peak memory per hostile input, each in its own process (issue 24); `fhir` times a FHIR Bundle
+over 1,000 stored results (issue 26).
 """
 
 from __future__ import annotations
@@ -116,3 +117,16 @@ def hostile(
     report = main(model=model, only=tuple(part.strip() for part in only.split(",") if part.strip()),
                   address_cap_gb=address_cap_gb, timeout_s=timeout_s, out=out, as_json=as_json)
     raise typer.Exit(0 if report["all_goals_met"] else 1)
+
+
+@bench_app.command("fhir")
+def fhir(
+    results: int = typer.Option(1000, help="Results recorded in a throwaway store, then exported as one Bundle."),
+    pdf: str = typer.Option("both", help="with | without | both: the chart PDFs in the DiagnosticReports."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """FHIR export: seconds to build, serialise and parse back a transaction Bundle over N results (goal < 60 s)."""
+    from biomarker.bench.fhir import main
+
+    report = main(results=results, pdf=pdf, as_json=as_json)
+    raise typer.Exit(0 if all(run["goal_met"] for run in report["runs"]) else 1)

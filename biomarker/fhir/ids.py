@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 
-from fhir.resources.R4B.reference import Reference
 from fhir.resources.R4B.resource import Resource
 
 from biomarker.fhir.codes import LOCAL_BASE
@@ -27,6 +26,6 @@ def full_url(resource: Resource) -> str:
     return f"urn:uuid:{resource.id}"
 
 
-def reference_to(resource: Resource, display: str | None = None) -> Reference:
-    """A reference to a resource carried in the same Bundle."""
-    return Reference(reference=full_url(resource), display=display)
+def reference_to(resource: Resource, display: str | None = None) -> dict[str, str]:
+    """A Reference to a resource carried in the same Bundle (a plain value: the resource holding it validates it)."""
+    return {"reference": full_url(resource), **({"display": display} if display else {})}

@@ -131,7 +131,7 @@ def result_resources(row: HistoryRow, result_uid: str, device: Device, *, conclu
                   {"coding": [coding(US_CORE_CATEGORY_SYSTEM, "screening-assessment", "Screening Assessment")]}],
         code=local(SCREENING_CODE), subject=subject_ref, effectiveDateTime=when, issued=when,
         performer=performers,
-        valueCodeableConcept={"coding": decision.coding, "text": decision_text},
+        valueCodeableConcept={"coding": decision["coding"], "text": decision_text},
         interpretation=[{"coding": [coding(INTERPRETATION_SYSTEM, "POS", "Positive") if row.decision == DECISION_POSITIVE
                                     else coding(INTERPRETATION_SYSTEM, "NEG", "Negative")]}],
         device=reference_to(device, f"{row.model_name}@{row.model_version}"), derivedFrom=[reference_to(media)],

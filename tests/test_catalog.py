@@ -161,13 +161,17 @@ def test_cli_list_show_promote(catalog: Catalog):
     assert "* ri-screener@1" in listed.output and "ri-screener@2" in listed.output and "0.910" in listed.output
 
     home = catalog.user_root.parent / "store-home"
-    promoted = runner.invoke(app, ["models", "promote", "ri-screener@2", *roots], env={"BIOMARKER_HOME": str(home)})
+    refused = runner.invoke(app, ["models", "promote", "ri-screener@2", *roots], env={"BIOMARKER_HOME": str(home)})
+    assert refused.exit_code == 1 and "no acceptance.toml" in refused.output and "refused" in refused.output  # no plan here: only an override promotes
+    promoted = runner.invoke(app, ["models", "promote", "ri-screener@2", *roots, "--override", "--reason", "test"],
+                             env={"BIOMARKER_HOME": str(home)})
     assert promoted.exit_code == 0, promoted.output
     from biomarker.settings import Settings
     from biomarker.store import Store, UserInfo
 
     events = Store(Settings.from_env({"BIOMARKER_HOME": str(home)})).audit_events(viewer=UserInfo("a", "auditor"))
-    assert [(e.action, e.object_id) for e in events] == [("model_promoted", "ri-screener@2")]  # audited
+    assert [(e.action, e.object_id) for e in events] == [("model_promoted_override", "ri-screener@2"),
+                                                          ("model_promotion_refused", "ri-screener@2")]  # both audited
     shown = runner.invoke(app, ["models", "show", "ri-screener", "--json", *roots])
     assert json.loads(shown.output)["ref"] == "ri-screener@2"
 

@@ -123,7 +123,8 @@ def promote(
 ) -> None:
     """Evaluate NAME@VERSION on the plan's locked sets beside the current default, print the table, then promote
     it or refuse naming the failing rows (exit 1). The decision, the plan's sha256 and the table are audited."""
-    from biomarker.governance.acceptance import AcceptanceError, decide, evaluate_candidate, find_plan, load_plan
+    from biomarker.governance.acceptance import (AcceptanceError, decide, evaluate_candidate, find_plan, load_plan,
+                                                  no_plan_report)
     from biomarker.models.catalog import parse_ref
     from biomarker.records import BiomarkerError
     from biomarker.store import UserInfo
@@ -136,9 +137,13 @@ def promote(
         if version is None:
             raise AcceptanceError(f"promote needs an exact version, e.g. {name}@2 (got {ref!r})")
         candidate, default = catalog.get(ref), catalog.get(name)
-        accepted = load_plan(plan or find_plan(catalog.user_root, catalog.shipped_root))
-        report = evaluate_candidate(accepted, candidate, default, data_root=data_root, out_dir=out / candidate.ref,
-                                    device=device)
+        try:
+            plan_path = plan or find_plan(catalog.user_root, catalog.shipped_root)
+        except AcceptanceError as missing:
+            report = no_plan_report(candidate, default, str(missing))
+        else:
+            report = evaluate_candidate(load_plan(plan_path), candidate, default, data_root=data_root,
+                                        out_dir=out / candidate.ref, device=device)
         typer.echo(report.to_markdown())
         decision = decide(report, catalog=catalog, actor=UserInfo.local_operator(),
                           audit=lambda action, target, payload: audit_model_change(action, target, payload, required=True),

@@ -205,6 +205,13 @@ def _number(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
+def no_plan_report(candidate, default, reason: str) -> AcceptanceReport:
+    """The table when no plan exists: one failing row, so only an admin's audited override can promote."""
+    report = AcceptanceReport(candidate.ref, default.ref, "none", "none")
+    report.checks.append(Check("-", "plan", "an acceptance plan", None, None, False, reason))
+    return report
+
+
 def _set_metrics(screener, items, cohort: str | None, out_dir: Path) -> tuple[dict, Any]:
     """Score one locked set with one model and measure it as `biomarker evaluate` does (report written)."""
     from biomarker.evaluate.manifest import evaluate_scored

@@ -192,3 +192,19 @@ def test_domain_randomisation_reads_nothing_of_the_independent_package():
     code = ("import sys, biomarker.cohorts.domain, biomarker.cohorts.markers\n"
             "sys.exit(1 if [m for m in sys.modules if m.startswith('biomarker.independent')] else 0)")
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
+
+
+def test_a_build_does_not_depend_on_the_number_of_workers(tmp_path, rooms):
+    items = []
+    for index in range(4):
+        path = tmp_path / "src" / f"{index}.wav"
+        path.parent.mkdir(exist_ok=True)
+        soundfile.write(path, _speech_like(1.0, index), RATE, subtype="PCM_16")
+        items.append(CohortItem(path, index % 2, f"s{index}", "synthetic-train", split="train"))
+    write_manifest(items, tmp_path / "src.csv")
+    config = DomainConfig(seed=2, room_probability=1.0)
+    one = randomise_manifest(tmp_path / "src.csv", tmp_path / "one", rooms[0].parent, config, workers=1)
+    two = randomise_manifest(tmp_path / "src.csv", tmp_path / "two", rooms[0].parent, config, workers=2)
+    assert [i.extras["domain"] for i in one] == [i.extras["domain"] for i in two]
+    for a, b in zip(one[4:], two[4:]):
+        assert np.array_equal(soundfile.read(a.path)[0], soundfile.read(b.path)[0])

@@ -138,13 +138,14 @@ def domain(
     copies: int = typer.Option(1, "--copies", help="Randomised copies per source row."),
     seed: int = typer.Option(0, "--seed"),
     keep_originals: bool = typer.Option(True, "--keep-originals/--copies-only", help="Keep the source rows beside their copies."),
+    workers: int = typer.Option(1, "--workers", help="Encoding processes (the result does not depend on it)."),
 ) -> None:
     """Domain randomisation: copies of every row through random rooms, microphones, gains, band-limits and codecs
     (8 kHz telephone GSM / mu-law, Opus voice notes, MP3); label, speaker and split kept. SYNTHETIC data stays so."""
     from biomarker.cohorts.domain import DomainConfig, randomise_manifest
 
     config = DomainConfig(copies=copies, seed=seed, keep_originals=keep_originals, room_probability=0.5 if rooms else 0.0)
-    items = randomise_manifest(manifest, out, rooms, config)
+    items = randomise_manifest(manifest, out, rooms, config, workers=workers)
     typer.echo(f"wrote {len(items)} rows ({sum(i.extras.get('domain') != 'source' for i in items)} randomised copies) to {out / 'manifest.csv'}")
 
 

@@ -203,28 +203,57 @@ class DomainRandomiser:
         return np.clip(audio, -1.0, 1.0).astype(np.float32), "+".join(steps), codec
 
 
-def randomise_manifest(manifest: str | Path, out_dir: str | Path, room_bank: str | Path | None, config: DomainConfig = DomainConfig()) -> list[CohortItem]:
+def _copies_of(task: tuple[int, CohortItem, DomainConfig, tuple[Path, ...], Path]) -> list[CohortItem]:
+    """The randomised copies of one source row. Its generator is seeded by (build seed, row index), so a build is
+    the same whatever the number of workers and a row's copies do not depend on the rows before it."""
+    index, item, config, responses, out_dir = task
+    randomiser = _worker_randomiser(config, responses)
+    rng = np.random.default_rng([config.seed, index])
+    samples, rate = soundfile.read(item.path, dtype="float32", always_2d=False)
+    if samples.ndim > 1:
+        samples = samples.mean(axis=1)
+    if rate != SAMPLE_RATE_HZ:
+        samples = soxr.resample(samples, rate, SAMPLE_RATE_HZ).astype(np.float32)
+    copies = []
+    for copy in range(config.copies):
+        audio, domain, codec = randomiser(samples, rng)
+        path = out_dir / "clips" / f"{index:05d}-{copy}.wav"
+        soundfile.write(path, audio, SAMPLE_RATE_HZ, subtype="PCM_16")
+        copies.append(replace(item, path=path, cohort=f"{item.cohort}-dr", extras={**item.extras, "domain": domain, "channel": codec}))
+    return copies
+
+
+_RANDOMISERS: dict[tuple, DomainRandomiser] = {}
+
+
+def _worker_randomiser(config: DomainConfig, responses: tuple[Path, ...]) -> DomainRandomiser:
+    """One randomiser per process (its impulse-response cache is worth keeping across rows)."""
+    key = (config, responses)
+    if key not in _RANDOMISERS:
+        _RANDOMISERS[key] = DomainRandomiser(config, responses)
+    return _RANDOMISERS[key]
+
+
+def randomise_manifest(manifest: str | Path, out_dir: str | Path, room_bank: str | Path | None, config: DomainConfig = DomainConfig(),
+                       workers: int = 1) -> list[CohortItem]:
     """Write `config.copies` randomised-domain copies of every row of `manifest` under `out_dir/clips`, and
-    `out_dir/manifest.csv` (sources first when `keep_originals`) plus `domain_config.json`."""
+    `out_dir/manifest.csv` (sources first when `keep_originals`) plus `domain_config.json`. `workers` > 1 encodes
+    in that many processes (the codecs are most of the cost); the result does not depend on it."""
+    from multiprocessing import get_context
+
     out_dir = Path(out_dir)
     (out_dir / "clips").mkdir(parents=True, exist_ok=True)
-    responses = sorted(Path(room_bank).glob("*.wav")) if room_bank else []
-    randomiser = DomainRandomiser(config, responses)
-    rng = np.random.default_rng(config.seed)
+    responses = tuple(sorted(Path(room_bank).glob("*.wav"))) if room_bank else ()
+    DomainRandomiser(config, responses)  # refuse a bad setting before any worker starts
     sources = read_manifest(manifest)
-    copies: list[CohortItem] = []
-    for index, item in enumerate(tqdm(sources, desc="domain-randomised copies", unit="clip")):
-        samples, rate = soundfile.read(item.path, dtype="float32", always_2d=False)
-        if samples.ndim > 1:
-            samples = samples.mean(axis=1)
-        if rate != SAMPLE_RATE_HZ:
-            samples = soxr.resample(samples, rate, SAMPLE_RATE_HZ).astype(np.float32)
-        for copy in range(config.copies):
-            audio, domain, codec = randomiser(samples, rng)
-            path = out_dir / "clips" / f"{index:05d}-{copy}.wav"
-            soundfile.write(path, audio, SAMPLE_RATE_HZ, subtype="PCM_16")
-            copies.append(replace(item, path=path, cohort=f"{item.cohort}-dr",
-                                  extras={**item.extras, "domain": domain, "channel": codec}))
+    tasks = [(index, item, config, responses, out_dir) for index, item in enumerate(sources)]
+    progress = dict(desc="domain-randomised copies", unit="clip", total=len(tasks))
+    if workers > 1:
+        with get_context("spawn").Pool(workers) as pool:
+            per_row = list(tqdm(pool.imap(_copies_of, tasks, chunksize=16), **progress))
+    else:
+        per_row = [_copies_of(task) for task in tqdm(tasks, **progress)]
+    copies = [copy for row in per_row for copy in row]
     originals = [replace(i, extras={**i.extras, "domain": "source", "channel": "source"}) for i in sources] if config.keep_originals else []
     items = originals + copies
     write_manifest(items, out_dir / "manifest.csv")

@@ -13,6 +13,10 @@ features fine-tuning already caches, so they cost nothing per epoch:
 
 Time masking and time warping are deliberately absent: breath pauses and speaking rate are the markers.
 Both transforms only make sense on a frequency axis, so they are refused for cepstral (MFCC) features.
+
+The recording channel (rooms, microphones, gain, band-limits, telephone/Opus/MP3 codecs) is randomised on the
+waveform, before features exist, by `biomarker.cohorts.domain` (`biomarker cohort domain`): fine-tuning caches
+each recording's features once, so a codec cannot be re-run per crop here, and 2 CPU cores could not afford it.
 """
 
 from __future__ import annotations

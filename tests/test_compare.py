@@ -119,3 +119,25 @@ def test_the_card_states_the_paired_difference_against_each_rival(tmp_path, coho
     assert "### This model vs eGeMAPS + LR" in section and "### This model vs MFCC + LR" in section
     assert f"| test | 300 | {beaten.auroc_a:.3f} | {beaten.auroc_b:.3f} | {beaten.difference:+.3f} [" in section
     assert "| +0.000 [+0.000, +0.000] | 100.0% |" in section  # against itself: a tie, never better
+
+
+def _run_with_set(folder, name: str, probabilities: np.ndarray, labels: np.ndarray, subjects: list[str]):
+    config = ReportConfig(bootstrap_resamples=50)
+    results = SetMeasurements(folder / "report", config)
+    results.add(name, probabilities, labels, subjects, 0.5)
+    write_report(folder / "report", results.measured, title="toy", config=config)
+    return folder
+
+
+def test_an_evaluation_pairs_with_a_run_that_measured_the_same_cohort_as_an_extra_manifest(tmp_path, cohort):
+    """`biomarker evaluate` names a set by its cohort, a run or baseline by "<cohort> (all rows)"; and the
+    screener's quality gate may refuse a clip the baseline scored: the pair is then made on the shared subjects."""
+    evidence, labels = cohort
+    subjects = [f"s{i}" for i in range(SUBJECTS)]
+    screener = _run_with_set(tmp_path / "a", "independent-real", sigmoid(evidence[1:]), labels[1:], subjects[1:])
+    baseline = _run_with_set(tmp_path / "b", "independent-real (all rows)", sigmoid(0.5 * evidence), labels, subjects)
+    with pytest.raises(MetricError, match="different subjects"):
+        compare_runs(screener, baseline, resamples=50)
+    (difference,) = compare_runs(screener, baseline, resamples=50, only_common_subjects=True)
+    assert difference.set_name == "independent-real" and difference.n == SUBJECTS - 1
+    assert difference.difference == pytest.approx(0.0, abs=1e-12)  # a monotone rescaling ranks alike

@@ -72,13 +72,43 @@ def paired_auroc_difference(a: SubjectScores, b: SubjectScores, set_name: str = 
     )
 
 
-def compare_runs(run_a: str | Path, run_b: str | Path, resamples: int = 2000, seed: int = 0) -> list[PairedDifference]:
-    """One paired difference per set both runs measured, in run A's order."""
+ALL_ROWS = " (all rows)"
+
+
+def set_key(name: str) -> str:
+    """A set's name without the " (all rows)" that a training run's extra manifests carry, so the same cohort
+    measured by `biomarker evaluate` (named by cohort alone) and by a run or baseline pairs up."""
+    return name.replace(ALL_ROWS, "")
+
+
+def common_subjects(a: SubjectScores, b: SubjectScores) -> tuple[SubjectScores, SubjectScores]:
+    """Both runs' scores on the subjects both scored (e.g. without a clip one model's quality gate refused)."""
+    shared = set(a.subjects) & set(b.subjects)
+
+    def keep(scores: SubjectScores) -> SubjectScores:
+        mask = np.array([subject in shared for subject in scores.subjects])
+        return SubjectScores(scores.scores[mask], scores.labels[mask], [s for s, m in zip(scores.subjects, mask) if m],
+                             scores.recordings[mask])
+
+    return keep(a), keep(b)
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, resamples: int = 2000, seed: int = 0,
+                 only_common_subjects: bool = False) -> list[PairedDifference]:
+    """One paired difference per set both runs measured (matched by `set_key`), in run A's order, named as in A.
+
+    `only_common_subjects` pairs each set on the subjects both runs scored instead of refusing a set where one run
+    scored a subject the other did not (the screener's quality gate refuses clips a baseline scores); `n` says
+    how many subjects were paired."""
     sets_a, sets_b = subject_sets(run_a), subject_sets(run_b)
-    shared = [name for name in sets_a if name in sets_b]
+    keyed_b = {set_key(name): scores for name, scores in sets_b.items()}
+    shared = [name for name in sets_a if set_key(name) in keyed_b]
     if not shared:
         raise MetricError(f"{run_a} and {run_b} measured no set in common ({sorted(sets_a)} vs {sorted(sets_b)})")
-    return [paired_auroc_difference(sets_a[n], sets_b[n], n, resamples, seed) for n in shared]
+    pairs = [(name, sets_a[name], keyed_b[set_key(name)]) for name in shared]
+    if only_common_subjects:
+        pairs = [(name, *common_subjects(a, b)) for name, a, b in pairs]
+    return [paired_auroc_difference(a, b, name, resamples, seed) for name, a, b in pairs]
 
 
 def markdown(differences: list[PairedDifference], name_a: str, name_b: str) -> str:

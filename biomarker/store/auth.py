@@ -41,6 +41,36 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     ADMIN: frozenset(ACTIONS),
 }
 
+def reading_site(role: str, username: str, own_site: str | None, asked: str | None) -> str | None:
+    """The one site rule for reading: a clinician sees only their own site (asking for another is refused, and
+    a clinician without a site sees nothing rather than everything); other roles see the site they ask for, or
+    all sites (None)."""
+    if role != CLINICIAN:
+        return asked
+    _require_own_site(username, own_site)
+    if asked is not None and asked != own_site:
+        raise AccessDeniedError(f"clinician {username!r} may only see site {own_site!r}, not {asked!r}")
+    return own_site
+
+
+def recording_site(role: str, username: str, own_site: str | None, given: str | None) -> str:
+    """The one site rule for writing: a clinician records at their own site; others at the site they name, or
+    their own. Every result must have one: a result with no site is seen by no clinician, lost to the ward."""
+    if role == CLINICIAN:
+        _require_own_site(username, own_site)
+        if given is not None and given != own_site:
+            raise AccessDeniedError(f"clinician {username!r} records at site {own_site!r}, not {given!r}")
+    site = given or own_site
+    if not site:
+        raise AccessDeniedError(f"{username!r} has no site: an admin must set one before screening")
+    return site
+
+
+def _require_own_site(username: str, own_site: str | None) -> None:
+    if not own_site:
+        raise AccessDeniedError(f"clinician {username!r} has no site; an admin must set one")
+
+
 # argon2-cffi's defaults (RFC 9106 low-memory profile) are what the library maintainers recommend; one shared
 # hasher so `check_needs_rehash` follows them when they change.
 _HASHER = PasswordHasher()

@@ -4,7 +4,7 @@ The hash chain protects the audit events; this extends the protection to the tab
 was described, column by column, by an event in the same transaction, and every change to an account by an
 event carrying the account's state after it. So a score whose probability was edited, a recording back-dated,
 an account made admin or given another password hash, a row inserted behind the store's back, or one deleted
-afterwards, no longer matches the chain. Pure function over plain values.
+afterwards, no longer matches the chain. A pure function over plain values.
 
 Events written before a column was recorded (unkeyed links, `key_id` None) are checked on the columns they
 carry; a keyed event must carry them all, so dropping a field from a new event is itself a mismatch.
@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from biomarker.store.chain import VerifyResult
+from biomarker.store.result_fields import RECORDING_COLUMNS, SCORE_COLUMNS
 
-# Columns each table's audit event records under the same key (`created_by` is the event's actor). The first
-# group of each was recorded from the start; the rest since the chain was keyed.
-RECORDING_FIELDS = ("sha256", "site", "patient", "duration_s", "created_by",
-                    "result_uid", "audio_path", "sample_rate_hz", "quality", "created_at")
-SCORE_FIELDS = ("recording_id", "model_name", "model_version", "cohort", "probability", "threshold", "decision",
-                "device", "latency_ms", "created_at")
+# Columns each table's audit event records under the same key (`created_by` is the event's actor, `patient`
+# the pseudonym): every stored column (result_fields). Events before keying carry fewer of them.
+RECORDING_FIELDS = (*RECORDING_COLUMNS, "patient")
+SCORE_FIELDS = ("recording_id", *SCORE_COLUMNS)
 USER_FIELDS = ("username", "role", "site", "active", "must_change_password",
                "password", "failed_logins", "locked_until", "password_changed_at", "created_at")
 EVENT_FOR_TABLE = {"recordings": "recording_stored", "scores": "score_stored"}

@@ -372,6 +372,15 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
                                f"Start the run again without --resume ({error.__class__.__name__})") from None
 
 
+def restore_best(module: nn.Module, out_dir: str | Path, device: torch.device | str | None = None) -> dict[str, Any]:
+    """Load the weights the monitor liked best (`out_dir/best.pt`) into `module`; returns the checkpoint (its
+    `step` and monitored metric). So callers stop reloading best.pt by hand. `device` defaults to the module's."""
+    device = next(module.parameters()).device if device is None else device
+    best = load_checkpoint(Path(out_dir) / BEST_NAME, device)
+    module.load_state_dict(best["model"])
+    return best
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)

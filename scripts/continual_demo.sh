@@ -28,7 +28,7 @@ import json
 import os
 from pathlib import Path
 
-from biomarker.finetune.continual import DemoCohort, make_demo_cohort, run_demonstration
+from biomarker.finetune.continual_demo import DemoCohort, make_demo_cohort, run_demonstration
 
 out = Path(os.environ["OUT"])
 n, steps = int(os.environ["N_CLIPS"]), int(os.environ["STEPS"])

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from biomarker.finetune.continual import CohortScore, ForgettingReport, Stage, plot_forgetting
+from biomarker.finetune.forgetting import CohortScore, ForgettingReport, Stage, plot_forgetting
 
 
 def _stage(cohort: str, aurocs: dict[str, float], trainable: int = 10, total: int = 1000) -> Stage:
@@ -309,7 +309,7 @@ def test_bundle_trained_with_factorized_attention_keeps_it_across_save_and_reloa
 
 
 def test_attention_comparison_sets_each_cohort_next_to_full_attention(forgetful: ForgettingReport):
-    from biomarker.finetune.continual import attention_comparison
+    from biomarker.finetune.forgetting import attention_comparison
 
     factorized = ForgettingReport(method="full + factorized attention", stages=[
         _stage("a", {"a": 0.80}), _stage("b", {"a": 0.80, "b": 0.90}), _stage("c", {"a": 0.70, "b": 0.80, "c": 0.90})])

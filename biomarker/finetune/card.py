@@ -10,11 +10,11 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from biomarker.cohorts.manifest import read_manifest, select_split
 from biomarker.evaluate.compare import compare_runs, markdown
-from biomarker.models.screening import SNR_RANGE_DB, SNR_REFERENCE_DB, SNR_SCALE_DB
+from biomarker.models.screening import SNR_RANGE_DB, SNR_REFERENCE_DB, SNR_SCALE_DB, ScreeningModel
 
 SNR_TERM = (f"(clip(SNR, {SNR_RANGE_DB[0]:g}, {SNR_RANGE_DB[1]:g} dB) - {SNR_REFERENCE_DB:g}) / {SNR_SCALE_DB:g}")
 
@@ -164,3 +164,46 @@ Single-class checks (share flagged at the operating threshold):
   cough, hoarseness, comorbidities, microphones, real wards);
 - languages, ages or recording set-ups that were never evaluated.
 """
+
+
+def cohort_card(model: ScreeningModel, fit: Any, manifest: str | Path, parent: str | None, synthetic: bool) -> str:
+    """A continual-learning version's card (`biomarker.finetune.continual.StageFit` `fit`): what it adds, what it was trained on, measured numbers, what it must not do."""
+    label, point = "SYNTHETIC " if synthetic else "", fit.operating_point
+    cohorts = ", ".join(f"`{c}`" + (" (default)" if c == model.default_cohort else "") for c in model.cohorts)
+    return "\n".join(
+        [
+            f"# {model.name} — respiratory-insufficiency screening bundle",
+            "",
+            f"Adds cohort `{fit.cohort}` ({fit.method}) to `{parent or 'a new bundle'}`. Cohorts: {cohorts}.",
+            "Pick a cohort (task id) when scoring; earlier cohorts' outputs are bit-identical to the parent's"
+            + (" (checked before publishing)." if fit.method != "full" else " — NOT for `full`: the encoder moved."),
+            "",
+            "## Training data",
+            "",
+            f"- {label}cohort manifest `{manifest}` (train rows fit the {fit.method} parameters; validation rows "
+            "chose the best step and fitted the calibration and threshold).",
+            *(
+                ["- The data are SYNTHETIC (espeak-ng voices with simulated breathing markers); no number here says "
+                 "anything about real patients."]
+                if synthetic
+                else []
+            ),
+            "",
+            "## Measured (validation split of this cohort; test numbers are in the forgetting report)",
+            "",
+            f"- Subject-level validation AUROC: {fit.val_auroc:.3f}",
+            f"- Trainable for this cohort: {fit.trainable_params:,} of {fit.total_params:,} parameters on its path "
+            f"({100.0 * fit.trainable_params / fit.total_params:.2f}%)",
+            f"- Calibration (validation recordings): temperature {point.temperature:.3f}, bias {point.bias:+.3f}, "
+            f"SNR slope {point.snr_slope:+.3f} (p = sigmoid(logit / T + b + s · {SNR_TERM}), SNR the quality "
+            f"gate's estimate of the recording); threshold {point.threshold:.3f} on that probability "
+            f"(sensitivity ≥ {point.target_sensitivity:.2f} on validation subjects)",
+            "",
+            "## Must not be used for",
+            "",
+            "- Diagnosis, or estimating SpO2: it screens (refer for an SpO2 check).",
+            "- Any clinical decision while it is trained on synthetic data or is not clinically validated.",
+            "- A cohort it was not adapted to without choosing the closest cohort knowingly and checking it.",
+            "",
+        ]
+    )

@@ -9,10 +9,12 @@ validation; save the bundle in fp16; reload it and measure every test set with t
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -31,7 +33,7 @@ from biomarker.finetune.probe import ProbeResult, fit_probe_head
 from biomarker.finetune.scoring import SCORING_MODES, recording_logits, subject_auroc
 from biomarker.models import ScreeningModel, create_model, from_pretrained
 from biomarker.records import ModelConfigError
-from biomarker.train import BEST_NAME, ResumableSampler, TrainConfig, load_checkpoint, train
+from biomarker.train import ResumableSampler, TrainConfig, restore_best, train
 
 
 @dataclass
@@ -122,71 +124,133 @@ class FitResult:
     best_step: int | None = None  # the step whose weights were kept (0: the probed head, untouched encoder)
 
 
+class CohortFit:
+    """The hooks of `fit_cohort`, in the spirit of SpeechBrain's `Brain`: the pipeline (attach the method, train
+    with the one loop, keep the best validation-AUROC weights, choose the scoring mode, fit the operating point
+    and store it as the cohort's calibration) is written once in `fit_cohort`; what a caller may change is here.
+
+    This class is single-cohort fine-tuning (`biomarker finetune`): `LabelledFeatures`, crops and augmentation
+    reproducible per (seed, epoch, index), early stopping with patience, both scoring modes. Continual learning
+    (`biomarker.finetune.continual.StageHooks`) overrides the data, the loop's settings and what follows the
+    restore, and calls the same `fit_cohort`."""
+
+    scoring_modes: tuple[str, ...] = SCORING_MODES
+    error: type[Exception] = FinetuneError
+
+    def __init__(self, settings: FinetuneConfig, out_dir: Path):
+        self.settings, self.out_dir = settings, Path(out_dir)
+
+    def attach(self, bundle: ScreeningModel, cohort: str, method: str) -> Trainable:
+        return attach(bundle, cohort, method)
+
+    def probe(self, bundle: ScreeningModel, cohort: str, train_data, val_data) -> ProbeResult | None:
+        if self.settings.probe_first and not self.settings.from_best:
+            return fit_probe_head(bundle.to(pick_device(self.settings.device)), cohort, train_data, val_data)
+        return None
+
+    def frames_per_second(self, data) -> float:
+        return data.bank.meta["frames_per_second"]
+
+    def loader(self, train_data) -> DataLoader:
+        settings = self.settings
+        settings.augment.require_spectral(train_data.bank.meta["feature_config"]["kind"])
+        crop = int(settings.crop_s * self.frames_per_second(train_data))
+        dataset = CropDataset(train_data, crop, seed=settings.seed, augmentation=settings.augment)
+        return DataLoader(dataset, batch_size=settings.batch_size, sampler=ResumableSampler(dataset, seed=settings.seed),
+                          collate_fn=collate)
+
+    def train_config(self, probed: bool) -> TrainConfig:
+        settings = self.settings
+        return TrainConfig(
+            out_dir=str(self.out_dir / "train"),
+            max_steps=settings.steps,
+            lr=settings.lr,
+            warmup_steps=max(settings.steps // 10, 1),
+            eval_every=settings.eval_every,
+            evaluate_at_start=probed,  # fine-tuning must beat the probe to replace it
+            checkpoint_every=settings.steps + 1,
+            monitor="auroc",
+            monitor_mode="max",
+            patience=settings.patience,
+            device=settings.device,
+            seed=settings.seed,
+            progress=False,
+            log_every=10,
+        )
+
+    def plot_title(self, cohort: str, method: str) -> str:
+        return f"fine-tuning {method} (SYNTHETIC data)"
+
+    @property
+    def skip_training(self) -> bool:
+        return self.settings.from_best
+
+    def validation_logits(self, bundle: ScreeningModel, val_data, cohort: str, mode: str = "whole") -> np.ndarray:
+        """Uncalibrated logit per validation recording, scored `mode` (windows of 4 s, hop 1 s)."""
+        fps = self.frames_per_second(val_data)
+        return recording_logits(bundle, val_data, cohort, mode=mode, window_frames=int(4 * fps), hop_frames=int(fps))
+
+    def on_best_restored(self, bundle: ScreeningModel) -> None:
+        bundle.eval()
+
+    def report_config(self) -> ReportConfig:
+        return self.settings.report
+
+    def scoring_settings(self, scoring: str, val_data) -> dict[str, object]:
+        """Stored with the calibration, so the app scores recordings as they were calibrated here."""
+        fps = self.frames_per_second(val_data)
+        return dict(scoring=scoring, window_frames=int(4 * fps), hop_frames=int(fps))
+
+
+def store_operating_point(bundle: ScreeningModel, cohort: str, point: OperatingPoint, **scoring: object) -> None:
+    """The one step from a fitted operating point to the cohort's stored calibration (threshold, temperature,
+    bias, SNR slope, subject pooling; `scoring` adds the scoring mode and its windows)."""
+    bundle.set_calibration(cohort, threshold=point.threshold, temperature=point.temperature, bias=point.bias,
+                           snr_slope=point.snr_slope, subject_scale=point.subject_scale, subject_shift=point.subject_shift,
+                           **scoring)
+
+
 def fit_cohort(
     bundle: ScreeningModel,
     cohort: str,
     method: str,
     train_data: LabelledFeatures,
     val_data: LabelledFeatures,
-    settings: FinetuneConfig,
+    settings: FinetuneConfig | None,
     out_dir: Path,
+    hooks: CohortFit | None = None,
 ) -> FitResult:
     """Train `cohort` of `bundle` with `method`, keep the best validation-AUROC weights, choose the scoring mode,
-    and store temperature + threshold in the bundle. Reusable by continual learning (one cohort at a time)."""
-    trainable = attach(bundle, cohort, method)
+    and store temperature + threshold in the bundle. The one fine-tuning pipeline: `biomarker finetune` runs it
+    with the default hooks (`CohortFit(settings, out_dir)`), continual learning with its own (one cohort at a
+    time); `settings` may be None when `hooks` are given."""
+    hooks = hooks or CohortFit(settings, out_dir)
+    trainable = hooks.attach(bundle, cohort, method)
     positives = float(train_data.labels.sum())
     if positives == 0 or positives == len(train_data):
-        raise FinetuneError(f"training rows of cohort {cohort!r} hold only one class ({int(positives)} of {len(train_data)} RI)")
-    probe = None
-    if settings.probe_first and not settings.from_best:
-        probe = fit_probe_head(bundle.to(pick_device(settings.device)), cohort, train_data, val_data)
+        raise hooks.error(f"training rows of cohort {cohort!r} hold only one class ({int(positives)} of {len(train_data)} RI)")
+    probe = hooks.probe(bundle, cohort, train_data, val_data)
     objective = BalancedBCE(bundle, cohort, (len(train_data) - positives) / positives)
-    frames_per_second = train_data.bank.meta["frames_per_second"]
-    settings.augment.require_spectral(train_data.bank.meta["feature_config"]["kind"])
-    dataset = CropDataset(train_data, int(settings.crop_s * frames_per_second), seed=settings.seed, augmentation=settings.augment)
-    loader = DataLoader(dataset, batch_size=settings.batch_size, sampler=ResumableSampler(dataset, seed=settings.seed), collate_fn=collate)
-    window = int(4 * frames_per_second)
+    loader = hooks.loader(train_data)
 
     def evaluate(module: nn.Module) -> dict[str, float]:
-        return {"auroc": subject_auroc(recording_logits(module.model, val_data, cohort, window_frames=window), val_data)}
+        return {"auroc": subject_auroc(hooks.validation_logits(module.model, val_data, cohort), val_data)}
 
-    train_config = TrainConfig(
-        out_dir=str(out_dir / "train"),
-        max_steps=settings.steps,
-        lr=settings.lr,
-        warmup_steps=max(settings.steps // 10, 1),
-        eval_every=settings.eval_every,
-        evaluate_at_start=probe is not None,  # fine-tuning must beat the probe to replace it
-        checkpoint_every=settings.steps + 1,
-        monitor="auroc",
-        monitor_mode="max",
-        patience=settings.patience,
-        device=settings.device,
-        seed=settings.seed,
-        progress=False,
-        log_every=10,
-    )
-    if settings.from_best:
+    train_config = hooks.train_config(probed=probe is not None)
+    if hooks.skip_training:
         steps, stop_reason = None, "interrupted; finished from best.pt"
     else:
-        result = train(objective, loader, train_config, evaluate=evaluate, resume=False, plot_title=f"fine-tuning {method} (SYNTHETIC data)")
+        result = train(objective, loader, train_config, evaluate=evaluate, resume=False, plot_title=hooks.plot_title(cohort, method))
         steps, stop_reason = result.step, result.stop_reason
-    best = load_checkpoint(out_dir / "train" / BEST_NAME, next(objective.parameters()).device)
+    best = restore_best(objective, train_config.out_dir)
     steps = best["step"] if steps is None else steps
-    objective.load_state_dict(best["model"])
-    bundle.eval()
-    val_logits = {
-        mode: recording_logits(bundle, val_data, cohort, mode=mode, window_frames=window, hop_frames=int(frames_per_second))
-        for mode in SCORING_MODES
-    }
+    hooks.on_best_restored(bundle)
+    val_logits = {mode: hooks.validation_logits(bundle, val_data, cohort, mode) for mode in hooks.scoring_modes}
     val_auroc = {mode: subject_auroc(logits, val_data) for mode, logits in val_logits.items()}
-    scoring = "whole" if val_auroc["whole"] >= val_auroc["window-mean"] - WHOLE_SCORING_MARGIN else "window-mean"
-    point = fit_operating_point(val_logits[scoring], val_data.labels.numpy().astype(int), val_data.subjects, settings.report,
-                                snr_db=val_data.snr_db)
-    # the mode is stored with the calibration: the app then scores recordings as they were calibrated here
-    bundle.set_calibration(cohort, threshold=point.threshold, temperature=point.temperature, bias=point.bias,
-                           snr_slope=point.snr_slope, subject_scale=point.subject_scale, subject_shift=point.subject_shift,
-                           scoring=scoring, window_frames=window, hop_frames=int(frames_per_second))
+    scoring = "whole" if val_auroc["whole"] >= val_auroc.get("window-mean", -math.inf) - WHOLE_SCORING_MARGIN else "window-mean"
+    point = fit_operating_point(val_logits[scoring], val_data.labels.numpy().astype(int), val_data.subjects,
+                                hooks.report_config(), snr_db=np.asarray(val_data.snr_db))
+    store_operating_point(bundle, cohort, point, **hooks.scoring_settings(scoring, val_data))
     return FitResult(trainable, scoring, val_auroc, point, steps, stop_reason, best.get("auroc"), probe, best["step"])
 
 
@@ -269,8 +333,7 @@ def recalibrate(run_dir: str | Path, manifest: str, extra_eval: Sequence[str], c
     val_data = load_features(select_split(read_manifest(manifest), "val"), front_end(bundle.feature_config), cache_dir)
     logits = recording_logits(bundle, val_data, cohort, mode=spec.scoring, window_frames=spec.window_frames, hop_frames=spec.hop_frames)
     point = fit_operating_point(logits, val_data.labels.numpy().astype(int), val_data.subjects, report, snr_db=val_data.snr_db)
-    bundle.set_calibration(cohort, threshold=point.threshold, temperature=point.temperature, bias=point.bias,
-                           snr_slope=point.snr_slope, subject_scale=point.subject_scale, subject_shift=point.subject_shift)
+    store_operating_point(bundle, cohort, point)
     bundle.save_pretrained(run_dir / "bundle")
     summary["operating_point"] = asdict(point)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))

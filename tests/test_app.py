@@ -691,3 +691,9 @@ def test_the_models_page_shows_the_default_and_the_monitor_page_alerts_and_audit
     with store.engine.connect() as connection:
         actions = [row.action for row in connection.execute(select(AuditEvent.action))]
     assert actions.count("drift_alert") == 1
+    researcher = app_as("rita")  # a researcher's view of the same alert is in the trail too, under their name
+    researcher.switch_page("views/monitor.py").run()
+    assert not researcher.exception, researcher.exception
+    with store.engine.connect() as connection:
+        actors = [row.actor for row in connection.execute(select(AuditEvent.actor).where(AuditEvent.action == "drift_alert"))]
+    assert actors == ["adam", "rita"]

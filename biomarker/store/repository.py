@@ -40,7 +40,8 @@ from biomarker.store.verification import Verification
 __all__ = ["AUDIT_COLUMNS", "EXPORT_TABLES", "RESULT_COLUMNS", "UNREACHABLE_ERRORS", "FlushReport", "HistoryFilter",
            "HistoryRow", "RecordOutcome", "Store"]
 
-MODEL_ACTIONS = ("model_calibrated", "model_promoted", "model_promoted_override", "model_promotion_refused", "drift_alert")
+DRIFT_ALERT = "drift_alert"
+MODEL_ACTIONS = ("model_calibrated", "model_promoted", "model_promoted_override", "model_promotion_refused", DRIFT_ALERT)
 # Where a transaction keeps its locked audit-chain head (see `Store._lock_chain_head`).
 _CHAIN_HEAD_KEY = "biomarker.chain_head"
 
@@ -98,10 +99,12 @@ class Store(Accounts, Results, Queries, Verification):
     # ---------------------------------------------------------------------------------------------- model events
     def record_model_event(self, *, actor: UserInfo, action: str, ref: str, payload: dict[str, Any]) -> None:
         """Audit a change to which model scores patients (a site calibration published, a default promoted): the
-        trail then says which calibration was in force when each later result was scored. Admins only."""
-        auth.require(actor.role, auth.MANAGE_USERS)
+        trail then says which calibration was in force when each later result was scored. Admins only; but a
+        drift alert may be recorded by whoever may see the monitor (the roles that export), so an alert seen by a
+        researcher is in the trail too."""
         if action not in MODEL_ACTIONS:
             raise InvalidResultError(f"model action {action!r} is not one of {', '.join(MODEL_ACTIONS)}")
+        auth.require(actor.role, auth.EXPORT if action == DRIFT_ALERT else auth.MANAGE_USERS)
         self._ensure_schema()
         with self._transaction() as session:
             self._append_event(session, actor.username, action, "model", ref[:64], payload)

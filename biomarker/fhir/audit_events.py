@@ -133,7 +133,7 @@ def _patient_of(row: AuditRow, score_patients: dict[int, str | None]) -> str | N
 
 
 def audit_event(row: AuditRow, score_patients: dict[int, str | None], *, source: str) -> AuditEvent:
-    """AuditEvent for `row`; `score_patients` maps result ids to pseudonyms (see `lookup.result_keys`), `source`
+    """AuditEvent for `row`; `score_patients` maps result ids to pseudonyms (`lookup.score_patients`), `source`
     names this server as the audit source."""
     pattern = PATTERNS.get(row.action, _UNKNOWN)
     payload_text = canonical_json(row.payload)

@@ -3,8 +3,8 @@
 Why through `Store.export(..., "json")`: that is the store's one door for data leaving it. It checks the viewer's
 role (results: export; audit events: audit too), reads the period, checks the chain for audit events and writes
 the "export" audit event, so a FHIR export is audited exactly like any other (the trail records it as the JSON
-export it is built from). This module then maps those rows; it reads one more thing (`lookup.result_keys`: uuids
-and patients) only after the store has allowed and audited the export.
+export it is built from). This module then maps those rows; it reads one more thing (`lookup.score_patients`, the
+patients of results that audit events name) only after the store has allowed and audited the export.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from biomarker.fhir.audit_events import AuditRow, audit_event
 from biomarker.fhir.bundle import make_bundle
 from biomarker.fhir.codes import code_system
 from biomarker.fhir.device import ModelCatalog, ModelResources, model_resources
-from biomarker.fhir.lookup import result_keys
+from biomarker.fhir.lookup import score_patients
 from biomarker.fhir.result import result_resources
 from biomarker.i18n import LANGUAGES
 from biomarker.records import BiomarkerError
@@ -58,9 +58,8 @@ def _conclusion(row: HistoryRow, model: ModelResources, *, language: str, zone: 
     return " ".join((f"{content.decision}: {content.probability}.", content.next_step, *content.caveats)), content.decision
 
 
-def _result_resources(store: Store, rows: list[HistoryRow], catalog: ModelCatalog, *, viewer: UserInfo, language: str,
+def _result_resources(rows: list[HistoryRow], catalog: ModelCatalog, *, viewer: UserInfo, language: str,
                       zone: str, pdf: bool, exported_at: datetime) -> list[Resource]:
-    keys = result_keys(store, (row.score_id for row in rows))
     models: dict[tuple[str, str], ModelResources] = {}
     resources: list[Resource] = [code_system(exported_at)]
     for row in rows:
@@ -72,7 +71,7 @@ def _result_resources(store: Store, rows: list[HistoryRow], catalog: ModelCatalo
                                            exported_at=exported_at)
         chart_pdf = build_report(row, language=language, patient_label=None, printed_by=viewer.username, zone=zone,
                                  model=model.facts, printed_at=exported_at) if pdf else None
-        made = result_resources(row, keys[row.score_id].result_uid, model.device, conclusion=conclusion,
+        made = result_resources(row, model.device, conclusion=conclusion,
                                 decision_text=decision, pdf=chart_pdf, language=language)
         resources += [made.patient, made.practitioner, made.organization, model.device, model.card, made.media,
                       made.observation, made.report, made.provenance]
@@ -82,7 +81,7 @@ def _result_resources(store: Store, rows: list[HistoryRow], catalog: ModelCatalo
 def _audit_resources(store: Store, rows: list[AuditRow]) -> list[Resource]:
     score_ids = [int(row.object_id) for row in rows
                  if row.object_type == "score" and row.object_id is not None and row.object_id.isdigit()]
-    patients = {score_id: key.patient_pseudonym for score_id, key in result_keys(store, score_ids).items()}
+    patients = score_patients(store, score_ids)
     source = f"biomarker@{platform.node() or 'server'}"
     return [audit_event(row, patients, source=source) for row in rows]
 
@@ -106,7 +105,7 @@ def export_bundle(store: Store, since: datetime | None, until: datetime | None, 
     exported_at = datetime.fromisoformat(document["exported_at"]).replace(tzinfo=timezone.utc)
     if table == RESULTS:
         rows = [_history_row(row) for row in document["rows"]]
-        resources = _result_resources(store, rows, catalog, viewer=viewer, language=language, zone=zone, pdf=pdf,
+        resources = _result_resources(rows, catalog, viewer=viewer, language=language, zone=zone, pdf=pdf,
                                       exported_at=exported_at)
     else:
         rows = [AuditRow.from_export(row) for row in document["rows"]]

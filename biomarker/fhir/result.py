@@ -104,11 +104,11 @@ def _quality_components(quality: dict | None) -> list[dict[str, Any]]:
     return components
 
 
-def result_resources(row: HistoryRow, result_uid: str, device: Device, *, conclusion: str, decision_text: str,
-                     pdf: bytes | None, language: str) -> ResultResources:
+def result_resources(row: HistoryRow, device: Device, *, conclusion: str, decision_text: str, pdf: bytes | None,
+                     language: str) -> ResultResources:
     """The resources of `row`. `conclusion` and `decision_text` are the report's words in `language`; `pdf` is
     the chart's PDF (None leaves `presentedForm` out)."""
-    when = utc(row.created_at)
+    when, result_uid = utc(row.created_at), row.result_uid
     subject = None if row.patient_pseudonym is None else patient(row.patient_pseudonym)
     clinician = practitioner(row.created_by)
     site = None if row.site is None else organization(row.site)

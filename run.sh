@@ -40,6 +40,8 @@ case "${1:-}" in
     exec "$VENV/bin/biomarker" serve ;;
   test)
     shift
+    # the layering contracts of pyproject.toml ([tool.importlinter], docs/ARCHITECTURE.md): a back-arrow fails here
+    "$VENV/bin/lint-imports" --no-cache
     set +e
     "$VENV/bin/python" -m pytest "$@"
     rc=$?

@@ -4,6 +4,7 @@ copies of a manifest (rooms, microphones, gains, band-limits, codecs) that keep 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,3 +209,15 @@ def test_a_build_does_not_depend_on_the_number_of_workers(tmp_path, rooms):
     assert [i.extras["domain"] for i in one] == [i.extras["domain"] for i in two]
     for a, b in zip(one[4:], two[4:]):
         assert np.array_equal(soundfile.read(a.path)[0], soundfile.read(b.path)[0])
+
+
+def test_sources_given_relative_to_the_working_folder_stay_readable_from_the_new_manifest(tmp_path, monkeypatch):
+    """A manifest read from the working folder yields paths relative to it; the randomised manifest lives in
+    another folder, so its source rows must still point at the same files."""
+    monkeypatch.chdir(tmp_path)
+    Path("data/src").mkdir(parents=True)
+    soundfile.write("data/src/0.wav", _speech_like(1.0), RATE, subtype="PCM_16")
+    write_manifest([CohortItem(Path("data/src/0.wav"), 1, "s0", "synthetic-train", split="train")], "data/src.csv")
+    randomise_manifest("data/src.csv", "data/dr", None, DomainConfig(room_probability=0.0))
+    rows = read_manifest("data/dr/manifest.csv")  # refuses a row whose file is missing
+    assert [r.path.resolve() for r in rows][0] == (tmp_path / "data/src/0.wav").resolve()

@@ -254,7 +254,10 @@ def randomise_manifest(manifest: str | Path, out_dir: str | Path, room_bank: str
     else:
         per_row = [_copies_of(task) for task in tqdm(tasks, **progress)]
     copies = [copy for row in per_row for copy in row]
-    originals = [replace(i, extras={**i.extras, "domain": "source", "channel": "source"}) for i in sources] if config.keep_originals else []
+    # sources keep their own files: absolute paths, since they lie outside out_dir (a path relative to the working
+    # folder would be read relative to the new manifest's folder)
+    originals = [replace(i, path=i.path.resolve(), extras={**i.extras, "domain": "source", "channel": "source"})
+                 for i in sources] if config.keep_originals else []
     items = originals + copies
     write_manifest(items, out_dir / "manifest.csv")
     (out_dir / "domain_config.json").write_text(json.dumps({"synthetic": True, "source_manifest": str(manifest),

@@ -491,6 +491,31 @@ def test_clinicians_see_only_their_own_site(store, speech):
     assert not at.dataframe
 
 
+def test_the_audit_page_names_a_tampered_row_and_says_when_the_database_is_busy(store, speech, monkeypatch):
+    from sqlalchemy import update
+
+    from biomarker.store import StoreBusyError
+    from biomarker.store.schema import ScoreRow
+
+    screen(app_as("cleo"), speech, patient="P-8")
+    at = app_as("aldo")
+    at.switch_page("views/audit.py").run()
+    [intact] = [text for text in texts(at, "success") if text.startswith("Audit chain intact")]
+    assert "up to event" in intact and "0 events" not in intact
+    with store.engine.begin() as connection:
+        connection.execute(update(ScoreRow).values(probability=0.01))
+    at.switch_page("views/audit.py").run()
+    assert any(text.startswith("Audit check FAILED (scores, row 1)") and "probability" in text
+               for text in texts(at, "error"))
+
+    def busy(self, **_kwargs):
+        raise StoreBusyError("busy")
+
+    monkeypatch.setattr("biomarker.store.repository.Store.verify_chain", busy)
+    at.switch_page("views/audit.py").run()
+    assert not at.exception and any("busy" in text for text in texts(at, "warning"))
+
+
 def test_auditor_sees_chain_check_and_exports_results_and_events(store, speech):
     screen(app_as("cleo"), speech, patient="P-7")
     at = app_as("aldo")

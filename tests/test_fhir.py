@@ -199,6 +199,7 @@ def test_fhir_export_is_audited_and_follows_the_stores_access_rules(store, catal
     export_bundle(store, None, None, viewer=AUDITOR, catalog=catalog, pdf=False)
     [newest] = store.audit_events(viewer=AUDITOR, limit=1)
     assert (newest.action, newest.actor, json.loads(newest.payload)["rows"]) == ("export", "aud", 3)
+    assert json.loads(newest.payload)["as"] == "fhir-r4-collection"  # the trail says what the rows became
     with pytest.raises(AccessDeniedError):
         export_bundle(store, None, None, viewer=CLINICIAN, catalog=catalog)
     with pytest.raises(AccessDeniedError):
@@ -390,6 +391,13 @@ def test_cli_export_fhir_writes_a_bundle_that_parses_and_posts_it(tmp_path, endp
     posted = runner.invoke(app, ["export", "fhir", "--no-pdf", "--post", server.url], env=env)
     assert posted.exit_code == 0, posted.output
     assert server.received[0].type == "transaction" and len(resources(server.received[0], "Observation")) == 2
+    store = Store(Settings.from_env(env))
+    [posted_event] = [e for e in store.audit_events(viewer=ADMIN, limit=1)]
+    assert json.loads(posted_event.payload)["posted_to"] == server.url  # ... and where they went
+    store.close()
+    # the Bundle carries the chain's signed head: the store can later be checked against this copy
+    anchored = runner.invoke(app, ["audit", "verify", "--anchor", str(out)], env=env)
+    assert anchored.exit_code == 0 and "anchored to row" in anchored.output, anchored.output
     down = runner.invoke(app, ["export", "fhir", "--no-pdf", "--post", "http://127.0.0.1:9/fhir", "--retries", "0"],
                          env=env)
     assert down.exit_code == 1 and "did not take the Bundle after 1 tries" in down.output
@@ -461,4 +469,6 @@ def test_audit_page_downloads_a_fhir_bundle_of_results_and_of_audit_events(tmp_p
     at.selectbox(key="audit_table").set_value("audit_events")
     at.button(key="audit_export").click().run()
     events = resources(parse_bundle(at.code[0].value), "AuditEvent")
-    assert [e.subtype[-1].code for e in events][:3] == ["recording_stored", "score_stored", "export"]
+    codes = [e.subtype[-1].code for e in events]
+    # the page's own reads are in the trail too (results_queried), between the result and the first export
+    assert codes[:2] == ["recording_stored", "score_stored"] and "export" in codes

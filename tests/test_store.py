@@ -106,8 +106,30 @@ def test_record_result_stores_recording_score_and_audit_events(store):
     assert store.audio_file(row.audio_path).read_bytes() == b"audio 0.8 MRN-0001"
     with store.engine.connect() as connection:
         actions = connection.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)).all()
-    assert actions == ["recording_stored", "score_stored"]
+    assert actions == ["recording_stored", "score_stored", "results_queried"]  # reading the history is audited
     assert store.verify_chain().ok
+
+
+def test_a_history_query_is_audited_once_per_viewer_and_question_in_its_window(store, monkeypatch):
+    import json
+
+    from biomarker.store import queries
+
+    clinician = UserInfo("dr-a", "clinician", site="ward-1")
+    record(store, clinician, patient_id="MRN-7")
+    for _ in range(3):  # a page redrawing the same list
+        store.history(HistoryFilter(patient_id="MRN-7"), viewer=clinician)
+    store.history(HistoryFilter(patient_id="MRN-8"), viewer=clinician)  # another question
+    with store.engine.connect() as connection:
+        queried = [json.loads(payload) for payload in connection.scalars(
+            select(AuditEvent.payload).where(AuditEvent.action == "results_queried").order_by(AuditEvent.seq))]
+    assert [q["patient"] for q in queried] == [store.pseudonymise("MRN-7"), store.pseudonymise("MRN-8")]
+    assert queried[0]["rows"] == 1 and queried[1]["rows"] == 0 and queried[0]["site"] == "ward-1"
+    assert "MRN-7" not in str(queried)  # the identifier itself never reaches the trail
+    monkeypatch.setattr(queries, "QUERY_AUDIT_WINDOW_S", 0.0)  # the window has passed: asked again, audited again
+    store.history(HistoryFilter(patient_id="MRN-7"), viewer=clinician)
+    with store.engine.connect() as connection:
+        assert connection.scalar(select(func.count()).where(AuditEvent.action == "results_queried")) == 3
 
 
 def test_raw_patient_identifier_is_never_stored(store):

@@ -9,6 +9,7 @@ import streamlit as st
 
 import context
 from biomarker.models.catalog import Catalog
+from biomarker.store import StoreBusyError
 from biomarker.store.auth import AUDIT, EXPORT, can
 
 PREVIEW_CHARS = 200_000
@@ -20,11 +21,15 @@ auditor = can(user.role, AUDIT)
 st.title(t("audit.title") if auditor else t("audit.export_title"))
 
 if auditor:
-    check = store.verify_chain()
-    if check.ok:
-        st.success(t("audit.intact"))
+    try:
+        check = store.verify_chain()
+    except StoreBusyError:
+        st.warning(t("audit.busy"))
     else:
-        st.error(t("audit.broken", event=check.first_bad_id, reason=check.reason))
+        if check.ok:
+            st.success(t("audit.intact", events=check.checked, anchored=check.anchored_seq))
+        else:
+            st.error(t("audit.broken", table=check.table, event=check.first_bad_id, reason=check.reason))
 
 today = context.now().date()
 columns = st.columns(4)

@@ -49,7 +49,8 @@ def fhir(
     store = Store(Settings.from_env())
     try:
         made = export_bundle(store, start, end, viewer=UserInfo.local_operator(), table=table, catalog=catalog,
-                             transaction=transaction or post is not None, language=language, zone=zone, pdf=pdf)
+                             transaction=transaction or post is not None, language=language, zone=zone, pdf=pdf,
+                             post_to=post)
     except BiomarkerError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None

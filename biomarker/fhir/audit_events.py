@@ -84,6 +84,7 @@ _ROLES = (DCM, "110136", "Security Roles Changed")
 _SOFTWARE = (DCM, "110131", "Software Configuration")
 _REST = (AUDIT_EVENT_TYPE_SYSTEM, "rest", "RESTful Operation")
 _CREATE, _READ = (RESTFUL_SYSTEM, "create", "create"), (RESTFUL_SYSTEM, "read", "read")
+_SEARCH = (RESTFUL_SYSTEM, "search-type", "search-type")
 _EXPORT = (DCM, "110106", "Export")
 _OTHER = (DCM, "110100", "Application Activity")
 
@@ -106,9 +107,13 @@ PATTERNS: dict[str, Pattern] = {
     "result_details_opened": Pattern(_REST, _READ, "R"),
     "result_audio_opened": Pattern(_REST, _READ, "R"),
     "result_report_opened": Pattern(_REST, _READ, "R"),
+    "results_queried": Pattern(_REST, _SEARCH, "E"),  # BALP Query: a search of patient results
     "export": Pattern(_EXPORT, None, "R"),
     "model_calibrated": Pattern(_ALERT, _SOFTWARE, "C"),
     "model_promoted": Pattern(_ALERT, _SOFTWARE, "U"),
+    "model_promoted_override": Pattern(_ALERT, _SOFTWARE, "U"),
+    "model_promotion_refused": Pattern(_ALERT, _SOFTWARE, "E", MINOR_FAILURE),
+    "drift_alert": Pattern(_ALERT, None, "E"),
 }
 _UNKNOWN = Pattern(_OTHER, None, "E")
 

@@ -9,6 +9,7 @@ plain creates, as an audit record repository takes them (IHE ITI-20), and carry 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
@@ -17,7 +18,7 @@ from urllib.parse import urlencode
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.resource import Resource
 
-from biomarker.fhir.codes import URI_SYSTEM
+from biomarker.fhir.codes import EXT_AUDIT_ANCHOR, URI_SYSTEM
 from biomarker.fhir.ids import full_url
 
 COLLECTION, TRANSACTION = "collection", "transaction"
@@ -37,8 +38,11 @@ def _request(resource: Resource) -> dict[str, str]:
     return {"method": "POST", "url": kind, "ifNoneExist": urlencode({"identifier": f"{identifier.system}|{identifier.value}"})}
 
 
-def make_bundle(resources: Iterable[Resource], *, timestamp: datetime, transaction: bool = False) -> Bundle:
-    """A Bundle of `resources` in order, each (type, id) once; `transaction` adds each entry's request."""
+def make_bundle(resources: Iterable[Resource], *, timestamp: datetime, transaction: bool = False,
+                anchor: dict | None = None) -> Bundle:
+    """A Bundle of `resources` in order, each (type, id) once; `transaction` adds each entry's request. `anchor`
+    (the store's signed chain head at export time) rides in `meta` as an extension: a Bundle, being a Resource
+    and not a DomainResource, has no extensions of its own."""
     seen: set[tuple[str, str]] = set()
     entries = []
     for resource in resources:
@@ -50,7 +54,8 @@ def make_bundle(resources: Iterable[Resource], *, timestamp: datetime, transacti
         if transaction:
             entry["request"] = _request(resource)
         entries.append(entry)
-    return Bundle(type=TRANSACTION if transaction else COLLECTION, timestamp=timestamp,
+    meta = {"extension": [{"url": EXT_AUDIT_ANCHOR, "valueString": json.dumps(anchor, sort_keys=True)}]} if anchor else None
+    return Bundle(type=TRANSACTION if transaction else COLLECTION, timestamp=timestamp, meta=meta,
                   identifier={"system": URI_SYSTEM, "value": f"urn:uuid:{uuid.uuid4()}"}, entry=entries)
 
 

@@ -41,6 +41,7 @@ def object_id_system(object_type: str) -> str:
 SCORE_ID_SYSTEM = object_id_system("score")  # the store's result id (History's "Result" column)
 EXT_SAMPLE_RATE = f"{LOCAL_BASE}/StructureDefinition/sample-rate"
 EXT_AUDIT_CHAIN = f"{LOCAL_BASE}/StructureDefinition/audit-chain"  # seq, prevHash, hash of the audit row
+EXT_AUDIT_ANCHOR = f"{LOCAL_BASE}/StructureDefinition/audit-anchor"  # the store's signed chain head (Bundle.meta)
 
 # ------------------------------------------------------------------------------------- the local CodeSystem
 SCREENING_CODE = "ri-speech-screening"

@@ -88,12 +88,15 @@ def _audit_resources(store: Store, rows: list[AuditRow]) -> list[Resource]:
 
 def export_bundle(store: Store, since: datetime | None, until: datetime | None, *, viewer: UserInfo | None,
                   table: str = RESULTS, catalog: ModelCatalog | None = None, transaction: bool = False,
-                  language: str = "pt_BR", zone: str = DEFAULT_ZONE, pdf: bool = True) -> FhirExport:
+                  language: str = "pt_BR", zone: str = DEFAULT_ZONE, pdf: bool = True,
+                  post_to: str | None = None) -> FhirExport:
     """Results (Observation, DiagnosticReport with the PDF, Device, Provenance, ...) or audit events (AuditEvent)
     with `since <= time < until` (naive UTC) as one Bundle; the export is audited by the store.
 
     `catalog` (`biomarker.models.catalog.Catalog()`) names each model's weights and card; it is needed for results
-    only. `language` and `zone` are those of the PDF and the conclusion; `pdf=False` leaves the PDF out.
+    only. `language` and `zone` are those of the PDF and the conclusion; `pdf=False` leaves the PDF out. The
+    export's audit event says it became a FHIR Bundle and, with `post_to`, the server it is sent to; the Bundle
+    carries the chain's signed head (`audit verify --anchor bundle.json` checks the store against it).
     """
     # refused before anything is read or audited
     if table == RESULTS and catalog is None:
@@ -101,7 +104,9 @@ def export_bundle(store: Store, since: datetime | None, until: datetime | None, 
     if language not in LANGUAGES:
         raise FhirExportError(f"language {language!r} is not one of {', '.join(LANGUAGES)}")
     check_zone(zone)
-    document = json.loads(store.export(since, until, SOURCE_FORMAT, viewer=viewer, table=table))
+    details = {"as": "fhir-r4-" + ("transaction" if transaction else "collection"), "pdf": pdf,
+               **({"posted_to": post_to} if post_to else {})}
+    document = json.loads(store.export(since, until, SOURCE_FORMAT, viewer=viewer, table=table, details=details))
     exported_at = datetime.fromisoformat(document["exported_at"]).replace(tzinfo=timezone.utc)
     if table == RESULTS:
         rows = [_history_row(row) for row in document["rows"]]
@@ -110,4 +115,5 @@ def export_bundle(store: Store, since: datetime | None, until: datetime | None, 
     else:
         rows = [AuditRow.from_export(row) for row in document["rows"]]
         resources = _audit_resources(store, rows)
-    return FhirExport(make_bundle(resources, timestamp=exported_at, transaction=transaction), table, len(rows))
+    bundle = make_bundle(resources, timestamp=exported_at, transaction=transaction, anchor=document["anchor"])
+    return FhirExport(bundle, table, len(rows))

@@ -119,8 +119,16 @@ class Anchor:
                                f"{done.stderr.strip()[:200]}")
 
 
+def _bundle_anchors(bundle: dict) -> list[str]:
+    """The anchor a FHIR Bundle export carries in `meta.extension` (biomarker.fhir.bundle; matched by the end of
+    its URL, so the store needs no FHIR code)."""
+    return [extension.get("valueString", "") for extension in (bundle.get("meta") or {}).get("extension", [])
+            if str(extension.get("url", "")).endswith("/audit-anchor")]
+
+
 def read_lines(path: Path, genuine: Callable[[AnchorLine], bool]) -> tuple[list[AnchorLine], VerifyResult | None]:
-    """Anchor lines from a file: an anchor file (JSON lines), or an export whose JSON header carries `anchor`."""
+    """Anchor lines from a file: an anchor file (JSON lines), an export whose JSON header carries `anchor`, or a
+    FHIR Bundle export."""
     if not path.exists():
         return [], None
     text = path.read_text(encoding="utf-8")
@@ -129,6 +137,7 @@ def read_lines(path: Path, genuine: Callable[[AnchorLine], bool]) -> tuple[list[
     except ValueError:
         document = None
     raw = [document["anchor"]] if isinstance(document, dict) and isinstance(document.get("anchor"), dict) \
+        else _bundle_anchors(document) if isinstance(document, dict) and document.get("resourceType") == "Bundle" \
         else [entry for entry in text.splitlines() if entry.strip()]
     anchored: list[AnchorLine] = []
     for number, entry in enumerate(raw, start=1):

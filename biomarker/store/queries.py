@@ -4,6 +4,7 @@ sessions and chain). Every read checks the reader's role, and a clinician's site
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,7 @@ AUDIT_COLUMNS = ("seq", "occurred_at", "actor", "action", "object_type", "object
                  "key_id")
 EXPORT_TABLES = ("results", "audit_events")
 OPEN_PURPOSES = ("details", "audio", "report")
+QUERY_AUDIT_WINDOW_S = 600.0  # the same question from the same viewer within this is not audited again
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,12 @@ class Queries:
     `patient_pseudonyms`, `verify_chain`, `anchor_head`, `anchor` and `settings`)."""
 
     def history(self, filters: HistoryFilter | None = None, *, viewer: UserInfo | None) -> list[HistoryRow]:
-        """Results newest first. Clinicians see only their own site; asking for another one is refused."""
+        """Results newest first. Clinicians see only their own site; asking for another one is refused.
+
+        The query is an audit event (`results_queried`: who asked for which patient, site and period, and how
+        many rows came back), once per viewer and question in `QUERY_AUDIT_WINDOW_S`: a page that redraws the
+        same list on every click asks once, as far as the trail is concerned.
+        """
         auth.require(None if viewer is None else viewer.role, auth.HISTORY)
         filters = filters or HistoryFilter()
         site = auth.reading_site(viewer.role, viewer.username, viewer.site, filters.site)
@@ -53,7 +60,23 @@ class Queries:
         query = _within(query, RecordingRow.created_at, filters.since, filters.until)
         query = query.order_by(RecordingRow.created_at.desc(), ScoreRow.id.desc()).limit(filters.limit)
         with self._sessions() as session:
-            return [history_row(*row) for row in session.execute(query)]
+            rows = [history_row(*row) for row in session.execute(query)]
+        self._audit_query(viewer, filters, site, len(rows))
+        return rows
+
+    def _audit_query(self, viewer: UserInfo, filters: HistoryFilter, site: str | None, rows: int) -> None:
+        patient = None if filters.patient_id is None else self.pseudonymise(filters.patient_id)
+        question = (viewer.username, patient, site, iso(filters.since), iso(filters.until))
+        now = time.monotonic()
+        with self._audited_queries_lock:
+            last = self._audited_queries.get(question)
+            if last is not None and now - last < QUERY_AUDIT_WINDOW_S:
+                return
+            self._audited_queries[question] = now
+        with self._transaction() as session:
+            self._append_event(session, viewer.username, "results_queried", "results", None,
+                               {"patient": patient, "site": site, "since": question[3], "until": question[4],
+                                "rows": rows})
 
     def open_result(self, score_id: int, *, viewer: UserInfo | None, purpose: str = "details") -> HistoryRow:
         """One result, for its detail view, its audio or its report; the opening is an audit event.
@@ -72,10 +95,12 @@ class Queries:
         return found
 
     def export(self, since: datetime | None, until: datetime | None, fmt: str, *, viewer: UserInfo | None,
-               table: str = "results") -> str:
+               table: str = "results", details: dict[str, Any] | None = None) -> str:
         """Results or audit events with `since <= time < until` as CSV or JSON text; the export itself is audited.
 
-        JSON carries the period, the exporter and (for audit events) the chain check beside the rows.
+        JSON carries the period, the exporter, the chain's signed head (`anchor`) and (for audit events) the chain
+        check beside the rows. `details` go into the export's audit event as well: what the rows are turned into
+        and where they are sent (a FHIR Bundle posted to a server), so the trail says where the data went.
         """
         auth.require(None if viewer is None else viewer.role, auth.EXPORT)
         check_format(fmt)
@@ -98,7 +123,8 @@ class Queries:
         scope = self._transaction()
         with scope as session:
             self._append_event(session, viewer.username, "export", table, None,
-                               {"format": fmt, "since": iso(since), "until": iso(until), "rows": len(rows)})
+                               {"format": fmt, "since": iso(since), "until": iso(until), "rows": len(rows),
+                                **(details or {})})
         header["anchor"] = asdict(scope.anchored or self.anchor_head(witness=False))
         if self.settings.witness_command:
             self.anchor.witness(AnchorLine(**header["anchor"]), self.settings.witness_command)

@@ -13,6 +13,7 @@ pages that call them.
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -60,6 +61,8 @@ class Store(Accounts, Results, Queries, Verification):
         self._audit_key = settings.resolved_audit_key()
         self._key_id = key_id(self._audit_key)
         self.anchor = Anchor(settings.anchor_path, self._audit_key)
+        self._audited_queries: dict[tuple, float] = {}  # Queries: when each history question was last audited
+        self._audited_queries_lock = threading.Lock()
         self.client_throttle = auth.ClientThrottle()
         self._schema_ready = False
         if migrate:

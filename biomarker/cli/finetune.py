@@ -77,6 +77,7 @@ def bundle_summary(added, manifest: Path, cohort: str, device: str) -> list[str]
     AUROC, and sensitivity and specificity at the fitted threshold, measured on the validation subjects by scoring
     them again through the screener (the path every later score takes)."""
     from biomarker.cohorts.manifest import read_manifest
+    from biomarker.evaluate.metrics import MetricError
     from biomarker.evaluate.report import measure
     from biomarker.evaluate.scoring import score_items
     from biomarker.screener import Screener
@@ -89,17 +90,25 @@ def bundle_summary(added, manifest: Path, cohort: str, device: str) -> list[str]
     val = [item for item in read_manifest(manifest) if item.split == "val"]
     scored = score_items(Screener.load(str(added.path), device=device), val, cohort=cohort)
     kept = [(item, p) for item, p in zip(val, scored.probabilities) if p is not None]
-    metrics = measure([p for _, p in kept], [item.label for item, _ in kept],
-                      [f"{item.cohort}/{item.speaker_id}" for item, _ in kept], point.threshold,
-                      pooling=point.pooling)
+    try:
+        metrics = measure([p for _, p in kept], [item.label for item, _ in kept],
+                          [f"{item.cohort}/{item.speaker_id}" for item, _ in kept], point.threshold,
+                          pooling=point.pooling)
+    except MetricError as error:  # e.g. the quality gate refused every validation clip of one class
+        lines.append(f"at threshold {point.threshold:.3f}: sensitivity and specificity not measurable on "
+                     f"validation ({error}; {len(val) - len(kept)} of {len(val)} recordings refused)")
+        return lines + [_next_steps(added.ref, fit.cohort, manifest)]
     lines.append(f"at threshold {point.threshold:.3f} (fitted for sensitivity >= {point.target_sensitivity:.2f}) on "
                  f"validation: sensitivity {metrics['sensitivity']:.3f} [{metrics['sensitivity_ci'][0]:.3f}, "
                  f"{metrics['sensitivity_ci'][1]:.3f}], specificity {metrics['specificity']:.3f} "
                  f"[{metrics['specificity_ci'][0]:.3f}, {metrics['specificity_ci'][1]:.3f}] "
                  f"(n = {metrics['n']} subjects, {metrics['n_patients']} RI; {len(val) - len(kept)} refused)")
-    lines.append(f"not the default yet: measure it (biomarker evaluate --bundle {added.ref} --cohort-manifest "
-                 f"{fit.cohort}={manifest}) and promote it (biomarker models promote {added.ref})")
-    return lines
+    return lines + [_next_steps(added.ref, fit.cohort, manifest)]
+
+
+def _next_steps(ref: str, cohort: str, manifest: Path) -> str:
+    return (f"not the default yet: measure it (biomarker evaluate --bundle {ref} --cohort-manifest "
+            f"{cohort}={manifest}) and promote it (biomarker models promote {ref})")
 
 
 def recalibrate(

@@ -30,6 +30,7 @@ from biomarker.features import front_end, get_extractor
 from biomarker.models import ScreeningModel, from_pretrained
 from biomarker.models.catalog import Catalog, CatalogError
 from biomarker.models.graphed import GraphConfig, GraphedScorer
+from biomarker.models.runtime import OnnxScorer, RuntimeConfig
 from biomarker.records import (
     DECISION_NEGATIVE,
     DECISION_POSITIVE,
@@ -74,13 +75,18 @@ class ScreenerConfig:
     end to end in 72 ms and two threads in 1312 ms (OpenMP workers stall waiting for each other).
 
     `graphs` (None: off) replays single clips on CUDA through CUDA graphs (`biomarker.models.graphed`): the same
-    score with one launch instead of one per operation."""
+    score with one launch instead of one per operation.
+
+    `runtime` picks the CPU engine of the unpadded forward (`biomarker.models.runtime`): eager PyTorch, or ONNX
+    Runtime (what `biomarker score` uses; chosen by measurement, issue 28). Every Score's `device` names the engine
+    that computed it, e.g. `cpu/onnxruntime-1.32.0`; plain `cpu` is eager PyTorch."""
 
     audio: AudioConfig = field(default_factory=AudioConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     batch_size: int = 16
     cpu_threads: int | None = None
     graphs: GraphConfig | None = field(default_factory=GraphConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,9 @@ class Screener:
         self._lock = threading.Lock()
         self.graphed = (GraphedScorer(self.model, config.graphs)
                          if device.type == "cuda" and config.graphs and isinstance(self.model, ScreeningModel) else None)
+        self.onnx = (OnnxScorer(self.model, config.runtime)
+                     if device.type == "cpu" and config.runtime.name == "onnxruntime" and isinstance(self.model, ScreeningModel)
+                     else None)
 
     @classmethod
     def load(
@@ -160,9 +169,9 @@ class Screener:
         caller count its own decoding and saving in the reported latency."""
         started = time.perf_counter() if started is None else started
         quality = require_quality(recording, self.config.quality)
-        [probability] = self._probabilities([recording], [quality], cohort)
+        [probability], engine = self._probabilities([recording], [quality], cohort)
         latency_ms = (time.perf_counter() - started) * 1000.0
-        return Assessment(recording, quality, self._score(probability, cohort, quality, latency_ms))
+        return Assessment(recording, quality, self._score(probability, cohort, quality, latency_ms, engine))
 
     def score(self, source: AudioSource, *, name: str | None = None, cohort: str | None = None) -> Score:
         """Score one recording. Raises an `AudioError` subclass naming the input when it cannot be scored."""
@@ -192,11 +201,11 @@ class Screener:
         for start in range(0, len(accepted), self.config.batch_size):
             batch = accepted[start : start + self.config.batch_size]
             started = time.perf_counter()
-            probabilities = self._probabilities([recording for _, recording, _, _ in batch],
-                                                [quality for _, _, quality, _ in batch], cohort)
+            probabilities, engine = self._probabilities([recording for _, recording, _, _ in batch],
+                                                        [quality for _, _, quality, _ in batch], cohort)
             share_ms = (time.perf_counter() - started) * 1000.0 / len(batch)
             for (index, _, quality, decode_ms), probability in zip(batch, probabilities):
-                results[index] = self._score(probability, cohort, quality, decode_ms + share_ms)
+                results[index] = self._score(probability, cohort, quality, decode_ms + share_ms, engine)
         return [result for result in results if result is not None]
 
     @property
@@ -211,9 +220,10 @@ class Screener:
         return features[0].numpy()
 
     # ---------------------------------------------------------------------------------------- internals
-    def _probabilities(self, recordings: Sequence[Recording], qualities: Sequence[QualityReport], cohort: str | None) -> list[float]:
+    def _probabilities(self, recordings: Sequence[Recording], qualities: Sequence[QualityReport],
+                       cohort: str | None) -> tuple[list[float], str | None]:
         """Calibrated probabilities for a batch of accepted recordings (padded, lengths passed along; each one's
-        SNR estimate goes to the calibration)."""
+        SNR estimate goes to the calibration), and the runtime that computed the logits (None: eager PyTorch)."""
         lengths = torch.tensor([len(recording.samples) for recording in recordings])
         snr_db = torch.tensor([quality.snr_db for quality in qualities])
         waveforms = torch.zeros(len(recordings), int(lengths.max()))  # [B, S], zero padding past each length
@@ -221,14 +231,19 @@ class Screener:
             waveforms[row, : len(recording.samples)] = torch.from_numpy(np.asarray(recording.samples, np.float32))
         with self._lock, torch.inference_mode():
             features, frame_lengths = self.extractor(waveforms.to(self.device), lengths.to(self.device))
+            logits, engine = None, None
             if self.graphed is not None and self.graphed.supports(features, cohort):
                 logits = self.graphed.logits(features, frame_lengths, cohort)
-            else:
+            elif self.onnx is not None and self.onnx.supports(features, frame_lengths, cohort):
+                logits = self.onnx.logits(features, frame_lengths, cohort)  # None: the encoder did not export
+                engine = None if logits is None else self.onnx.label
+            if logits is None:
                 logits = self.model.recording_logits(features, frame_lengths, cohort)
             probabilities = self.model.calibrate(logits, cohort, snr_db.to(self.device))
-        return [float(p) for p in probabilities.float().cpu()]
+        return [float(p) for p in probabilities.float().cpu()], engine
 
-    def _score(self, probability: float, cohort: str | None, quality: QualityReport, latency_ms: float) -> Score:
+    def _score(self, probability: float, cohort: str | None, quality: QualityReport, latency_ms: float,
+               engine: str | None = None) -> Score:
         cohort_name = self.model.resolve_cohort(cohort)
         threshold = float(self.model.cohort_spec(cohort_name).threshold)
         return Score(
@@ -238,7 +253,7 @@ class Screener:
             model_name=self.model_name,
             model_version=self.model_version,
             cohort=cohort_name,
-            device=self.device_name,
+            device=self.device_name if engine is None else f"{self.device_name}/{engine}",
             latency_ms=latency_ms,
             quality=quality,
         )

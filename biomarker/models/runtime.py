@@ -1,0 +1,163 @@
+"""ONNX Runtime for the CPU scoring forward: the same logits as eager PyTorch, from a maintained inference engine.
+
+WHY this runtime (issue 28, measured side by side by `biomarker bench scoring` on the shared 2-core EPYC; numbers in
+docs/performance.md): for the shipped encoder on a 10 s clip at 1 thread, ONNX Runtime ran the unpadded forward in
+about 0.86x eager PyTorch's CPU time with logits equal to 1e-6; torch.compile (inductor, dynamic shapes) reached about
+0.89x but took 118 s to compile and 47 s more for the next clip length, on every process start; int8 dynamic
+quantisation of the linear layers reached about 0.7x but moved a logit by 4e-3, which breaks "probabilities equal
+within 1e-4". A padded batch (attention with a mask) ran slower in ONNX Runtime than eager, so only unpadded
+forwards (a single clip, or clips of one length) go through it; padded batches stay eager.
+
+What is exported is the seam CUDA graphs use (`graphed.padded_logits` without padding): positions, encoder blocks,
+final norm, masked mean pooling and the cohort's head, from patch embeddings [B, N, D] to logits [B]. Tokenizing
+(it validates lengths on the host) and the calibration stay eager. Exporting takes seconds (15 s for the shipped
+model on a busy 2-core machine), so the exported graph is kept on disk, keyed by a hash of the weights it holds,
+and a second process (the app after a restart, each `torchrun` rank) loads it in well under a second.
+An encoder that cannot be exported (SSAMBA's native scan) is scored eagerly, and its scores say so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from biomarker.models.screening import ScreeningModel
+
+LOG = logging.getLogger(__name__)
+
+RUNTIMES = ("eager", "onnxruntime")
+ONNX_OPSET = 18
+DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "biomarker" / "onnx"
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """`name`: `eager` (PyTorch) or `onnxruntime`; `cache_dir`: where exported graphs are kept (default
+    `$XDG_CACHE_HOME/biomarker/onnx`); ONNX Runtime's thread count follows torch's at the time of each call."""
+
+    name: str = "eager"
+    cache_dir: Path = field(default_factory=lambda: DEFAULT_CACHE)
+
+    def __post_init__(self) -> None:
+        if self.name not in RUNTIMES:
+            raise ValueError(f"runtime {self.name!r} is not one of {', '.join(RUNTIMES)}")
+
+
+def runtime_label() -> str:
+    """What a Score's `device` field gains when ONNX Runtime computed its logit, e.g. `onnxruntime-1.32.0`."""
+    import onnxruntime  # lazy: the optional engine is loaded only when a screener asks for it
+
+    return f"onnxruntime-{onnxruntime.__version__}"
+
+
+class _Unpadded(torch.nn.Module):
+    """The exported function: embeddings [B, N, D] (no padding), token_lengths [B] -> logits [B]."""
+
+    def __init__(self, model: ScreeningModel, cohort: str):
+        super().__init__()
+        self.model, self.cohort = model, cohort
+
+    def forward(self, embeddings: torch.Tensor, token_lengths: torch.Tensor) -> torch.Tensor:
+        tokens = self.model.encoder.encode(embeddings, token_lengths, has_padding=False)
+        return self.model.heads[self.cohort](self.model.encoder.pool(tokens, token_lengths))
+
+
+def weights_key(model: ScreeningModel, cohort: str) -> str:
+    """sha256 over everything the exported graph bakes in: the encoder's and the cohort head's tensors, the active
+    adapter set, the encoder config and the torch version (a new exporter may write a different graph)."""
+    digest = hashlib.sha256(f"{torch.__version__}|{ONNX_OPSET}|{model.encoder.config}|{cohort}|"
+                            f"{model.cohorts[cohort].adapter_set}".encode())
+    for module in (model.encoder, model.heads[cohort]):
+        for name, tensor in module.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+class OnnxScorer:
+    """Recording logits of unpadded whole-clip forwards through ONNX Runtime, one session per (cohort, threads);
+    `supports` says when it applies, as `GraphedScorer` does on CUDA."""
+
+    def __init__(self, model: ScreeningModel, config: RuntimeConfig = RuntimeConfig()):
+        self.model = model
+        self.config = config
+        self.label = runtime_label()
+        self._sessions: dict[tuple[str, int], object] = {}
+        self._failed: set[str] = set()  # cohorts whose export failed: scored eagerly from then on
+
+    def supports(self, features: torch.Tensor, frame_lengths: torch.Tensor, cohort: str | None) -> bool:
+        """CPU tensors, a cohort scored whole, no padding in the batch, and an encoder that exported."""
+        name = self.model.resolve_cohort(cohort)
+        return (features.device.type == "cpu" and self.model.cohorts[name].scoring == "whole"
+                and name not in self._failed and bool((frame_lengths == features.shape[1]).all()))
+
+    def logits(self, features: torch.Tensor, frame_lengths: torch.Tensor, cohort: str | None) -> torch.Tensor | None:
+        """features [B, T, F] (none padded), frame_lengths [B] -> logits [B]; None when the encoder cannot be
+        exported (the caller then runs it eagerly)."""
+        name = self.model.use_cohort(cohort)
+        batch = self.model.encoder.tokenize(features, frame_lengths)
+        session = self._session(name, batch.embeddings, batch.lengths)
+        if session is None:
+            return None
+        inputs = session.get_inputs()
+        [logits] = session.run(None, {inputs[0].name: batch.embeddings.numpy(),
+                                      inputs[1].name: batch.lengths.numpy().astype(np.int64)})
+        return torch.from_numpy(logits)
+
+    def _session(self, cohort: str, embeddings: torch.Tensor, token_lengths: torch.Tensor) -> object | None:
+        threads = torch.get_num_threads()
+        key = (cohort, threads)
+        if key not in self._sessions:
+            try:
+                path = self._exported(cohort, embeddings, token_lengths)
+            except Exception as error:  # noqa: BLE001 - any exporter failure means "score this encoder eagerly"
+                LOG.warning("ONNX export of %s (cohort %s) failed, scoring it eagerly: %s: %s",
+                            self.model.name, cohort, type(error).__name__, error)
+                self._failed.add(cohort)
+                return None
+            self._sessions[key] = _open_session(path, threads)
+        return self._sessions[key]
+
+    def _exported(self, cohort: str, embeddings: torch.Tensor, token_lengths: torch.Tensor) -> Path:
+        """The cached graph of (weights, cohort), exported now if absent. Written to a temporary name and renamed,
+        so ranks exporting at once never read half a file."""
+        path = Path(self.config.cache_dir) / f"{self.model.name}-{cohort}-{weights_key(self.model, cohort)}.onnx"
+        if path.exists():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tokens = torch.export.Dim("tokens", min=2, max=1_000_000)
+        batch = torch.export.Dim("batch", min=1, max=65_536)
+        # Out of inference mode (the screener calls in under it; the exporter traces with autograd's machinery);
+        # its progress lines go to stderr, never into a CSV written to stdout.
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad(), \
+                contextlib.redirect_stdout(sys.stderr):
+            warnings.simplefilter("ignore")  # the exporter's deprecation chatter is not the user's business
+            program = torch.onnx.export(_Unpadded(self.model, cohort).eval(),
+                                        (embeddings.clone(), token_lengths.clone().to(torch.int64)),
+                                        dynamo=True, dynamic_shapes=({0: batch, 1: tokens}, {0: batch}),
+                                        opset_version=ONNX_OPSET, optimize=True, verbose=False)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
+        os.close(handle)
+        program.save(temporary)
+        os.replace(temporary, path)
+        return path
+
+
+def _open_session(path: Path, threads: int) -> object:
+    import onnxruntime  # lazy: see runtime_label
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

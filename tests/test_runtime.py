@@ -1,0 +1,88 @@
+"""The ONNX Runtime scoring path (issue 28) scores exactly as eager PyTorch: probabilities within 1e-4 and the same
+decision on the app's samples and a cohort, for the shipped screener and a tiny one; every score names its engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from biomarker.models.runtime import RuntimeConfig, runtime_label
+from biomarker.screener import PRETRAINED_DIR, Screener, ScreenerConfig
+from screening_helpers import burst_clip, espeak_wav, save_tiny_screening_model, wav_bytes
+
+APP_SAMPLES = sorted((Path(__file__).resolve().parent.parent / "app" / "samples").glob("*.wav"))
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> list[bytes]:
+    """A small synthetic cohort: espeak-ng sentences and burst clips of both labels, clean and noisy, 2-9 s long
+    (every clip a different length, so batches are padded)."""
+    root = tmp_path_factory.mktemp("cohort")
+    sentences = ("The north wind and the sun were disputing which was the stronger.",
+                 "When a traveller came along wrapped in a warm cloak.",
+                 "They agreed that the one who first succeeded in making the traveller take his cloak off should be "
+                 "considered stronger than the other.")
+    clips = [espeak_wav(root / f"s{i}.wav", text).read_bytes() for i, text in enumerate(sentences)]
+    rng = np.random.default_rng(7)
+    for index in range(8):
+        clip = burst_clip(index % 2, rng, bursts=6 + index, noise=0.01 if index % 3 == 0 else None)
+        clips.append(wav_bytes(clip))
+    return [path.read_bytes() for path in APP_SAMPLES] + clips
+
+
+def screeners(model: Path | str, cache: Path) -> tuple[Screener, Screener]:
+    eager = Screener.load(model, device="cpu", config=ScreenerConfig(cpu_threads=1))
+    onnx = Screener.load(model, device="cpu", config=ScreenerConfig(
+        cpu_threads=1, runtime=RuntimeConfig("onnxruntime", cache_dir=cache)))
+    return eager, onnx
+
+
+@pytest.mark.parametrize("which", ["shipped", "tiny"])
+def test_onnxruntime_scores_equal_eager_pytorch(which, cohort, tmp_path):
+    if which == "shipped" and not (PRETRAINED_DIR / "ri-screener").is_dir():
+        pytest.skip("no shipped ri-screener in this checkout")
+    model = "ri-screener" if which == "shipped" else save_tiny_screening_model(tmp_path / "tiny")
+    eager, onnx = screeners(model, tmp_path / "cache")
+    assert len(APP_SAMPLES) >= 2
+    for data in cohort:  # one clip at a time: the unpadded forward, through ONNX Runtime
+        reference, score = eager.score(data), onnx.score(data)
+        assert abs(score.probability - reference.probability) <= TOLERANCE
+        assert score.decision == reference.decision
+        assert reference.device == "cpu" and score.device == f"cpu/{runtime_label()}"
+    # A padded batch stays eager (ONNX Runtime was slower with the attention mask) and says so.
+    batch = onnx.score_many(cohort)
+    assert [s.device for s in batch] == ["cpu"] * len(cohort)
+    assert [s.decision for s in batch] == [s.decision for s in eager.score_many(cohort)]
+
+
+def test_the_exported_graph_is_reused_from_disk(cohort, tmp_path):
+    """A second process (a restarted app, another torchrun rank) loads the cached graph instead of exporting."""
+    model = save_tiny_screening_model(tmp_path / "tiny")
+    _, first = screeners(model, tmp_path / "cache")
+    first.score(cohort[0])
+    [exported] = list((tmp_path / "cache").glob("*.onnx"))
+    stamp = exported.stat().st_mtime_ns
+    _, second = screeners(model, tmp_path / "cache")
+    assert second.score(cohort[0]).probability == pytest.approx(first.score(cohort[0]).probability, abs=1e-7)
+    assert list((tmp_path / "cache").glob("*")) == [exported] and exported.stat().st_mtime_ns == stamp
+
+
+def test_an_encoder_that_does_not_export_is_scored_eagerly_and_says_so(cohort, tmp_path, monkeypatch):
+    model = save_tiny_screening_model(tmp_path / "tiny")
+    eager, onnx = screeners(model, tmp_path / "cache")
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("this encoder cannot be exported")
+
+    monkeypatch.setattr(torch.onnx, "export", refuse)
+    score = onnx.score(cohort[0])
+    assert score.device == "cpu" and score.probability == pytest.approx(eager.score(cohort[0]).probability, abs=1e-7)
+
+
+def test_an_unknown_runtime_is_named():
+    with pytest.raises(ValueError, match="'tensorrt' is not one of eager, onnxruntime"):
+        RuntimeConfig("tensorrt")

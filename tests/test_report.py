@@ -123,7 +123,16 @@ def test_pdf_metadata_names_the_result_the_author_and_the_language(store, result
     assert reader.metadata.author == "biomarker"
     assert reader.metadata.title == translator(language)("report.subject", result_id=result_id)
     assert reader.trailer["/Root"]["/Lang"] == {"pt_BR": "pt-BR", "en": "en"}[language]
-    assert pdf.startswith(b"%PDF-") and b"/FontFile2" in pdf  # a TrueType font is embedded
+    # every character fits the standard fonts (Portuguese and English do): nothing to embed, a small file
+    assert pdf.startswith(b"%PDF-") and b"/FontFile2" not in pdf and b"/Helvetica" in pdf
+
+
+def test_an_identifier_the_standard_fonts_lack_embeds_dejavu_and_reads_back(store, tmp_path):
+    """A name such as "Nguyễn Łucja" is outside Windows-1252: the page then embeds DejaVu and still shows it."""
+    outcome = record(store, CLINICIAN, probability=0.7, patient_id="Nguyễn Łucja")
+    pdf = report_for_result(store, make_catalog(tmp_path / "models"), outcome.score_id, viewer=CLINICIAN,
+                            language="pt_BR", zone=ZONE, patient_label="Nguyễn Łucja", printed_at=PRINTED_AT)
+    assert b"/FontFile2" in pdf and "Nguyễn Łucja" in text_of(pdf)
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

@@ -8,6 +8,10 @@ A batch never dies for one input (issue 24): every input is scored inside its ow
 `AudioError` names (a decoder bug, memory exhausted) costs only that input's row; rows are written and flushed
 one by one as their batch finishes, so a run killed part-way keeps every finished row. Entries of a manifest or a
 folder that resolve outside it (`../../etc/shadow`, a symlink out) get a refusal row unless `--allow-outside`.
+
+Under `torchrun` (RANK / WORLD_SIZE set) the same command shards the inputs over every process of every node, merges
+the rows into `--out` in input order, and resumes an interrupted run (`biomarker.cli.shards`, docs/performance.md).
+Single clips are scored through ONNX Runtime by default (`--runtime`, issue 28); the CSV's columns do not change.
 """
 
 from __future__ import annotations
@@ -197,6 +201,23 @@ def write_rows(rows: Iterable[dict], handle: TextIO) -> int:
     return count
 
 
+def score_share(screener, items: list[Input], shard, out: Path, *, cohort: str | None, store=None) -> None:
+    """This rank's share of `items` into its part file, skipping the rows a part from an interrupted run already
+    holds; rank 0 then waits for every rank and merges the parts into `out` in input order."""
+    from biomarker.cli.shards import merge_parts, read_part, wait_for_parts, write_share
+
+    paths = [item.path for item in items]
+    part = shard.part(out)
+    kept = read_part(part, paths, SCORE_COLUMNS)
+    todo = [index for index in shard.indices(len(items)) if index not in kept]
+    if kept:
+        typer.echo(f"rank {shard.rank}: resuming, {len(kept)} row(s) already in {part}, {len(todo)} to score", err=True)
+    rows = score_rows(screener, (items[index] for index in todo), cohort=cohort, store=store)
+    write_share(part, kept, zip(todo, rows), SCORE_COLUMNS)
+    if shard.rank == 0:
+        merge_parts(out, wait_for_parts(out, shard.world_size), paths, SCORE_COLUMNS, write_rows)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
 
@@ -212,18 +233,26 @@ def register(app: typer.Typer) -> None:
                                     "machine; see docs/app.md)."),
         allow_outside: bool = typer.Option(False, "--allow-outside", help="Score manifest and folder entries that "
                                            "resolve outside the manifest's (or folder's) own folder."),
+        runtime: str = typer.Option("onnxruntime", "--runtime", help="CPU engine of the forward: onnxruntime | "
+                                    "eager (PyTorch). Padded batches always run eagerly."),
     ) -> None:
         """Score recordings for respiratory insufficiency (screening: refer for an SpO2 check)."""
         import sys
 
+        from biomarker.cli.shards import Shard
+        from biomarker.models.runtime import RuntimeConfig
         from biomarker.records import BiomarkerError
         from biomarker.screener import Screener, ScreenerConfig
 
         try:
+            shard = Shard.from_env()
+            if shard is not None and out is None:
+                raise BiomarkerError("under torchrun, pass --out FILE: the ranks' rows are merged into it")
             items = expand_inputs(inputs, allow_outside=allow_outside)
-            screener = Screener.load(model, device=device, config=ScreenerConfig(cpu_threads=threads))
+            config = ScreenerConfig(cpu_threads=threads, runtime=RuntimeConfig(runtime))
+            screener = Screener.load(model, device=device, config=config)
             screener.model.resolve_cohort(cohort)  # an unknown cohort is named before any scoring
-        except (BiomarkerError, RuntimeError) as error:  # RuntimeError: --device cuda without a GPU
+        except (BiomarkerError, RuntimeError, ValueError) as error:  # --device cuda without a GPU; a bad --runtime
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(2)
         store = None
@@ -235,6 +264,13 @@ def register(app: typer.Typer) -> None:
             store = Store(Settings.from_env(), migrate=False)
         if out:
             out.parent.mkdir(parents=True, exist_ok=True)
+        if shard is not None:
+            try:
+                score_share(screener, items, shard, out, cohort=cohort, store=store)
+            except BiomarkerError as error:  # parts of another run: named, never mixed in
+                typer.echo(f"error: {error}", err=True)
+                raise typer.Exit(2)
+            return
         handle = out.open("w", newline="", encoding="utf-8") if out else sys.stdout
         try:
             write_rows(score_rows(screener, items, cohort=cohort, store=store), handle)

@@ -524,10 +524,13 @@ def test_auditor_sees_chain_check_and_exports_results_and_events(store, speech):
     at.button(key="audit_export").click().run()
     exported = at.code[0].value
     assert exported.startswith("score_id,") and store.pseudonymise("P-7") in exported
+    # a CSV has no room for the chain's signed head: it is offered beside the file
+    assert [b for b in at.get("download_button") if b.proto.label.startswith("Download the chain's signed head")]
     at.selectbox(key="audit_table").set_value("audit_events")
     at.radio(key="audit_format").set_value("json")
     at.button(key="audit_export").click().run()
-    assert '"score_stored"' in at.code[0].value and '"chain"' in at.code[0].value
+    assert '"score_stored"' in at.code[0].value and '"chain"' in at.code[0].value and '"anchor"' in at.code[0].value
+    assert not [b for b in at.get("download_button") if "signed head" in b.proto.label]  # JSON carries its own
 
 
 def test_researcher_exports_results_but_sees_no_audit_trail(store, speech):

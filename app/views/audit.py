@@ -53,9 +53,15 @@ if st.button(t("audit.prepare"), key="audit_export"):
     else:
         text = store.export(start, end, fmt, viewer=user, table=table)
         st.session_state["export"] = (f"biomarker-{table}-{since}-{until}.{fmt}", text)
+    # a CSV has no room for the chain's signed head (JSON and FHIR carry it): it is offered beside the file
+    st.session_state["export_anchor"] = store.anchor_head(witness=False).to_json() if fmt == "csv" else None
 if "export" in st.session_state:
     file_name, text = st.session_state["export"]
     st.download_button(t("audit.download", file=file_name), text, file_name=file_name, key="audit_download")
+    if st.session_state.get("export_anchor"):
+        st.download_button(t("audit.download_anchor"), st.session_state["export_anchor"] + "\n",
+                           file_name=f"{file_name}.anchor.json", key="audit_download_anchor")
+        st.caption(t("audit.anchor_note"))
     if len(text) <= PREVIEW_CHARS:
         st.code(text, language=file_name.rsplit(".", 1)[1])
     else:

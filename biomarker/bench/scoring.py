@@ -8,6 +8,11 @@
   (12 blocks, width 192, untrained: cost does not depend on the weights). The plumbing costs the same for both,
   so the pair shows both the absolute overhead and what it means next to a tiny-sized encoder.
 - Batch throughput: `score_many` over many clips of 6-14 s, in x real time (goal >= 100x on 2 cores).
+- Against what a user would pick instead and against the machine (issue 28), per thread count, in one interleaved
+  run: eGeMAPS + LR and MFCC-statistics + LR from the same bytes to a probability; the FLOP floor (the forward's
+  FLOPs counted by torch.utils.flop_counter over the fp32 GEMM rate measured in the same rounds, on a GEMM of the
+  model's own shape); eager PyTorch vs ONNX Runtime, forward and end to end; int8 dynamic quantisation (and, with
+  `with_compile=True`, torch.compile) as the runtime candidates, with how far each moves the logit.
 
 The clips are synthetic speech-like signals (harmonics with syllable-rate envelopes and pauses): cost does not
 depend on content, and they pass the quality gate. Medians after a warm-up, because the machine may be shared;
@@ -16,6 +21,7 @@ the load average is reported beside the numbers so a reader can judge them.
 
 from __future__ import annotations
 
+import copy
 import io
 import itertools
 import json
@@ -30,16 +36,21 @@ from typing import Callable
 import numpy as np
 import soundfile as sf
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from biomarker.audio import require_quality
+from biomarker.audio import load, require_quality
 from biomarker.bench.features import cpu_name
+from biomarker.evaluate.baselines import LogisticBaseline
 from biomarker.models import ScreeningModel, create_model
-from biomarker.screener import PRETRAINED_DIR, Screener, screen_and_record
+from biomarker.models.runtime import RuntimeConfig
+from biomarker.screener import PRETRAINED_DIR, Screener, ScreenerConfig, screen_and_record
 from biomarker.settings import Settings
 from biomarker.store import Store, UserInfo
 
 SAMPLE_RATE_HZ = 16000
 GOAL_RATIO, GOAL_E2E_MS, GOAL_THROUGHPUT_X = 1.3, 150.0, 100.0
+# issue 28: forward and end to end against the FLOP floor at 1 thread, end to end against eGeMAPS + LR
+GOAL_FORWARD_FLOOR, GOAL_E2E_FLOOR, GOAL_VS_EGEMAPS = 1.2, 1.4, 0.5
 
 
 def speechlike(seconds: float, seed: int) -> np.ndarray:
@@ -114,31 +125,147 @@ def bench_models(model: str | None, directory: Path) -> list[Path]:
 
 
 def main(model: str | None = None, device: str = "cpu", repeats: int = 10, clips: int = 64,
-         threads: tuple[int, ...] = (1, 2), as_json: bool = False) -> dict:
+         threads: tuple[int, ...] = (1, 2), as_json: bool = False, runtime: str = "onnxruntime",
+         compare: bool = True, with_compile: bool = False) -> dict:
     """Run the three measurements per model and torch thread count (side by side: on a shared machine one
-    thread can beat two by far, because OpenMP workers stall waiting for each other); print tables (or JSON)."""
+    thread can beat two by far, because OpenMP workers stall waiting for each other), with the screener on
+    `runtime`; then, with `compare`, the issue-28 comparison per thread count; print tables (or JSON)."""
     rng = np.random.default_rng(1)
     waves = [speechlike(float(rng.uniform(6, 14)), seed=i) for i in range(clips)]
     batch = [wav_bytes(wave) for wave in waves]
     audio_s = sum(len(wave) for wave in waves) / SAMPLE_RATE_HZ
-    runs = []
+    runs, comparisons = [], []
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Settings.from_env({"BIOMARKER_HOME": str(Path(tmp) / "home"),
                                          "BIOMARKER_SECRET": "benchmark-only-secret-0000"}))
         initial_threads = torch.get_num_threads()
         try:
             for directory in bench_models(model, Path(tmp) / "tiny"):
-                screener = Screener.load(directory, device=device)
+                config = ScreenerConfig(runtime=RuntimeConfig(runtime, cache_dir=Path(tmp) / "onnx"))
+                screener = Screener.load(directory, device=device, config=config)
                 for count in threads:
                     torch.set_num_threads(count)
                     runs.append(_measure_all(screener, store, repeats, batch, audio_s))
+                if compare and screener.device.type == "cpu":
+                    eager = Screener.load(directory, device="cpu")
+                    onnx = Screener.load(directory, device="cpu", config=ScreenerConfig(
+                        runtime=RuntimeConfig("onnxruntime", cache_dir=Path(tmp) / "onnx")))
+                    for count in threads:
+                        torch.set_num_threads(count)
+                        comparisons.append(_compare(eager, onnx, repeats, with_compile))
         finally:
             torch.set_num_threads(initial_threads)
             store.close()
-    report = {"device": screener.device_name, "cpu": cpu_name(), "runs": runs,
-              "goals": {"ratio_le": GOAL_RATIO, "end_to_end_ms_le": GOAL_E2E_MS, "throughput_x_ge": GOAL_THROUGHPUT_X}}
-    print(json.dumps(report, indent=1) if as_json else "\n\n".join(_table(report, run) for run in runs))
+    report = {"device": screener.device_name, "cpu": cpu_name(), "runs": runs, "comparisons": comparisons,
+              "goals": {"ratio_le": GOAL_RATIO, "end_to_end_ms_le": GOAL_E2E_MS, "throughput_x_ge": GOAL_THROUGHPUT_X,
+                        "forward_vs_floor_le": GOAL_FORWARD_FLOOR, "end_to_end_vs_floor_le": GOAL_E2E_FLOOR,
+                        "end_to_end_vs_egemaps_le": GOAL_VS_EGEMAPS}}
+    tables = [_table(report, run) for run in runs] + [_comparison_table(report, c) for c in comparisons]
+    print(json.dumps(report, indent=1) if as_json else "\n\n".join(tables))
     return report
+
+
+def _baselines(clips: int = 8) -> dict[str, LogisticBaseline]:
+    """eGeMAPS + LR and MFCC-statistics + LR fitted on a few speech-like clips (random labels: what is timed is the
+    pipeline, whose cost does not depend on what the regression learnt)."""
+    recordings = [speechlike(float(8 + index % 4), seed=500 + index) for index in range(clips)]
+    labels = [index % 2 for index in range(clips)]
+    return {name: LogisticBaseline(features=name).fit(recordings, labels) for name in ("egemaps", "mfcc-stats")}
+
+
+def _compare(eager: Screener, onnx: Screener, repeats: int, with_compile: bool) -> dict:
+    """The issue-28 comparison at the current thread count, all in one interleaved `measure`: the 10 s clip from
+    bytes to a probability through ours (eager, ONNX Runtime) and the two classic pipelines; the forward in each
+    runtime candidate; and a GEMM of the model's own shape, whose rate turns the counted FLOPs into a floor."""
+    data = wav_bytes(speechlike(10.0, seed=0))
+    recording = eager.load_audio(data)
+    waveform = torch.from_numpy(recording.samples)[None]  # [1, S]
+    lengths = torch.tensor([waveform.shape[1]])
+    with torch.inference_mode():
+        features, frames = eager.extractor(waveform, lengths)
+    model, cohort = eager.model, eager.model.resolve_cohort(None)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        reference = model.recording_logits(features, frames, cohort)
+    flops = counter.get_total_flops()
+    with torch.inference_mode():
+        tokens = model.encoder.tokenize(features, frames).embeddings.shape[1]
+    width = model.encoder.embed_dim
+    left, right = torch.randn(tokens, width), torch.randn(width, 4 * width)  # the MLP's first GEMM
+    gemm_flops = 2 * tokens * width * 4 * width
+    candidates: dict[str, Callable[[], torch.Tensor]] = {
+        "forward_eager": inference(lambda: model.recording_logits(features, frames, cohort)),
+        "forward_onnxruntime": inference(lambda: onnx.onnx.logits(features, frames, cohort)),
+    }
+    int8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+    candidates["forward_int8_dynamic"] = inference(lambda: int8.recording_logits(features, frames, cohort))
+    compile_s = None
+    if with_compile:
+        compiled = torch.compile(lambda f, n: model.recording_logits(f, n, cohort), dynamic=True)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            compiled(features, frames)
+        compile_s = round(time.perf_counter() - started, 1)
+        candidates["forward_torch_compile"] = inference(lambda: compiled(features, frames))
+    logit_shift = {name: float((run().float() - reference).abs().max()) for name, run in candidates.items()}
+    baselines = _baselines()
+    runs = {
+        "end_to_end_eager": lambda: eager.score(data),
+        "end_to_end_onnxruntime": lambda: onnx.score(data),
+        **{f"end_to_end_{name}_lr": (lambda b=baseline: b.logits([load(data).samples]))
+           for name, baseline in baselines.items()},
+        **candidates,
+        "gemm": lambda: left @ right,
+    }
+    timings = measure(runs, repeats)
+    gemm = timings.pop("gemm")
+    rate_wall, rate_cpu = gemm_flops / gemm.wall_ms / 1e6, gemm_flops / gemm.cpu_ms / 1e6  # GFLOP/s
+    floor = Timing(flops / rate_wall / 1e6, flops / rate_cpu / 1e6)
+
+    def ratios(timing: Timing, base: Timing) -> dict:
+        return {"wall": round(timing.wall_ms / base.wall_ms, 2), "cpu": round(timing.cpu_ms / base.cpu_ms, 2)}
+
+    chosen = timings["end_to_end_onnxruntime"]
+    return {
+        "model": eager.model_label, "torch_threads": torch.get_num_threads(),
+        "load_average_1min": round(os.getloadavg()[0], 2), "clip_s": 10.0,
+        "forward_gflop": round(flops / 1e9, 3), "gemm_gflop_per_s": {"wall": round(rate_wall, 1), "cpu": round(rate_cpu, 1)},
+        "floor": _rounded(floor), "timings": {name: _rounded(timing) for name, timing in timings.items()},
+        "logit_shift_vs_eager": {name: float(f"{shift:.2g}") for name, shift in logit_shift.items()},
+        "torch_compile_first_call_s": compile_s,
+        "ratios": {
+            "forward_eager_vs_floor": ratios(timings["forward_eager"], floor),
+            "forward_onnxruntime_vs_floor": ratios(timings["forward_onnxruntime"], floor),
+            "end_to_end_onnxruntime_vs_floor": ratios(chosen, floor),
+            "end_to_end_onnxruntime_vs_egemaps_lr": ratios(chosen, timings["end_to_end_egemaps_lr"]),
+            "end_to_end_onnxruntime_vs_mfcc_stats_lr": ratios(chosen, timings["end_to_end_mfcc-stats_lr"]),
+            "end_to_end_onnxruntime_vs_eager": ratios(chosen, timings["end_to_end_eager"]),
+            **{f"{name}_vs_eager": ratios(timings[name], timings["forward_eager"]) for name in candidates
+               if name != "forward_eager"},
+        },
+    }
+
+
+def _comparison_table(header: dict, report: dict) -> str:
+    lines = [
+        f"against the alternatives and the floor: {report['model']} on {header['cpu']}, {report['torch_threads']} "
+        f"torch threads, load average {report['load_average_1min']}; forward {report['forward_gflop']} GFLOP, GEMM "
+        f"{report['gemm_gflop_per_s']['wall']} GFLOP/s wall ({report['gemm_gflop_per_s']['cpu']} per CPU second) "
+        f"-> floor {report['floor']['wall_ms']} ms wall / {report['floor']['cpu_ms']} ms CPU",
+        "                                          wall ms      CPU ms   max |logit - eager|",
+    ]
+    for name, timing in report["timings"].items():
+        shift = report["logit_shift_vs_eager"].get(name)
+        lines.append(f"  {name:<38}{timing['wall_ms']:>9.1f}   {timing['cpu_ms']:>9.1f}"
+                     + ("" if shift is None else f"   {shift:.1e}"))
+    if report["torch_compile_first_call_s"] is not None:
+        lines.append(f"  torch.compile first call (compilation): {report['torch_compile_first_call_s']} s")
+    goals = {"forward_onnxruntime_vs_floor": GOAL_FORWARD_FLOOR, "end_to_end_onnxruntime_vs_floor": GOAL_E2E_FLOOR,
+             "end_to_end_onnxruntime_vs_egemaps_lr": GOAL_VS_EGEMAPS}
+    lines.append("  ratios (wall / CPU)")
+    for name, ratio in report["ratios"].items():
+        goal = f"   goal <= {goals[name]}" if name in goals else ""
+        lines.append(f"    {name:<52}{ratio['wall']:>6.2f} / {ratio['cpu']:<6.2f}{goal}")
+    return "\n".join(lines)
 
 
 def _measure_all(screener: Screener, store: Store, repeats: int, batch: list[bytes], audio_s: float) -> dict:

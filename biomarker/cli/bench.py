@@ -93,13 +93,18 @@ def scoring(
     repeats: int = typer.Option(10, help="Timed runs per point after a warm-up; the median is reported."),
     clips: int = typer.Option(64, help="Clips (6-14 s each) in the throughput batch."),
     threads: str = typer.Option("1,2", help="Comma-separated torch thread counts, each measured in turn."),
+    runtime: str = typer.Option("onnxruntime", "--runtime", help="The screener's CPU engine: onnxruntime | eager."),
+    compare: bool = typer.Option(True, "--compare/--no-compare", help="Also eGeMAPS + LR, MFCC-stats + LR, the "
+                                 "FLOP floor and the runtime candidates, side by side."),
+    with_compile: bool = typer.Option(False, "--compile", help="Add torch.compile to the candidates (minutes to compile)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """10 s clip end to end (bytes -> stored row) vs the encoder forward alone; batch throughput in x real time."""
+    """10 s clip end to end (bytes -> stored row) vs the forward, the FLOP floor and eGeMAPS + LR; batch throughput."""
     from biomarker.bench.scoring import main
 
     counts = tuple(int(part) for part in threads.split(",") if part.strip())
-    main(model=model, device=device, repeats=repeats, clips=clips, threads=counts, as_json=as_json)
+    main(model=model, device=device, repeats=repeats, clips=clips, threads=counts, as_json=as_json, runtime=runtime,
+         compare=compare, with_compile=with_compile)
 
 
 @bench_app.command("hostile")

@@ -2,7 +2,7 @@
 
 Each subcommand calls `biomarker.bench.<name>.main(...)`, which prints a table (or JSON) and returns a dict.
 `hostile` measures peak memory per hostile input, each in its own process (issue 24); `fhir` times a FHIR Bundle
-over 1,000 stored results (issue 26).
+over 1,000 stored results (issue 26); `sharded` times `biomarker score` under torchrun against one process (issue 28).
 """
 
 from __future__ import annotations
@@ -105,6 +105,21 @@ def scoring(
     counts = tuple(int(part) for part in threads.split(",") if part.strip())
     main(model=model, device=device, repeats=repeats, clips=clips, threads=counts, as_json=as_json, runtime=runtime,
          compare=compare, with_compile=with_compile)
+
+
+@bench_app.command("sharded")
+def sharded(
+    model: str = typer.Option("ri-screener", "--model", help="Model name or dir scored by both sides."),
+    clips: int = typer.Option(64, help="Clips (6-14 s each) in the manifest."),
+    processes: int = typer.Option(2, help="torchrun processes on the sharded side."),
+    repeats: int = typer.Option(3, help="Interleaved timed rounds after a warm-up; the median is reported."),
+    runtime: str = typer.Option("onnxruntime", "--runtime", help="onnxruntime | eager."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """`biomarker score MANIFEST` as one process vs torchrun with N processes (goal: 2 processes >= 1.8x)."""
+    from biomarker.bench.sharded import main
+
+    main(model=model, clips=clips, processes=processes, repeats=repeats, runtime=runtime, as_json=as_json)
 
 
 @bench_app.command("hostile")

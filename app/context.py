@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 import streamlit as st
 
 from biomarker.i18n import LANGUAGE_NAMES, LANGUAGES, Translator, negotiate, translator
+from biomarker.models.runtime import RuntimeConfig
 from biomarker.records import ModelNotFoundError
 from biomarker.screener import DEFAULT_MODEL, Screener, ScreenerConfig
 from biomarker.settings import Settings
@@ -25,6 +26,7 @@ from biomarker.store.repository import UNREACHABLE_ERRORS
 MODEL_ENV = "BIOMARKER_MODEL"
 DEVICE_ENV = "BIOMARKER_DEVICE"
 THREADS_ENV = "BIOMARKER_CPU_THREADS"
+RUNTIME_ENV = "BIOMARKER_RUNTIME"  # CPU engine of the forward: onnxruntime (default, as `biomarker score`) | eager
 USER_KEY = "signed_in"
 TOKEN_KEY, SESSION_ID_KEY, TOKEN_PARAM = "session_token", "session_id", "session"
 LANGUAGE_KEY = "language"
@@ -54,8 +56,9 @@ def language_picker() -> None:
 
 
 @st.cache_resource(show_spinner="Carregando o modelo / Loading the model ...")
-def _screener_for(model: str, device: str, cpu_threads: int | None) -> Screener:
-    return Screener.load(model, device=device, config=ScreenerConfig(cpu_threads=cpu_threads))
+def _screener_for(model: str, device: str, cpu_threads: int | None, runtime: str) -> Screener:
+    return Screener.load(model, device=device, config=ScreenerConfig(cpu_threads=cpu_threads,
+                                                                     runtime=RuntimeConfig(runtime)))
 
 
 def screener() -> Screener:
@@ -64,7 +67,7 @@ def screener() -> Screener:
     try:
         threads = os.environ.get(THREADS_ENV)
         return _screener_for(os.environ.get(MODEL_ENV, DEFAULT_MODEL), os.environ.get(DEVICE_ENV, "auto"),
-                             int(threads) if threads else None)
+                             int(threads) if threads else None, os.environ.get(RUNTIME_ENV, "onnxruntime"))
     except ModelNotFoundError as error:
         st.error(t()("app.model_missing", error=error))
         st.stop()

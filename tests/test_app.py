@@ -246,6 +246,7 @@ def test_clinician_screens_a_recording_and_finds_it_in_history(store, speech):
     assert len(at.get("imgs")) == 2 or len(at.get("image")) == 2  # waveform and MFCC-gram
     [row] = results(store, "P-042")
     assert row.site == "ward-1" and row.created_by == "cleo"
+    assert row.device.startswith("cpu/onnxruntime-")  # the app scores on ONNX Runtime and says so with the result
     at.switch_page("views/history.py").run()
     table = at.dataframe[0].value
     assert table["Patient (pseudonym)"].tolist() == [store.pseudonymise("P-042")[:8]]

@@ -13,6 +13,8 @@ crop of a 1.3-s clip is mostly padding), keeps whole speakers out for held-out e
 
 Held out (speakers never seen in pretraining): `asterisk-prompt-es-co`, `asterisk-prompt-fr-armelle`, the
 asterisk voice `it_IT_f_Menardi`, and the espeak-ng pt-BR variants in `HELD_OUT_SYNTH_VARIANTS`.
+
+The source tables live in `corpus_sources`, the datasheet in `corpus_card`; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -34,6 +36,16 @@ import numpy as np
 import soundfile as sf
 
 from biomarker.audio import load
+from biomarker.pretrain.corpus_card import render_card
+from biomarker.pretrain.corpus_sources import (
+    HELD_OUT_SYNTH_VARIANTS,
+    PT_BR_SHARE,
+    REAL_SOURCES,
+    TEXT_SOURCES,
+    TRAIN_SYNTH_VARIANTS,
+    RealSource,
+    TextSource,
+)
 from biomarker.records import AudioError, BiomarkerError, EmptyAudioError
 
 SAMPLE_RATE_HZ = 16000
@@ -45,100 +57,6 @@ MANIFEST_FIELDS = ("path", "duration_s", "source", "speaker", "language", "kind"
 
 class CorpusError(BiomarkerError, RuntimeError):
     """The corpus could not be built (a package would not install, a decoder failed); names the item."""
-
-
-# ------------------------------------------------------------------------------------------------ sources
-def _asterisk_speaker(path: Path) -> str:
-    return path.relative_to("/usr/share/asterisk/sounds").parts[0]
-
-
-def _fillets_speaker(path: Path) -> str:
-    # <level>-<speaker>-<line>.ogg; the two main fish are "m" and "v", minor characters have other codes
-    parts = path.stem.split("-")
-    language = path.parent.name
-    return f"{language}-{parts[1] if len(parts) > 2 else 'misc'}"
-
-
-def _language_dir_speaker(depth: int) -> Callable[[Path], str]:
-    """Speaker = a directory name `depth` levels up (one speaker set per language is all these packages say)."""
-    return lambda path: path.parents[depth].name
-
-
-@dataclass(frozen=True)
-class RealSource:
-    """One group of real recordings installed by a Debian package."""
-
-    name: str
-    package: str
-    root: str
-    pattern: str
-    language: str
-    license: str
-    speaker_of: Callable[[Path], str]
-    held_out: bool = False
-    exclude: str | None = None  # regex on the path
-
-    def files(self) -> list[Path]:
-        paths = sorted(Path(self.root).glob(self.pattern))
-        if self.exclude:
-            paths = [p for p in paths if not re.search(self.exclude, str(p))]
-        return paths
-
-
-ASTERISK = "/usr/share/asterisk/sounds"
-REAL_SOURCES: tuple[RealSource, ...] = (
-    RealSource("asterisk-en-us-allison", "asterisk-core-sounds-en-wav", f"{ASTERISK}/en_US_f_Allison", "**/*.wav",
-               "en-US", "CC-BY-SA-3.0", _asterisk_speaker, exclude="/silence/"),
-    RealSource("asterisk-es-mx-allison", "asterisk-core-sounds-es-wav", f"{ASTERISK}/es_MX_f_Allison", "**/*.wav",
-               "es-MX", "CC-BY-SA-3.0", _asterisk_speaker, exclude="/silence/"),
-    RealSource("asterisk-fr-ca-june", "asterisk-core-sounds-fr-wav", f"{ASTERISK}/fr_CA_f_June", "**/*.wav",
-               "fr-CA", "CC-BY-SA-3.0", _asterisk_speaker, exclude="/silence/"),
-    RealSource("asterisk-it-carlo", "asterisk-core-sounds-it-wav", f"{ASTERISK}/it_IT_m_Carlo", "**/*.wav",
-               "it-IT", "CC-BY-3.0", _asterisk_speaker, exclude="/silence/"),
-    RealSource("asterisk-ru-ivrvoice", "asterisk-core-sounds-ru-wav", f"{ASTERISK}/ru_RU_f_IvrvoiceRU", "**/*.wav",
-               "ru-RU", "CC-BY-3.0", _asterisk_speaker, exclude="/silence/"),
-    RealSource("asterisk-it-menardi", "asterisk-prompt-it-menardi-wav", f"{ASTERISK}/it_IT_f_Menardi", "**/*.wav",
-               "it-IT", "CC-BY-SA-3.0", _asterisk_speaker, held_out=True, exclude="/silence/"),
-    RealSource("asterisk-es-co", "asterisk-prompt-es-co", f"{ASTERISK}/es", "**/*.gsm", "es-CO", "GPL",
-               lambda p: "es-co", held_out=True),
-    RealSource("asterisk-fr-armelle", "asterisk-prompt-fr-armelle", f"{ASTERISK}/fr", "**/*.gsm", "fr-FR", "GPL",
-               lambda p: "fr-armelle", held_out=True),
-    RealSource("fillets-ng-cs", "fillets-ng-data-cs", "/usr/share/games/fillets-ng/sound", "*/cs/*.ogg", "cs",
-               "GPL-2", _fillets_speaker),
-    RealSource("fillets-ng-nl", "fillets-ng-data-nl", "/usr/share/games/fillets-ng/sound", "*/nl/*.ogg", "nl",
-               "GPL-2", _fillets_speaker),
-    RealSource("klettres", "klettres-data", "/usr/share/klettres", "*/*/*.ogg", "21 languages", "GPL-2+",
-               _language_dir_speaker(1)),
-    RealSource("ktuberling", "ktuberling-data", "/usr/share/ktuberling/sounds", "*/*.*", "~25 languages",
-               "GPL-2+", _language_dir_speaker(0), exclude=r"\.soundtheme$"),
-    RealSource("gcin-voice", "gcin-voice", "/usr/share/gcin-voice/ogg", "*/*.ogg", "zh", "GPL-3/LGPL-3, CC-BY-3.0",
-               lambda p: "gcin"),
-)
-
-
-@dataclass(frozen=True)
-class TextSource:
-    """Sentences for espeak-ng, from Debian fortune packages (plain UTF-8, '%'-separated)."""
-
-    language: str  # espeak-ng voice name
-    package: str
-    pattern: str  # glob under /usr/share/games/fortunes
-    license: str
-
-
-TEXT_SOURCES: tuple[TextSource, ...] = (
-    TextSource("pt-br", "fortunes-br", "brasil", "GPL-2+"),
-    TextSource("es", "fortunes-es", "es/*.fortunes.u8", "GPL-2+"),
-    TextSource("it", "fortunes-it", "it/*.u8", "GPL-2+"),
-    TextSource("de", "fortunes-de", "de/*.u8", "GPL-2+"),
-    TextSource("ru", "fortunes-ru", "ru/*.u8", "GPL-2"),
-    TextSource("cs", "fortunes-cs", "cs/*.u8", "GPL"),
-    TextSource("en-us", "fortunes-min", "fortunes.u8", "BSD"),
-)
-# espeak-ng variants: the training voices and the pt-BR voices kept back for held-out evaluation
-TRAIN_SYNTH_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f3", "f4", "klatt", "klatt3")
-HELD_OUT_SYNTH_VARIANTS = ("m7", "f5")
-PT_BR_SHARE = 0.5  # of synthetic time: the target language is well represented
 
 
 @dataclass
@@ -436,78 +354,6 @@ def build_corpus(config: CorpusConfig, log: Callable[[str], None] = print) -> di
         Path(config.card_path).parent.mkdir(parents=True, exist_ok=True)
         Path(config.card_path).write_text(render_card(summary))
     return summary
-
-
-def render_card(summary: dict[str, object]) -> str:
-    """The datasheet (data_cards/pretraining-corpus.md), written from the measured summary."""
-    per_source: dict[str, dict[str, object]] = summary["per_source"]  # type: ignore[assignment]
-    lines = [
-        "# Data card: pretraining corpus (unlabeled speech)",
-        "",
-        "Built by `biomarker corpus build OUT` (biomarker/pretrain/corpus.py) from Debian packages and espeak-ng; the "
-        "audio is never committed, the command rebuilds it. Numbers below were measured on the build that "
-        "produced the shipped encoders.",
-        "",
-        "## Composition",
-        "",
-        f"- Total: **{summary['hours_total']} h** in {summary['segments']} segments "
-        f"({summary['utterances']} utterances packed per speaker into ~{summary['config']['segment_s']} s "
-        f"segments), {summary['speakers_or_voices']} speakers/voices, all resampled to 16 kHz mono.",
-        f"- Real speech: **{summary['hours_real']} h**; synthetic (espeak-ng): **{summary['hours_synthetic']} h** "
-        f"(real share {100 * summary['hours_real'] / max(summary['hours_total'], 1e-9):.0f} %).",
-        f"- Synthetic pt-BR: {summary['hours_pt_br_synthetic']} h (the only real pt-BR is the 1.7 min in "
-        "klettres pt_BR).",
-        f"- Train: {summary['hours_train']} h; held out: {summary['hours_held_out']} h.",
-        "",
-        "| source | kind | language | hours | segments | utterances | speakers/voices | original rate (Hz) | "
-        "license | split |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, s in per_source.items():
-        rates = s["original_rates_hz"]
-        rate_text = f"{rates[0]}" if len(rates) == 1 else f"{rates[0]}–{rates[-1]}"
-        lines.append(f"| {name} | {s['kind']} | {s['language']} | {s['hours']} | {s['segments']} | "
-                     f"{s['utterances']} | {s['speakers_or_voices']} | {rate_text} | {s['license']} | {s['split']} |")
-    lines += [
-        "",
-        "## Held out (never seen in pretraining)",
-        "",
-        "- Real: `asterisk-prompt-es-co` (Colombian Spanish, GSM codec), `asterisk-prompt-fr-armelle` "
-        "(French, GSM codec) and the asterisk voice `it_IT_f_Menardi`: new speakers, and two of them a new codec.",
-        f"- Synthetic: espeak-ng pt-BR with the variants {', '.join(HELD_OUT_SYNTH_VARIANTS)} (training uses "
-        f"{', '.join(TRAIN_SYNTH_VARIANTS)}).",
-        "",
-        "## How it was made",
-        "",
-        "- Real audio: decoded with `biomarker.audio.load` (libsndfile, sox for raw GSM), mixed to mono, "
-        f"resampled to 16 kHz; asterisk `silence/` files excluded; {len(summary.get('skipped_files', []))} "
-        "empty files or clicks under 0.1 s skipped (listed in `summary.json`).",
-        "- Synthetic audio: espeak-ng 1.51, sentences from Debian fortune packages (fortunes-br, -es, -it, -de, "
-        "-ru, -cs, -min; the packages' offensive sections excluded), random rate 120–190 wpm and pitch 25–75; "
-        f"{int(100 * PT_BR_SHARE)} % of synthetic time is pt-BR.",
-        "- Packing: a speaker's consecutive utterances are joined with 0.2 s of silence into segments of about "
-        "6 s, so random 4-s crops hold speech rather than padding. Segments never mix speakers.",
-        "",
-        "## What it is and is not",
-        "",
-        "- It is a few hours of mostly read IVR prompts, acted game dialogue, isolated letters/syllables/words "
-        "and robotic formant-synthesis speech. About a third of the real audio is 8 kHz telephone band "
-        "(nothing above 4 kHz).",
-        "- It is **not** clinical speech, **not** conversational, and contains **no real Brazilian-Portuguese "
-        "sentences**. The synthetic speech has no natural jitter, shimmer or breathiness. Encoders pretrained "
-        "on it learn generic spectro-temporal structure of speech, nothing about respiratory insufficiency.",
-        "- Do not use it to make claims about any speaker population; speaker counts are small (a few dozen "
-        "real voices).",
-        "",
-        "## Licenses",
-        "",
-        "Asterisk core sounds: CC-BY-SA-3.0 (en, es, fr, it-Menardi) and CC-BY-3.0 (ru, it-Carlo); asterisk "
-        "es-co and fr-armelle prompts: GPL; fillets-ng data: GPL-2; klettres and ktuberling data: GPL-2+; "
-        "gcin-voice: GPL-3/LGPL-3 and CC-BY-3.0; fortune texts: GPL/BSD as listed. espeak-ng output is not bound "
-        "by espeak-ng's GPL. Credit the Debian packages when redistributing derived audio.",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 def read_manifest(path: str | Path, split: str | None = None) -> list[dict[str, str]]:

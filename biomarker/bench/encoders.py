@@ -28,16 +28,15 @@ from __future__ import annotations
 import json
 import math
 import resource
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from biomarker.bench.features import cpu_name
+from biomarker.bench.timing import measure, measure_one
 from biomarker.models import create_model
 from biomarker.nn.attention import SelfAttention, attention_flops
 from biomarker.nn.tokens import TokenLayout
@@ -57,20 +56,6 @@ def _rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def _timed(run: Callable[[], object]) -> tuple[float, float]:
-    """(wall seconds, process CPU seconds) of one run."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    run()
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
-def _median_time(run: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """(median wall s, median CPU s) of `repeats` runs after a warm-up."""
-    _timed(run)
-    runs = [_timed(run) for _ in range(repeats)]
-    return statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
 
 
 def build_run(encoder: str, mode: str, tokens: int, batch: int) -> Callable[[], None]:
@@ -126,18 +111,10 @@ def time_interleaved(points: list[dict[str, Any]], repeats: int, slow_s: float, 
     """Add median wall and CPU seconds and the number of timed runs to each point, the points taking turns in
     this process (see the module docstring); a point whose warm-up took longer than `slow_s` is timed once."""
     torch.set_num_threads(threads)
-    runs = [build_run(p["encoder"], p["mode"], p["tokens"], p["batch"]) for p in points]
-    warm_up = [_timed(run) for run in runs]
-    repeated = [i for i, (wall, _) in enumerate(warm_up) if wall <= slow_s]
-    samples: dict[int, list[tuple[float, float]]] = {i: [] for i in repeated}
-    for _ in range(repeats if repeated else 0):
-        for i in repeated:
-            samples[i].append(_timed(runs[i]))
+    runs = {i: build_run(p["encoder"], p["mode"], p["tokens"], p["batch"]) for i, p in enumerate(points)}
+    timings = measure(runs, repeats, slow_ms=slow_s * 1000.0)
     for i, point in enumerate(points):
-        timed = samples.get(i) or [warm_up[i]]
-        point["seconds"] = statistics.median(wall for wall, _ in timed)
-        point["cpu_seconds"] = statistics.median(cpu for _, cpu in timed)
-        point["runs"] = len(timed)
+        point["seconds"], point["cpu_seconds"], point["runs"] = timings[i].wall_s, timings[i].cpu_s, timings[i].runs
 
 
 def plain_attention_gb(tokens: int, heads: int = 3) -> float:
@@ -167,7 +144,8 @@ def attention_layer_comparison(grid: tuple[int, int], batch: int, repeats: int, 
     for mode in ("sdpa", "plain", "factorized"):
         layer = SelfAttention(dim, heads, mode).eval()
         with torch.no_grad():
-            seconds, cpu_seconds = _median_time(lambda: layer(x, layout), repeats)
+            timing = measure_one(lambda: layer(x, layout), repeats)
+        seconds, cpu_seconds = timing.wall_s, timing.cpu_s
         flops = attention_flops(grid, dim, mode, num_prefix=1)
         results.append({"mode": mode, "flops": flops, "seconds": seconds, "cpu_seconds": cpu_seconds})
     return results

@@ -12,15 +12,14 @@ from __future__ import annotations
 import json
 import os
 import platform
-import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import python_speech_features
 import torch
 import torchaudio.compliance.kaldi as kaldi
 
+from biomarker.bench.timing import measure_one
 from biomarker.device import describe, pick_device
 from biomarker.features import get_extractor
 
@@ -35,23 +34,9 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def best_time(run: Callable[[], object], repeats: int, synchronize: Callable[[], None]) -> float:
-    """Seconds of the fastest of `repeats` runs, after one warm-up run."""
-    run()
-    synchronize()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def main(clips: int = 64, seconds: float = 10.0, repeats: int = 3, device: str = "cpu", as_json: bool = False) -> dict:
     """Time both front-ends on `clips` x `seconds` of 16 kHz audio; print a table (or JSON); return the dict."""
     target = pick_device(device)
-    synchronize = (lambda: torch.cuda.synchronize(target)) if target.type == "cuda" else (lambda: None)
     rate = 16000
     batch = np.random.default_rng(0).normal(0, 0.1, (clips, int(seconds * rate))).astype(np.float32)
     waveform = torch.from_numpy(batch)  # [B, S]
@@ -79,10 +64,10 @@ def main(clips: int = 64, seconds: float = 10.0, repeats: int = 3, device: str =
     rows = {}
     with torch.inference_mode():
         for name, (label, reference) in references.items():
-            row = {"reference": label, "reference_s": best_time(reference, repeats, synchronize), "ours_s": {}}
+            row = {"reference": label, "reference_s": measure_one(reference, repeats, device=target, reduce=min).wall_s, "ours_s": {}}
             for threads in thread_counts:
                 torch.set_num_threads(threads)
-                row["ours_s"][threads] = best_time(ours[name], repeats, synchronize)
+                row["ours_s"][threads] = measure_one(ours[name], repeats, device=target, reduce=min).wall_s
             torch.set_num_threads(default_threads)
             row["speedup"] = {threads: row["reference_s"] / s for threads, s in row["ours_s"].items()}
             rows[name] = row

@@ -20,7 +20,6 @@ import dataclasses
 import io
 import json
 import platform
-import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import soundfile as sf
 import torch
 
 from biomarker.audio import require_quality
+from biomarker.bench.timing import measure_one, synchronizer
 from biomarker.device import autocast, describe, mamba_kernel_available, pick_device, precision_for
 from biomarker.models import ScreeningModel, create_model, from_pretrained
 from biomarker.nn.scan import selective_scan
@@ -65,22 +65,9 @@ FULL = CheckSizes((64, 513, 4096), 384, (512, 2048, 8192, 22000), 10, 20, 8)
 QUICK = CheckSizes((7, 64), 16, (64,), 1, 1, 2, (("depth", 1), ("embed_dim", 48)))
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _median_ms(run: Callable[[], object], device: torch.device, repeats: int) -> float:
     """Median wall time in ms after one warm-up run, the device synchronised around each run."""
-    run()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        _sync(device)
-        times.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(times)
+    return measure_one(run, repeats, device=device).wall_ms
 
 
 # ------------------------------------------------------------------------------------------------ scan
@@ -271,12 +258,13 @@ def pretrain_steps_per_second(device: torch.device, sizes: CheckSizes, model_nam
         losses["loss"].backward()
         optimizer.step()
 
+    sync = synchronizer(device)
     step()
-    _sync(device)
+    sync()
     start = time.perf_counter()
     for _ in range(sizes.pretrain_steps):
         step()
-    _sync(device)
+    sync()
     return sizes.pretrain_steps / (time.perf_counter() - start)
 
 

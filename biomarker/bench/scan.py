@@ -14,16 +14,15 @@ import json
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from biomarker.bench.features import cpu_name
+from biomarker.bench.timing import measure_one
 from biomarker.device import describe, pick_device
 from biomarker.nn.scan import resolve_backend, selective_scan
 
@@ -93,20 +92,9 @@ def median_seconds(inputs, backend: str, backward: bool, repeats: int, device: t
     CPU seconds are reported beside wall time because a shared machine stretches wall time with other
     people's load, while the CPU work a scan needs stays roughly the same.
     """
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    start, start_cpu = time.perf_counter(), time.process_time()
-    run_scan(inputs, backend, backward)
-    sync()
-    if time.perf_counter() - start > SLOW_S:  # the loop at large sizes: the warm-up is the measurement
-        return time.perf_counter() - start, time.process_time() - start_cpu
-    wall, cpu = [], []
-    for _ in range(repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        run_scan(inputs, backend, backward)
-        sync()
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return statistics.median(wall), statistics.median(cpu)
+    # the loop at large sizes: its warm-up is the measurement (slow_ms)
+    timing = measure_one(lambda: run_scan(inputs, backend, backward), repeats, device=device, slow_ms=SLOW_S * 1000.0)
+    return timing.wall_s, timing.cpu_s
 
 
 def peak_memory_child(request: str) -> None:

@@ -26,10 +26,8 @@ import io
 import itertools
 import json
 import os
-import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -40,6 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from biomarker.audio import load, require_quality
 from biomarker.bench.features import cpu_name
+from biomarker.bench.timing import Timing, measure
 from biomarker.evaluate.baselines import LogisticBaseline
 from biomarker.models import ScreeningModel, create_model
 from biomarker.models.runtime import RuntimeConfig
@@ -69,32 +68,6 @@ def wav_bytes(samples: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     sf.write(buffer, samples, SAMPLE_RATE_HZ, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Median wall-clock and process CPU time of one operation, in ms. On a shared machine the wall time
-    swings with other people's jobs; the CPU time (all threads of this process) is what the work itself costs."""
-
-    wall_ms: float
-    cpu_ms: float
-
-
-def measure(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, Timing]:
-    """Median wall and CPU time of each run, the runs taking turns: on a VM whose speed drifts from minute to
-    minute (measured here: the same forward 30 % slower a few minutes later), timing one thing after another
-    would turn the drift into a false ratio; interleaved, every run sees the same machine."""
-    for run in runs.values():
-        run()  # warm-up: lazy initialisation and allocator growth are not what a clinician waits for
-    walls: dict[str, list[float]] = {name: [] for name in runs}
-    cpus: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            wall, cpu = time.perf_counter(), time.process_time()
-            run()
-            walls[name].append((time.perf_counter() - wall) * 1000.0)
-            cpus[name].append((time.process_time() - cpu) * 1000.0)
-    return {name: Timing(statistics.median(walls[name]), statistics.median(cpus[name])) for name in runs}
 
 
 def inference(run: Callable[[], object]) -> Callable[[], object]:
@@ -325,7 +298,7 @@ def _measure_all(screener: Screener, store: Store, repeats: int, batch: list[byt
 
 
 def _rounded(timing: Timing) -> dict:
-    return {key: round(value, 1) for key, value in asdict(timing).items()}
+    return {"wall_ms": round(timing.wall_ms, 1), "cpu_ms": round(timing.cpu_ms, 1)}
 
 
 def _table(header: dict, report: dict) -> str:

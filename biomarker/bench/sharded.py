@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from biomarker.bench.features import cpu_name
-from biomarker.bench.scoring import SAMPLE_RATE_HZ, measure, speechlike, wav_bytes
+from biomarker.bench.scoring import SAMPLE_RATE_HZ, speechlike, wav_bytes
+from biomarker.bench.timing import measure
 
 GOAL_SPEEDUP = 1.8
 

@@ -29,12 +29,15 @@ import io
 import json
 import random
 from dataclasses import asdict, dataclass, replace
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import soundfile
 import soxr
+from audiomentations import (ApplyImpulseResponse, Gain, GainTransition, HighPassFilter, LowPassFilter,
+                             SevenBandParametricEQ)
 from tqdm import tqdm
 
 from biomarker.cohorts.manifest import CohortError, CohortItem, read_manifest, write_manifest
@@ -85,7 +88,8 @@ class DomainConfig:
 
 def make_room_bank(out_dir: str | Path, config: RoomBankConfig = RoomBankConfig()) -> list[Path]:
     """Write `config.rooms` room impulse responses (16 kHz wav, peak-normalised) and `rooms.json`."""
-    import pyroomacoustics as pra  # heavy (numba); only room-bank builds need it
+    import pyroomacoustics as pra  # lazy: heavy (numba, ~2 s on the busy 2 cores); only room-bank builds need it,
+    # not `cohort domain` nor each of its spawned workers
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -132,8 +136,6 @@ def encode_decode(samples: np.ndarray, codec: str, rng: np.random.Generator, con
     peak = float(np.max(np.abs(samples))) + 1e-9
     audio = samples * min(1.0, 0.95 / peak)
     if codec.startswith("telephone"):
-        from audiomentations import HighPassFilter, LowPassFilter
-
         narrow = soxr.resample(audio, SAMPLE_RATE_HZ, TELEPHONE_RATE_HZ).astype(np.float32)
         narrow = HighPassFilter(250.0, 350.0, min_rolloff=12, max_rolloff=24, p=1.0)(narrow, TELEPHONE_RATE_HZ)
         narrow = LowPassFilter(3200.0, 3500.0, min_rolloff=12, max_rolloff=24, p=1.0)(narrow, TELEPHONE_RATE_HZ)
@@ -163,8 +165,6 @@ class DomainRandomiser:
     """Draws one random domain per call: room, microphone EQ, band-limit, gain, codec (in that physical order)."""
 
     def __init__(self, config: DomainConfig, room_responses: Sequence[Path]):
-        from audiomentations import ApplyImpulseResponse, Gain, GainTransition, HighPassFilter, LowPassFilter, SevenBandParametricEQ
-
         if config.room_probability > 0 and not room_responses:
             raise CohortError("DomainConfig.room_probability > 0 needs room impulse responses (make_room_bank)")
         self.config = config
@@ -239,8 +239,6 @@ def randomise_manifest(manifest: str | Path, out_dir: str | Path, room_bank: str
     """Write `config.copies` randomised-domain copies of every row of `manifest` under `out_dir/clips`, and
     `out_dir/manifest.csv` (sources first when `keep_originals`) plus `domain_config.json`. `workers` > 1 encodes
     in that many processes (the codecs are most of the cost); the result does not depend on it."""
-    from multiprocessing import get_context
-
     out_dir = Path(out_dir)
     (out_dir / "clips").mkdir(parents=True, exist_ok=True)
     responses = tuple(sorted(Path(room_bank).glob("*.wav"))) if room_bank else ()

@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 import soundfile
 
+from biomarker.audio import load
 from biomarker.cohorts.espeak import trim_silence
 from biomarker.cohorts.manifest import CohortItem, write_manifest
 from biomarker.cohorts.markers import MILD_SEVERITY, SAMPLE_RATE_HZ, mark_real_speech
@@ -76,8 +77,6 @@ def find_voices(root: str | Path, voices: dict[str, tuple[str, str]]) -> dict[st
 
 
 def _load(path: Path) -> np.ndarray:
-    from biomarker.audio import load
-
     return trim_silence(load(path, SAMPLE_RATE_HZ).samples, floor=0.01)
 
 

@@ -13,6 +13,7 @@ severity drawn uniformly from [MILD_SEVERITY, 1]. Ward noise from the bank is ad
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 import soundfile
+from scipy.signal import butter, resample_poly, sosfiltfilt
 
 from biomarker.cohorts.espeak import SAMPLE_RATE_HZ, Voice, speak
 from biomarker.cohorts.manifest import CohortItem, write_manifest
@@ -245,8 +247,6 @@ def apply_channel(samples: np.ndarray, channel: str) -> np.ndarray:
     band, and back up to 16 kHz (the information above 4 kHz is gone, as on a real call)."""
     if channel == "wideband":
         return samples
-    from scipy.signal import butter, resample_poly, sosfiltfilt
-
     narrow = resample_poly(samples, 1, 2)
     sos = butter(4, TELEPHONE_BAND_HZ, btype="bandpass", fs=SAMPLE_RATE_HZ // 2, output="sos")
     return np.clip(resample_poly(sosfiltfilt(sos, narrow), 2, 1)[: len(samples)], -1.0, 1.0).astype(np.float32)
@@ -304,8 +304,6 @@ def synthesize_cohort(out_dir: str | Path, config: SynthConfig = SynthConfig(), 
 
 
 def _config_json(config: SynthConfig) -> str:
-    import json
-
     return json.dumps({"synthetic": True, **asdict(config)}, indent=2, default=str)
 
 

@@ -6,6 +6,7 @@ the report; they are never dropped silently, and the metrics say how many rows t
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -75,8 +76,6 @@ def evaluate_scored(
 def _write_single_class(out_dir: Path, flagged: dict, extra: dict, title: str, notes: Sequence[str]) -> None:
     """Only one class (e.g. healthy speakers only): no AUROC exists; the flag rate is the measurement, and
     the contract keys are present with sensitivity or specificity taken from it."""
-    import json
-
     overall = flagged["all"]
     label = overall["label"]
     payload = {

@@ -40,6 +40,11 @@ from typing import Any, Callable
 
 from biomarker.records import BiomarkerError
 
+# The scoring side's imports are lazy, inside the functions that score or audit: screener, evaluate and
+# models.catalog pull in torch, store.auth SQLAlchemy (~1 s), cohorts.manifest ~0.3 s. The reading side needs none
+# of them, and it is loaded at start-up: `import biomarker.cli` takes PLAN_FILE from here (cli/models.py), the app's
+# Models page read_records. Hoisting them needs the plan-reading side split from the scoring side first.
+
 PLAN_FILE = "acceptance.toml"
 DECISIONS_DIR = ".acceptance"  # in the user root; hidden, so the catalog never reads it as a model name
 ADAPTER_METHODS = ("adapter", "conv-adapter")
@@ -146,8 +151,8 @@ def find_plan(user_root: Path, shipped_root: Path | None) -> Path:
 
 def set_digests(manifest: Path) -> tuple[str, str]:
     """(sha256 of the manifest file, sha256 over its rows' audio in row order: each file's digest and path)."""
-    from biomarker.cohorts.manifest import read_manifest
-    from biomarker.models.catalog import sha256_of_file
+    from biomarker.cohorts.manifest import read_manifest  # lazy: CLI start-up (see the note at the module's imports)
+    from biomarker.models.catalog import sha256_of_file  # lazy: torch (see the note at the module's imports)
 
     audio = hashlib.sha256()
     for item in read_manifest(manifest):
@@ -214,7 +219,7 @@ def no_plan_report(candidate, default, reason: str) -> AcceptanceReport:
 
 def _set_metrics(screener, items, cohort: str | None, out_dir: Path) -> tuple[dict, Any]:
     """Score one locked set with one model and measure it as `biomarker evaluate` does (report written)."""
-    from biomarker.evaluate.manifest import evaluate_scored
+    from biomarker.evaluate.manifest import evaluate_scored  # lazy: torch (see the note at the module's imports)
     from biomarker.evaluate.scoring import score_items
 
     scored = score_items(screener, items, cohort=cohort)
@@ -230,8 +235,8 @@ def evaluate_candidate(plan: AcceptancePlan, candidate, default, *, data_root: P
                        device: str = "cpu") -> AcceptanceReport:
     """Score the candidate and the current default (catalog `ModelVersion`s) on every locked set of the
     candidate's plan and check each criterion; `out_dir` receives one evaluation report per set and model."""
-    from biomarker.cohorts.manifest import read_manifest
-    from biomarker.screener import Screener
+    from biomarker.cohorts.manifest import read_manifest  # lazy: CLI start-up (see the note at the module's imports)
+    from biomarker.screener import Screener  # lazy: torch (see the note at the module's imports)
 
     report = AcceptanceReport(candidate.ref, default.ref, str(plan.path), plan.sha256)
     model_plan = plan.models.get(candidate.name)
@@ -297,7 +302,7 @@ def _unchanged_cohorts(model_plan: ModelPlan, candidate, default) -> list[str]:
 
 def _unchanged_check(set_name: str, cohort: str, screeners: dict, items) -> Check:
     """Largest |p_candidate - p_default| over the set's recordings, both scored with bundle cohort `cohort`."""
-    from biomarker.evaluate.scoring import score_items
+    from biomarker.evaluate.scoring import score_items  # lazy: torch (see the note at the module's imports)
 
     scored = {role: score_items(screener, items, cohort=cohort).probabilities for role, screener in screeners.items()}
     pairs = [(a, b) for a, b in zip(scored["candidate"], scored["default"]) if a is not None and b is not None]
@@ -326,7 +331,7 @@ def decide(report: AcceptanceReport, *, catalog, actor, audit: AuditWriter, over
     The audit event comes first and a promotion happens only once it is written: an unrecorded gate decision
     would be no gate. A refusal is audited too (`model_promotion_refused`), so failed attempts show in the trail.
     `check_only` records the table for the model page without promoting or auditing."""
-    from biomarker.store import auth
+    from biomarker.store import auth  # lazy: SQLAlchemy (see the note at the module's imports)
 
     if override_reason is not None:
         if not override_reason.strip():

@@ -78,6 +78,8 @@ def reference_for(version) -> ValidationReference | None:
 def build_reference(version, manifest: Path, out: Path, *, split: str = "val", cohort: str | None = None,
                     device: str = "cpu") -> ValidationReference:
     """Score `manifest`'s `split` rows with `version` (a catalog `ModelVersion`) and write the reference to `out`."""
+    # lazy: building a reference scores audio (torch); the reading side (reference_for, REFERENCE_FILE) serves
+    # `import biomarker.cli` and the app's Drift page without it (see biomarker/governance/acceptance.py's note)
     from biomarker.cohorts.manifest import read_manifest
     from biomarker.evaluate.scoring import score_items
     from biomarker.models.catalog import sha256_of_file

@@ -13,6 +13,9 @@ import numpy as np
 
 
 # --------------------------------------------------------------------------------------------------- errors
+DEFAULT_MODEL = "ri-screener"  # the shipped screener every command and the app use unless told otherwise
+
+
 class BiomarkerError(Exception):
     """Base of every error the library raises on purpose."""
 

@@ -32,6 +32,7 @@ from biomarker.models.catalog import Catalog, CatalogError
 from biomarker.models.graphed import GraphConfig, GraphedScorer
 from biomarker.models.runtime import OnnxScorer, RuntimeConfig
 from biomarker.records import (
+    DEFAULT_MODEL,
     DECISION_NEGATIVE,
     DECISION_POSITIVE,
     AudioError,
@@ -45,7 +46,6 @@ from biomarker.records import (
 LOG = logging.getLogger(__name__)
 AudioSource = Union[str, Path, bytes, BinaryIO]
 
-DEFAULT_MODEL = "ri-screener"
 # Shipped models live in the repository's `pretrained/` folder, next to the package.
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from biomarker.bench.features import cpu_name
 from biomarker.fhir import export_bundle, parse_bundle, to_json
 from biomarker.models.catalog import Catalog
-from biomarker.records import DECISION_NEGATIVE, DECISION_POSITIVE, QualityReport, Score
+from biomarker.records import DECISION_NEGATIVE, DECISION_POSITIVE, DEFAULT_MODEL, QualityReport, Score
 from biomarker.settings import Settings
 from biomarker.store import Store, UserInfo
 
@@ -67,7 +67,7 @@ def _timed_export(store: Store, catalog: Catalog, *, pdf: bool, expected: int) -
 def main(*, results: int = 1000, pdf: str = "both", as_json: bool = False) -> dict:
     """Time the export of `results` results; `pdf` is "both", "with" or "without"."""
     catalog = Catalog()
-    model = catalog.get("ri-screener")
+    model = catalog.get(DEFAULT_MODEL)
     shm = Path("/dev/shm")
     with tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None) as folder:
         store = Store(Settings(home=Path(folder), database_url=f"sqlite:///{Path(folder) / 'bench.db'}",

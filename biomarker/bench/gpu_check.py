@@ -37,7 +37,7 @@ from biomarker.models import ScreeningModel, create_model, from_pretrained
 from biomarker.nn.scan import selective_scan
 from biomarker.nn.scan_triton import triton_available
 from biomarker.pretrain.objective import MaskedTokenObjective
-from biomarker.screener import PRETRAINED_DIR, Screener, ScreenerConfig, screen_and_record
+from biomarker.screener import DEFAULT_MODEL, PRETRAINED_DIR, Screener, ScreenerConfig, screen_and_record
 from biomarker.settings import Settings
 from biomarker.store import Store, UserInfo
 
@@ -143,7 +143,7 @@ def tiny_screening_model(sizes: CheckSizes, encoder: str = "ssamba-tiny") -> tor
 def scoring_models(sizes: CheckSizes) -> list[torch.nn.Module]:
     """What the latency goal is checked on: the shipped screener (full sizes, when present) and the two tiny
     encoders of the product, SSAMBA-tiny and SSAST-tiny, as untrained bundles."""
-    shipped = PRETRAINED_DIR / "ri-screener"
+    shipped = PRETRAINED_DIR / DEFAULT_MODEL
     models = [from_pretrained(shipped)] if (shipped / "config.json").is_file() and not sizes.model_overrides else []
     return models + [tiny_screening_model(sizes, name) for name in ("ssamba-tiny", "ssast-tiny-patch")]
 

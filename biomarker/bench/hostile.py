@@ -34,6 +34,7 @@ import soundfile as sf
 import soxr
 
 from biomarker.bench.scoring import speechlike
+from biomarker.records import DEFAULT_MODEL
 
 GOAL_PEAK_BYTES = 1_500_000_000
 SAMPLE_RATE_HZ = 16000
@@ -330,7 +331,7 @@ def _apparent_size(path: Path) -> int:
 
 
 # ------------------------------------------------------------------------------------------------- report
-def main(*, model: str = "ri-screener", only: tuple[str, ...] = (), address_cap_gb: float = 6.0,
+def main(*, model: str = DEFAULT_MODEL, only: tuple[str, ...] = (), address_cap_gb: float = 6.0,
          timeout_s: float = 300.0, out: Path | None = Path("runs/bench/hostile.json"), as_json: bool = False) -> dict:
     """Measure every case (or those named in `only`), print a table (or JSON) and write the JSON report."""
     cases = [case for case in catalogue() if not only or case.name in only]

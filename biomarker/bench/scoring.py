@@ -42,7 +42,7 @@ from biomarker.bench.timing import Timing, measure
 from biomarker.evaluate.baselines import LogisticBaseline
 from biomarker.models import ScreeningModel, create_model
 from biomarker.models.runtime import RuntimeConfig
-from biomarker.screener import PRETRAINED_DIR, Screener, ScreenerConfig, screen_and_record
+from biomarker.screener import DEFAULT_MODEL, PRETRAINED_DIR, Screener, ScreenerConfig, screen_and_record
 from biomarker.settings import Settings
 from biomarker.store import Store, UserInfo
 
@@ -90,7 +90,7 @@ def bench_models(model: str | None, directory: Path) -> list[Path]:
     the tiny reference, built here as an untrained SSAST-tiny bundle so the benchmark runs on a fresh checkout."""
     if model is not None and model != TINY_REFERENCE:
         return [Path(model)]
-    chosen = [] if model is not None or not (PRETRAINED_DIR / "ri-screener").is_dir() else [PRETRAINED_DIR / "ri-screener"]
+    chosen = [] if model is not None or not (PRETRAINED_DIR / DEFAULT_MODEL).is_dir() else [PRETRAINED_DIR / DEFAULT_MODEL]
     bundle = ScreeningModel(create_model("ssast-tiny-patch"), name="ssast-tiny-untrained", version="bench")
     bundle.add_cohort("default")
     bundle.save_pretrained(directory)

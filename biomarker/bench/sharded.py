@@ -21,11 +21,12 @@ import numpy as np
 from biomarker.bench.features import cpu_name
 from biomarker.bench.scoring import SAMPLE_RATE_HZ, speechlike, wav_bytes
 from biomarker.bench.timing import measure
+from biomarker.records import DEFAULT_MODEL
 
 GOAL_SPEEDUP = 1.8
 
 
-def main(model: str = "ri-screener", clips: int = 64, processes: int = 2, repeats: int = 3,
+def main(model: str = DEFAULT_MODEL, clips: int = 64, processes: int = 2, repeats: int = 3,
          runtime: str = "onnxruntime", as_json: bool = False) -> dict:
     """Time one process against `processes` torchrun ranks over the same manifest of `clips` clips."""
     rng = np.random.default_rng(2)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import typer
 
+from biomarker.records import DEFAULT_MODEL
+
 bench_app = typer.Typer(help="Benchmarks: speed and memory ratios measured side by side in one run.", no_args_is_help=True)
 
 
@@ -109,7 +111,7 @@ def scoring(
 
 @bench_app.command("sharded")
 def sharded(
-    model: str = typer.Option("ri-screener", "--model", help="Model name or dir scored by both sides."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model name or dir scored by both sides."),
     clips: int = typer.Option(64, help="Clips (6-14 s each) in the manifest."),
     processes: int = typer.Option(2, help="torchrun processes on the sharded side."),
     repeats: int = typer.Option(3, help="Interleaved timed rounds after a warm-up; the median is reported."),
@@ -124,7 +126,7 @@ def sharded(
 
 @bench_app.command("hostile")
 def hostile(
-    model: str = typer.Option("ri-screener", "--model", help="Model each `biomarker score` child loads."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model each `biomarker score` child loads."),
     only: str = typer.Option("", help="Comma-separated case names to run (default: the whole catalogue)."),
     address_cap_gb: float = typer.Option(6.0, help="RLIMIT_AS of each child, so a regression cannot take the machine."),
     timeout_s: float = typer.Option(300.0, help="Kill a child after this many seconds (reported as no row)."),

@@ -22,6 +22,8 @@ from typing import Iterator
 
 import typer
 
+from biomarker.records import DEFAULT_MODEL
+
 from biomarker.cli.model_audit import audit_model_change
 
 # The screener's probability is sigmoid(logit / T + ...): scoring with T = RAW_TEMPERATURE, no bias and no SNR
@@ -43,7 +45,7 @@ def _uncalibrated(model, cohort: str) -> Iterator[None]:
 
 def calibrate(
     manifest: Path = typer.Option(..., "--manifest", help="The site's labelled sample (path,label,speaker_id,cohort[,...])."),
-    model: str = typer.Option("ri-screener", "--model", help="Model to recalibrate: NAME, NAME@VERSION or a bundle directory."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model to recalibrate: NAME, NAME@VERSION or a bundle directory."),
     cohort: str = typer.Option(None, "--cohort", help="Bundle cohort to recalibrate (default: the model's default cohort)."),
     target_sensitivity: float = typer.Option(0.90, "--target-sensitivity", help="Sensitivity the threshold must reach on the sample."),
     min_per_class: int = typer.Option(20, "--min-per-class", help="Refuse when patients or controls number fewer subjects."),

@@ -14,13 +14,15 @@ from pathlib import Path
 
 import typer
 
+from biomarker.records import DEFAULT_MODEL
+
 
 def evaluate(
     manifest: Path = typer.Option(None, "--manifest", help="Cohort manifest CSV (path,label,speaker_id,cohort[,split])."),
     bundle: str = typer.Option(None, "--bundle", help="A bundle version NAME@VERSION: measure the cohorts given by "
                                "--cohort-manifest (all of them: replay its history stage by stage)."),
     cohort_manifests: list[str] = typer.Option([], "--cohort-manifest", help="With --bundle: NAME=MANIFEST per cohort."),
-    model: str = typer.Option("ri-screener", "--model", help="Shipped model name or bundle directory."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Shipped model name or bundle directory."),
     out: Path = typer.Option(Path("runs/evaluate"), "--out", help="Folder for metrics.json, report.md and PNGs."),
     split: str = typer.Option("test", "--split", help="Evaluate rows of this split ('all' for every row)."),
     cohort: str = typer.Option(None, "--cohort", help="Bundle cohort to use for every row (default: matched by name)."),

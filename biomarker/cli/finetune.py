@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from biomarker.records import DEFAULT_MODEL
+
 from biomarker.cli.options import parse_settings
 
 
@@ -24,7 +26,7 @@ def finetune(
     ),
     cohort: str = typer.Option("synthetic-ri", "--cohort", help="Cohort name inside the bundle (the task id)."),
     bundle: str = typer.Option(None, "--bundle", help="Add the cohort to this existing bundle (continual learning)."),
-    name: str = typer.Option("ri-screener", "--name"),
+    name: str = typer.Option(DEFAULT_MODEL, "--name"),
     steps: int = typer.Option(600, "--steps"),
     lr: float = typer.Option(1e-3, "--lr"),
     batch_size: int = typer.Option(16, "--batch-size"),

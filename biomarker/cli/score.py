@@ -23,6 +23,8 @@ from typing import List, Optional, TextIO
 
 import typer
 
+from biomarker.records import DEFAULT_MODEL
+
 SCORE_COLUMNS = ("path", "probability", "decision", "model", "quality")
 MAX_REASON_CHARS = 300  # an unexpected error's message is cut here, so one row cannot flood the CSV
 
@@ -224,7 +226,7 @@ def register(app: typer.Typer) -> None:
     @app.command("score")
     def score(
         inputs: List[str] = typer.Argument(..., help="Audio files, folders of audio, or manifest CSVs (column 'path')."),
-        model: str = typer.Option("ri-screener", "--model", help="Shipped model name or a ScreeningModel directory."),
+        model: str = typer.Option(DEFAULT_MODEL, "--model", help="Shipped model name or a ScreeningModel directory."),
         out: Optional[Path] = typer.Option(None, "--out", help="Write the CSV here instead of standard output."),
         log: bool = typer.Option(False, "--log", help="Also record every score in the configured database."),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from biomarker.records import DEFAULT_MODEL
+
 # The Streamlit app lives beside the package in the repository (`app/`), not inside it.
 APP_MAIN = Path(__file__).resolve().parents[2] / "app" / "Home.py"
 
@@ -19,7 +21,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("serve")
     def serve(
-        model: str = typer.Option("ri-screener", "--model", help="Shipped model name or a ScreeningModel directory."),
+        model: str = typer.Option(DEFAULT_MODEL, "--model", help="Shipped model name or a ScreeningModel directory."),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
         port: int = typer.Option(8501, "--port", help="HTTP port of the app."),
         address: str = typer.Option("localhost", "--address", help="Interface to listen on (0.0.0.0 in a container)."),

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The SYNTHETIC screening pipeline: rebuild the cohorts, measure the comparison rows, ship pretrained/ri-screener.
 #   bash scripts/train_screener.sh [data] [dapt] [rows] [ship]  (no stage named: all four, in this order)
+#   bash scripts/train_screener.sh dr-data dr-rows   domain-randomised training (issue 22; docs/screening.md
+#                   "Domain-randomised training"): SOURCE_MANIFEST (default train-wide.csv) + randomised-marker
+#                   cohorts, each row copied through random rooms, microphones, gains and codecs -> runs/data/train-dr/manifest.csv
 # Everything lands under runs/ (git-ignored); only the shipped model and the data cards are committed.
 # Knobs (environment):
 #   N_TRAIN=2000    synthetic training-cohort clips, 2 per speaker: 1000 speakers, 200 of them in the test split
@@ -53,6 +56,58 @@ if wants data; then
     --cohort synthetic-voices --noise-bank $DATA/noise_bank --card data_cards/synthetic-ri-voices.md
   $PY -m biomarker cohort merge $DATA/train-wide.csv $DATA/synth-train/manifest.csv $DATA/synth-voices/manifest.csv \
     $DATA/real-train/manifest.csv
+fi
+
+# Domain randomisation (issue 22): cohorts whose every clip realises each marker family its own way (in-breath
+# spectrum, pause lengths, tremor kind, shimmer, decline shape), real training voices split into train and val so
+# validation spans real voices too, then one randomised-domain copy of every row (rooms, microphone EQ, gain,
+# band-limits, 8 kHz telephone GSM / mu-law, Opus voice notes, MP3). Validation (early stopping, calibration,
+# threshold) is the val split of train-dr/manifest.csv, so it spans the same domains. Nothing here reads the independent sets.
+if wants dr-data; then
+  $PY -m biomarker cohort rooms $DATA/rooms --rooms 48 --seed 21
+  [ -f $DATA/synth-dr/manifest.csv ] || $PY -m biomarker cohort synth $DATA/synth-dr --n "${N_DR:-1000}" --seed 11 --pool train \
+    --variants extra --cohort synthetic-dr --randomise-markers --noise-bank $DATA/noise_bank
+  [ -f $DATA/real-dr-train/manifest.csv ] || $PY -m biomarker cohort real "$REAL_ROOT" $DATA/real-dr-train --voices train \
+    --clips-per-voice 20 --randomise-markers --noise-bank $DATA/noise_bank --split train --seed 13 --cohort real-dr
+  [ -f $DATA/real-dr-val/manifest.csv ] || $PY -m biomarker cohort real "$REAL_ROOT" $DATA/real-dr-val --voices train \
+    --clips-per-voice 10 --randomise-markers --noise-bank $DATA/noise_bank --split val --seed 14 --cohort real-dr-val
+  $PY -m biomarker cohort merge $DATA/train-dr-source.csv "${SOURCE_MANIFEST:-$DATA/train-wide.csv}" \
+    $DATA/synth-dr/manifest.csv $DATA/real-dr-train/manifest.csv $DATA/real-dr-val/manifest.csv
+  $PY -m biomarker cohort domain $DATA/train-dr-source.csv $DATA/train-dr --rooms $DATA/rooms --copies 1 --seed 23 \
+    --workers "${DR_WORKERS:-2}"
+  # SSAMBA-tiny costs ~10x the MFCC-gram Transformer per clip on CPU: its row reads a speaker subsample (every
+  # split, every cohort and domain kept in proportion) so it finishes in about 40 minutes on the shared 2 cores (800 labels, 60 steps)
+  $PY -c "import random
+from biomarker.cohorts.manifest import read_manifest, write_manifest
+items = read_manifest('$DATA/train-dr/manifest.csv')
+speakers = sorted({(i.cohort.removesuffix('-dr'), i.speaker_id) for i in items})
+kept = set(random.Random(0).sample(speakers, int(len(speakers) * ${DR_SUBSAMPLE:-0.3})))
+write_manifest([i for i in items if (i.cohort.removesuffix('-dr'), i.speaker_id) in kept], '$DATA/train-dr-small.csv')"
+  [ -f $DATA/synth-heldout/manifest.csv ] || $PY -m biomarker cohort synth $DATA/synth-heldout --n "${N_HELDOUT:-400}" \
+    --seed 1 --pool heldout --noise-bank $DATA/noise_bank
+fi
+if wants dr-rows; then
+  DR_EVAL=(--eval $DATA/synth-heldout/manifest.csv)
+  # the scratch MFCC-gram Transformer: @7's recipe on the randomised manifest (300 steps, not 800: the run must
+  # fit ~40 minutes of a shared 2-core CPU; DR_STEPS=800 is @7's length)
+  [ -f "$RUNS/dr-mfcc/summary.json" ] || $PY -m biomarker finetune --manifest $DATA/train-dr/manifest.csv --out "$RUNS/dr-mfcc" \
+    --method full --encoder mfccgram-transformer --set embed_dim=256 --steps "${DR_STEPS:-300}" --batch-size 16 \
+    --crop-s "${SHIP_CROP_S:-6}" --lr 1e-3 --eval-every 100 --patience 3 --seed 0 --device "$DEVICE" "${DR_EVAL[@]}"
+  # SSAMBA-tiny, pretrained, LP-FT (head probed first), its first 12 of 24 blocks (half the cost; scoring budget),
+  # on the speaker subsample of the same manifest, at most DR_SSAMBA_LABELS training recordings
+  [ -f "$RUNS/dr-ssamba-lpft/summary.json" ] || $PY -m biomarker finetune --manifest $DATA/train-dr-small.csv \
+    --out "$RUNS/dr-ssamba-lpft" --method full --encoder pretrained/ssamba-tiny --depth "${DR_SSAMBA_DEPTH:-12}" --probe-first \
+    --labels "${DR_SSAMBA_LABELS:-800}" --steps "${DR_SSAMBA_STEPS:-60}" --batch-size 8 --crop-s "${DR_SSAMBA_CROP_S:-3}" \
+    --lr 5e-4 --eval-every 30 --patience 2 --seed 0 --device "$DEVICE" "${DR_EVAL[@]}"
+  # the classic baselines, threshold on the same validation split as the deep rows: each on the full randomised
+  # manifest and on SSAMBA's speaker subsample (DR_BASELINES names the subset to run: openSMILE on 13k clips is
+  # the slowest step here)
+  for SPEC in ${DR_BASELINES:-mfcc-stats:full egemaps:full mfcc-stats:small egemaps:small}; do
+    FEATURES=${SPEC%%:*}; PART=${SPEC##*:}; MANIFEST=$DATA/train-dr/manifest.csv; [ "$PART" = small ] && MANIFEST=$DATA/train-dr-small.csv
+    OUT=$RUNS/baseline-${FEATURES%%-*}-lr-dr-$PART
+    [ -f "$OUT/summary.json" ] || $PY -c "from biomarker.evaluate.baselines import run_baseline
+run_baseline('$MANIFEST', '$OUT', ['$DATA/synth-heldout/manifest.csv'], seed=0, features='$FEATURES')"
+  done
 fi
 
 # Domain-adaptive pretraining: SSAST-tiny continues its masked-patch pretraining on the unlabeled training split of

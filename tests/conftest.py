@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -25,3 +27,12 @@ def _deterministic_threads():
     torch.set_num_threads(2)
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _restore_main_module():
+    """Streamlit's AppTest runs each page as `__main__` and leaves it there; a spawned worker (cohort domain's
+    pool, the DDP test) re-runs `__main__` first, so a later test's workers would die importing a page."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main

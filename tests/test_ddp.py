@@ -59,8 +59,8 @@ def _worker(rank: int, port: int, base: str) -> None:
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory) -> tuple:
     base = tmp_path_factory.mktemp("ddp")
-    # fork: the children inherit the imported modules (spawning re-imports torch, the slow part on 2 cores)
-    mp.start_processes(_worker, args=(_free_port(), str(base)), nprocs=WORLD, join=True, start_method="fork")
+    # spawn, not fork: an earlier test in the same process may have started autograd's threads, which fork cannot copy
+    mp.start_processes(_worker, args=(_free_port(), str(base)), nprocs=WORLD, join=True, start_method="spawn")
     return base, [torch.load(base / f"rank{r}.pt") for r in range(WORLD)]
 
 

@@ -69,7 +69,8 @@ def test_two_torchrun_processes_write_the_single_process_rows_in_input_order(set
                                                         "b2.wav", "b1.wav"]
     assert "silent" in rows[2]["quality"] and "not found" in rows[4]["quality"] and rows[4]["probability"] == ""
     assert sum(row["probability"] != "" for row in rows) == 5
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "sharded.csv", "single.csv"]  # parts removed
+    # the ranks' part files are removed (the graph cache exists only where ONNX Runtime scored)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "cache") == ["sharded.csv", "single.csv"]
 
 
 def test_an_interrupted_run_resumes_and_keeps_the_rows_already_written(setup, tmp_path):

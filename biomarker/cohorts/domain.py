@@ -29,6 +29,7 @@ import io
 import json
 import random
 from dataclasses import asdict, dataclass, replace
+from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Sequence
@@ -247,8 +248,10 @@ def randomise_manifest(manifest: str | Path, out_dir: str | Path, room_bank: str
     tasks = [(index, item, config, responses, out_dir) for index, item in enumerate(sources)]
     progress = dict(desc="domain-randomised copies", unit="clip", total=len(tasks))
     if workers > 1:
-        with get_context("spawn").Pool(workers) as pool:
-            per_row = list(tqdm(pool.imap(_copies_of, tasks, chunksize=16), **progress))
+        # an executor, not a Pool: a worker that dies (out of memory, a broken `__main__`) raises BrokenProcessPool
+        # here instead of being replaced forever while the build waits
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            per_row = list(tqdm(pool.map(_copies_of, tasks, chunksize=16), **progress))
     else:
         per_row = [_copies_of(task) for task in tqdm(tasks, **progress)]
     copies = [copy for row in per_row for copy in row]

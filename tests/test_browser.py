@@ -189,6 +189,12 @@ def test_record_score_store_history_and_export_in_a_real_browser(server, browser
     expect(page.get_by_text("Audit chain intact")).to_be_visible()
     page.get_by_role("button", name="Prepare export").click()
     expect(page.get_by_text(store.pseudonymise("P-BROWSER-1")).first).to_be_visible()
+    # a CSV comes with the chain's signed head beside it
+    expect(page.get_by_role("button", name="Download the chain's signed head (.anchor.json)")).to_be_visible()
+    shot(page, "audit-export-en")
+    go(page, "Models")  # the shipped versions, which is the default, and their acceptance records
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # the versions table (a canvas grid)
+    shot(page, "models-en")
 
 
 def test_the_reported_wrong_patient_sequence_files_nothing_under_the_second_patient(server, browser, speech):

@@ -32,7 +32,7 @@ from biomarker.finetune.methods import FinetuneError, Trainable, attach
 from biomarker.finetune.probe import ProbeResult, fit_probe_head
 from biomarker.finetune.scoring import SCORING_MODES, recording_logits, subject_auroc
 from biomarker.models import ScreeningModel, create_model, from_pretrained
-from biomarker.records import ModelConfigError
+from biomarker.records import DEFAULT_MODEL, ModelConfigError
 from biomarker.train import ResumableSampler, TrainConfig, restore_best, train
 
 
@@ -47,7 +47,7 @@ class FinetuneConfig:
     encoder: str = "ssast-tiny-patch"
     encoder_overrides: dict = field(default_factory=dict)
     cohort: str = "synthetic-ri"
-    name: str = "ri-screener"
+    name: str = DEFAULT_MODEL
     version: str = "1"
     steps: int = 600
     lr: float = 1e-3

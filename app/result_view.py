@@ -12,7 +12,8 @@ import streamlit as st
 
 from biomarker.i18n import Translator
 from biomarker.models.catalog import Catalog
-from biomarker.report import MIME_TYPE, PatientMismatchError, report_filename, report_for_result
+from biomarker.report import (MIME_TYPE, ModelFacts, PatientMismatchError, calibration_words, model_facts,
+                              report_filename, report_for_result)
 from biomarker.records import AudioError, QualityReport
 from biomarker.screener import Assessment, Screener
 from biomarker.store import HistoryRow, InvalidUserError, Store, UserInfo
@@ -82,11 +83,24 @@ def show_assessment(t: Translator, assessment: Assessment, screener: Screener, l
     score = assessment.score
     st.success(quality_in_words(t, assessment.quality))
     show_decision(t, score.decision, score.probability, score.threshold)
-    st.caption(t("result.model_line", name=score.model_name, version=score.model_version, cohort=score.cohort,
-                 device=score.device, latency=f"{score.latency_ms:.0f}"))
+    show_model_line(t, score.model_name, score.model_version, score.cohort, score.device, score.latency_ms)
     recording = assessment.recording
     show_plots(t, screener, recording.samples, recording.sample_rate_hz, screener.features_for_display(recording),
                label)
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def _model_facts(name: str, version: str) -> ModelFacts:
+    """Versions are immutable, so their facts keep; the TTL lets a version published since appear."""
+    return model_facts(Catalog(), name, version)
+
+
+def show_model_line(t: Translator, name: str, version: str, cohort: str, device: str, latency_ms: float) -> None:
+    """Which model scored, where and how fast, then which calibration set its threshold (a site's own, from
+    `biomarker calibrate`, or the one fitted at training): the same words as the report for the chart."""
+    st.caption(t("result.model_line", name=name, version=version, cohort=cohort, device=device,
+                 latency=f"{latency_ms:.0f}"))
+    st.caption(t("result.calibration_line", calibration=calibration_words(t, cohort, _model_facts(name, version))))
 
 
 def show_plots(t: Translator, screener: Screener, samples, sample_rate_hz: int, features, label: str) -> None:

@@ -247,6 +247,9 @@ def test_clinician_screens_a_recording_and_finds_it_in_history(store, speech):
     [row] = results(store, "P-042")
     assert row.site == "ward-1" and row.created_by == "cleo"
     assert row.device.startswith("cpu/onnxruntime-")  # the app scores on ONNX Runtime and says so with the result
+    # which calibration set the threshold: a model given as a folder is in no catalog, so the page says it cannot tell
+    assert f"Calibration: {row.cohort}: not known here (this version is not in this server's catalog)" in texts(
+        at, "caption")
     at.switch_page("views/history.py").run()
     table = at.dataframe[0].value
     assert table["Patient (pseudonym)"].tolist() == [store.pseudonymise("P-042")[:8]]

@@ -96,6 +96,7 @@ def test_report_reads_back_every_field_in_each_language(store, result_id, tmp_pa
         words(language, "probability.vs_threshold", probability=t.number(0.83, 2), threshold=t.number(0.5, 2)),
         words(language, "next_step.positive"),
         words(language, "report.model", name=MODEL, version=VERSION),
+        words(language, "calibration.training", cohort=row.cohort),
         sha256_of_file(tmp_path / "models" / MODEL / VERSION / "model.safetensors"),
         row.sha256,  # the audio's
         "dra.souza", "UBS Vila Mariana",
@@ -146,6 +147,7 @@ def test_without_an_identifier_the_short_pseudonym_is_shown_and_an_unknown_model
     assert f"{words(language, 'report.field.pseudonym')} {short_pseudonym(pseudonym)}" in text
     assert pseudonym not in text  # never the full 64 characters
     assert words(language, "report.weights.not_in_catalog", name=MODEL, version=VERSION) in text
+    assert words(language, "calibration.unknown", cohort=store.history(viewer=ADMIN)[0].cohort) in text
     assert words(language, "disclaimer.synthetic") in text  # unknown training data: the caveat stays
 
 
@@ -158,6 +160,27 @@ def test_a_model_trained_on_real_data_still_says_not_validated(store, result_id,
     assert words("pt_BR", "report.not_validated") in text
     assert words("pt_BR", "report.weights.unverified") in text
     assert "SINTÉTICA" not in text
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_site_calibrated_version_says_whose_calibration_set_the_threshold(store, result_id, tmp_path, language):
+    """A clinician must tell a site's own threshold (`biomarker calibrate`) from the one fitted at training."""
+    catalog = make_catalog(tmp_path / "models")
+    version_file = tmp_path / "models" / MODEL / VERSION / "version.json"
+    meta = json.loads(version_file.read_text())
+    meta.update(created_utc="2026-12-06T20:51:04+00:00", metrics={"site_calibration": {
+        "parent": f"{MODEL}@0.9", "manifest": "runs/site/site-calibration.csv",
+        "manifest_sha256": "28ce15a3dbad" + "0" * 52, "subjects": {"patients": 21, "controls": 20}}})
+    version_file.write_text(json.dumps(meta))
+    facts = model_facts(catalog, MODEL, VERSION)
+    assert facts.site_calibration is not None and facts.site_calibration.patients == 21
+    text = text_of(report_for_result(store, catalog, result_id, viewer=ADMIN, language=language, zone=ZONE,
+                                     printed_at=PRINTED_AT))
+    cohort = store.history(viewer=ADMIN)[0].cohort
+    said = words(language, "calibration.site", cohort=cohort, parent=f"{MODEL}@0.9", manifest="site-calibration.csv",
+                 sha="28ce15a3dbad", patients=21, controls=20, date="2026-12-06")
+    assert said in text
+    assert words(language, "calibration.training", cohort=cohort) not in text
 
 
 def test_a_negative_result_reads_negative(store, tmp_path):

@@ -15,7 +15,7 @@ from biomarker.records import AudioError
 from biomarker.store import HistoryFilter
 from biomarker.store.auth import CLINICIAN, HISTORY, LISTEN, can
 from biomarker.store.pseudonym import short_pseudonym
-from result_view import (decision_words, patient_label, quality_in_words, show_decision, show_plots,
+from result_view import (decision_words, patient_label, quality_in_words, show_decision, show_model_line, show_plots,
                          show_report_download, show_timeline, timeline_rows)
 
 t = context.t()
@@ -73,8 +73,7 @@ if rows:
                       site=opened.site or "—"))
         st.success(quality_in_words(t, opened.quality))
         show_decision(t, opened.decision, opened.probability, opened.threshold)
-        st.caption(t("result.model_line", name=opened.model_name, version=opened.model_version, cohort=opened.cohort,
-                     device=opened.device, latency=f"{opened.latency_ms:.0f}"))
+        show_model_line(t, opened.model_name, opened.model_version, opened.cohort, opened.device, opened.latency_ms)
         show_report_download(t, store, opened.score_id, viewer=user, language=context.language(), zone=zone,
                              typed_patient=patient_id or None)
         if can(user.role, LISTEN):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from biomarker import __version__
@@ -84,6 +85,19 @@ def quality_words(t: Translator, quality: dict | None) -> str:
     return words if quality.get("passed", True) else f"{t('report.quality.flagged')} {words}"
 
 
+def calibration_words(t: Translator, cohort: str, model: ModelFacts) -> str:
+    """Which calibration set the threshold a result was judged against: the one fitted at training, or a site's
+    (`biomarker calibrate`), named by its parent, sample and date. The app's result pages show the same words."""
+    if model.status == NOT_IN_CATALOG:
+        return t("calibration.unknown", cohort=cohort)
+    site = model.site_calibration
+    if site is None:
+        return t("calibration.training", cohort=cohort)
+    return t("calibration.site", cohort=cohort, parent=site.parent, manifest=Path(site.manifest).name,
+             sha=site.manifest_sha256[:12], patients=site.patients, controls=site.controls,
+             date=(site.created_utc or "?")[:10])
+
+
 def _weights_note(t: Translator, row: HistoryRow, model: ModelFacts) -> str | None:
     if model.status == WEIGHTS_VERIFIED:
         return None
@@ -136,7 +150,7 @@ def report_content(row: HistoryRow, *, language: str, patient_label: str | None,
         audio_sha256=row.sha256,
         model_heading=t("report.section.model"),
         model=((t("report.field.model"), t("report.model", name=row.model_name, version=row.model_version)),
-               (t("report.field.cohort"), row.cohort)),
+               (t("report.field.cohort"), calibration_words(t, row.cohort, model))),
         weights_label=t("report.field.weights"),
         weights_sha256=model.sha256,
         weights_note=_weights_note(t, row, model),

@@ -1,4 +1,5 @@
-"""What the report says about the model that produced a result: its weights' sha256 and its training data.
+"""What the report (and the app's result pages) say about the model that produced a result: its weights' sha256,
+its training data and which calibration set its threshold.
 
 Why a separate step: a result row records only `name@version`; the weights behind it are identified by this
 server's catalog (versions are immutable, so the catalog's hash of that version's weights is the hash of the
@@ -33,6 +34,8 @@ class CatalogEntry(Protocol):
     path: Path
     sha256: str | None
     recorded_sha256: str | None
+    metrics: dict
+    created_utc: str | None
 
 
 class ModelCatalog(Protocol):
@@ -42,12 +45,27 @@ class ModelCatalog(Protocol):
 
 
 @dataclass(frozen=True)
+class SiteCalibrationFacts:
+    """A version made by `biomarker calibrate`: whose calibration it replaced, on which labelled sample, when.
+    A clinician reading a result must be able to tell a site's own threshold from the one shipped with training."""
+
+    parent: str
+    manifest: str
+    manifest_sha256: str
+    patients: int
+    controls: int
+    created_utc: str | None
+
+
+@dataclass(frozen=True)
 class ModelFacts:
-    """The weights' sha256 (None when this server cannot name them), why, and whether the data was synthetic."""
+    """The weights' sha256 (None when this server cannot name them), why, whether the data was synthetic, and the
+    site calibration that set the version's threshold (None: the calibration fitted at training, on validation)."""
 
     sha256: str | None
     status: str
     synthetic: bool = True
+    site_calibration: SiteCalibrationFacts | None = None
 
     def __post_init__(self) -> None:
         if self.status not in WEIGHTS_STATUSES:
@@ -65,17 +83,29 @@ def trained_on_synthetic(version_dir: Path) -> bool:
     return bool(config.get("trained_on_synthetic", True)) if isinstance(config, dict) else True
 
 
+def site_calibration_facts(entry: CatalogEntry) -> SiteCalibrationFacts | None:
+    """What version.json's `metrics.site_calibration` (written by `biomarker calibrate`) says; None when absent."""
+    record = entry.metrics.get("site_calibration")
+    if not isinstance(record, dict):
+        return None
+    subjects = record.get("subjects") or {}
+    return SiteCalibrationFacts(parent=str(record.get("parent", "?")), manifest=str(record.get("manifest", "?")),
+                                manifest_sha256=str(record.get("manifest_sha256", "")),
+                                patients=int(subjects.get("patients", 0)), controls=int(subjects.get("controls", 0)),
+                                created_utc=entry.created_utc)
+
+
 def model_facts(catalog: ModelCatalog, name: str, version: str) -> ModelFacts:
     """Look `name@version` up in `catalog` and say what can be said about its weights."""
     try:
         entry = catalog.get(f"{name}@{version}")
     except BiomarkerError:  # ModelNotFoundError, or a name/version the catalog refuses (CatalogError)
         return ModelFacts(sha256=None, status=NOT_IN_CATALOG, synthetic=True)
-    synthetic = trained_on_synthetic(Path(entry.path))
+    synthetic, calibration = trained_on_synthetic(Path(entry.path)), site_calibration_facts(entry)
     if entry.sha256 is None:
-        return ModelFacts(sha256=None, status=WEIGHTS_MISSING, synthetic=synthetic)
+        return ModelFacts(sha256=None, status=WEIGHTS_MISSING, synthetic=synthetic, site_calibration=calibration)
     if entry.recorded_sha256 is None:
         status = WEIGHTS_UNVERIFIED
     else:
         status = WEIGHTS_VERIFIED if entry.sha256 == entry.recorded_sha256 else WEIGHTS_MISMATCH
-    return ModelFacts(sha256=entry.sha256, status=status, synthetic=synthetic)
+    return ModelFacts(sha256=entry.sha256, status=status, synthetic=synthetic, site_calibration=calibration)

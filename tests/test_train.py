@@ -28,8 +28,8 @@ from biomarker.train import (
 class NoisyLinearData(Dataset):
     """y = x·w + noise, where the noise depends on (epoch, index): a stand-in for random crops."""
 
-    def __init__(self, n: int = 48):
-        generator = torch.Generator().manual_seed(7)
+    def __init__(self, n: int = 48, seed: int = 7):
+        generator = torch.Generator().manual_seed(seed)
         self.x = torch.randn(n, 4, generator=generator)
         self.y = self.x @ torch.tensor([1.0, -2.0, 0.5, 3.0])
         self.epoch = 0

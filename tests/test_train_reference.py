@@ -33,30 +33,11 @@ from biomarker.models import create_model
 from biomarker.features.bank import pad_batch
 from biomarker.pretrain.objective import MaskedTokenObjective
 from biomarker.train import BEST_NAME, CHECKPOINT_NAME, LOG_NAME, ResumableSampler, TrainConfig, batch_evaluator, train
+from test_train import NoisyLinearData
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDED = ROOT / "tests" / "data" / "train_reference.json"
 OLD_CHECKPOINT = ROOT / "tests" / "data" / "train_reference_resume.pt"
-
-
-class Data(Dataset):
-    """y = x·w + noise that depends on (epoch, index)."""
-
-    def __init__(self, n: int = 40, seed: int = 7):
-        generator = torch.Generator().manual_seed(seed)
-        self.x = torch.randn(n, 4, generator=generator)
-        self.y = self.x @ torch.tensor([1.0, -2.0, 0.5, 3.0])
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        noise = torch.randn((), generator=torch.Generator().manual_seed(1000 * self.epoch + index)) * 0.01
-        return {"x": self.x[index], "y": self.y[index] + noise}
 
 
 class Regression(nn.Module):
@@ -85,9 +66,9 @@ def _regression_config(out_dir: Path) -> TrainConfig:
 
 
 def _regression_loaders() -> tuple[DataLoader, DataLoader]:
-    data = Data()
+    data = NoisyLinearData(n=40)
     return (DataLoader(data, batch_size=8, sampler=ResumableSampler(data, seed=3)),
-            DataLoader(Data(n=16, seed=8), batch_size=8))
+            DataLoader(NoisyLinearData(n=16, seed=8), batch_size=8))
 
 
 def _floats(state: dict[str, torch.Tensor]) -> dict[str, list[float]]:

@@ -16,9 +16,8 @@ import streamlit as st
 
 import context
 from biomarker.governance.drift import DriftBounds, site_png, weekly_drift
-from biomarker.governance.reference import reference_for
+from biomarker.governance.reference import references_for
 from biomarker.models.catalog import Catalog
-from biomarker.records import BiomarkerError
 from biomarker.store.monitoring import MONITOR, refusals, screenings
 
 t = context.t()
@@ -41,13 +40,7 @@ if not rows and not refused:
     st.info(t("monitor.nothing"))
     st.stop()
 
-catalog = Catalog()
-references = {}
-for model in sorted({row.model for row in rows}):
-    try:
-        references[model] = reference_for(catalog.get(model))
-    except BiomarkerError:
-        references[model] = None
+references, _ = references_for(Catalog(), (row.model for row in rows))  # a model without one is warned of below
 weeks = weekly_drift(rows, refused, references, bounds)
 for model, reference in references.items():
     if reference is None:

@@ -25,9 +25,8 @@ def monitor(
 
     from biomarker.cli.model_audit import audit_model_change
     from biomarker.governance.drift import DriftBounds, markdown, site_png, weekly_drift
-    from biomarker.governance.reference import reference_for
+    from biomarker.governance.reference import references_for
     from biomarker.models.catalog import Catalog
-    from biomarker.records import BiomarkerError
     from biomarker.settings import Settings
     from biomarker.store import Store, UserInfo
     from biomarker.store.monitoring import refusals, screenings
@@ -40,14 +39,9 @@ def monitor(
         refused = refusals(store, viewer=operator, since=start, until=end, site=site)
     finally:
         store.close()
-    catalog = Catalog()
-    references = {}
-    for model in sorted({row.model for row in rows}):
-        try:
-            references[model] = reference_for(catalog.get(model))
-        except BiomarkerError as error:
-            typer.echo(f"{model}: {error}", err=True)
-            references[model] = None
+    references, errors = references_for(Catalog(), (row.model for row in rows))
+    for model, error in errors.items():
+        typer.echo(f"{model}: {error}", err=True)
     bounds = DriftBounds()
     weeks = weekly_drift(rows, refused, references, bounds)
     table = markdown(weeks, bounds)

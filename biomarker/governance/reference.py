@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -73,6 +74,19 @@ def reference_for(version) -> ValidationReference | None:
     """The reference stored beside a catalog `ModelVersion`, or None when it has none."""
     path = Path(version.path) / REFERENCE_FILE
     return read_reference(path) if path.is_file() else None
+
+
+def references_for(catalog, models: Iterable[str]) -> tuple[dict[str, ValidationReference | None], dict[str, str]]:
+    """The reference of every `name@version` in `models` (a catalog's `get` resolves each), and why a model has
+    none when the catalog cannot resolve it: the monitor judges a week only against the version that scored it."""
+    references: dict[str, ValidationReference | None] = {}
+    errors: dict[str, str] = {}
+    for model in sorted(set(models)):
+        try:
+            references[model] = reference_for(catalog.get(model))
+        except BiomarkerError as error:
+            references[model], errors[model] = None, str(error)
+    return references, errors
 
 
 def build_reference(version, manifest: Path, out: Path, *, split: str = "val", cohort: str | None = None,

@@ -129,6 +129,29 @@ def test_score_log_on_a_full_disk_keeps_every_result_in_its_csv_row_and_the_log(
 
 
 # ---------------------------------------------------------------------------------------------------- kill -9
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_opening_the_store_removes_what_a_killed_writer_left_and_keeps_a_live_writers_work(tmp_path):
+    """A temporary of a dead writer (killed between write and rename) is swept when a store opens; one of a
+    live writer (this process) is its work in progress and stays, as does every whole recording."""
+    settings = make_settings(tmp_path)
+    kept = Store(settings).save_audio(b"a whole recording")
+    folder = kept.parent
+    dead = folder / f".{kept.name}.{_dead_pid()}.abc123.tmp"
+    live = folder / f".{kept.name}.{os.getpid()}.def456.tmp"
+    unnamed = settings.spool_dir / ".older-writer.tmp"  # written before temporaries carried a pid
+    settings.spool_dir.mkdir(parents=True, exist_ok=True)
+    for path in (dead, live, unnamed):
+        path.write_bytes(b"half")
+    Store(settings).close()
+    assert not dead.exists() and not unnamed.exists()
+    assert live.exists() and kept.read_bytes() == b"a whole recording"
+
+
 WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path

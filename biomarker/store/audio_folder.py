@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from biomarker.records import StorageFullError
 from biomarker.store.errors import AudioPathError
+from biomarker.store.temporaries import make_temporary
 
 _SUFFIX = re.compile(r"^\.[a-z0-9]{1,8}$")
 
@@ -37,7 +37,7 @@ def save_audio(audio_dir: Path, data: bytes, suffix: str = ".wav") -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # A unique temporary per writer: two sessions (threads of one app process) often save the same recording.
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        handle, temporary = make_temporary(path)
         with os.fdopen(handle, "wb") as file:
             file.write(data)
         os.replace(temporary, path)  # readers see the whole file or none of it

@@ -36,6 +36,7 @@ from biomarker.store.result_fields import RESULT_COLUMNS, HistoryRow
 from biomarker.store.results import UNREACHABLE_ERRORS, FlushReport, RecordOutcome, Results
 from biomarker.store.schema import AuditEvent, AuditHead, utc_now
 from biomarker.store.spool import Spool
+from biomarker.store.temporaries import sweep_dead_writers
 from biomarker.store.verification import Verification
 
 __all__ = ["AUDIT_COLUMNS", "EXPORT_TABLES", "RESULT_COLUMNS", "UNREACHABLE_ERRORS", "FlushReport", "HistoryFilter",
@@ -65,6 +66,8 @@ class Store(Accounts, Results, Queries, Verification):
         self._audited_queries_lock = threading.Lock()
         self.client_throttle = auth.ClientThrottle()
         self._schema_ready = False
+        for folder in (settings.audio_dir, settings.spool_dir):  # what a writer killed mid-write left behind
+            sweep_dead_writers(folder)
         if migrate:
             self.init_db()
 

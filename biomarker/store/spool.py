@@ -22,6 +22,7 @@ from pathlib import Path
 from biomarker.records import StorageFullError
 from biomarker.store.chain import canonical_json
 from biomarker.store.errors import SpoolError
+from biomarker.store.temporaries import make_temporary
 
 
 @dataclass(frozen=True)
@@ -73,17 +74,20 @@ class Spool:
         """Persist `result` (atomically, fsynced: this is the only copy until the database is back). Raises
         `StorageFullError` naming the folder when it cannot be written (a full disk), leaving no partial file."""
         path = self.folder / f"{result.result_uid}.json"
-        temporary = path.with_suffix(".tmp")
         body = canonical_json(asdict(result))
+        temporary = None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            with open(temporary, "w", encoding="utf-8") as handle:
+            handle_fd, name = make_temporary(path)
+            temporary = Path(name)
+            with os.fdopen(handle_fd, "w", encoding="utf-8") as handle:
                 json.dump({"result": json.loads(body), "hmac": self._signature(body)}, handle, indent=1)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, path)
         except BaseException as error:
-            temporary.unlink(missing_ok=True)  # no half-written file is left behind, whatever failed
+            if temporary is not None:
+                temporary.unlink(missing_ok=True)  # no half-written file is left behind, whatever failed
             if isinstance(error, OSError):
                 raise StorageFullError(self.folder, error, "the result (database unreachable, spool full)") from error
             raise

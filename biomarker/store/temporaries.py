@@ -1,0 +1,60 @@
+"""Temporary files a writer renames into place, and the sweep that removes those a killed writer left.
+
+Every file the store writes (a recording, a spooled result) is written to a temporary beside it and renamed,
+so readers see the whole file or none. A writer killed between the two (SIGKILL, power loss) leaves the
+temporary behind. Its name carries the writer's process id, so a later process can tell a dead writer's
+leftover from a live writer's work in progress and remove only the former.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+SUFFIX = ".tmp"
+STALE_AFTER_S = 24 * 3600.0  # a temporary this old is no one's work in progress (its pid may have been reused)
+
+
+def make_temporary(path: Path) -> tuple[int, str]:
+    """`mkstemp` beside `path`, named `.<name>.<pid>.<random>.tmp`: unique per writer, and sweepable."""
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=SUFFIX)
+
+
+def _writer_pid(temporary: Path) -> int | None:
+    parts = temporary.name.split(".")  # "", <sha>, <ext>, <pid>, <random>, "tmp" (the file's own dots vary)
+    return int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_dead_writers(folder: Path) -> list[Path]:
+    """Remove the temporaries under `folder` whose writer has died (or that are over a day old); return them.
+
+    A temporary without a process id in its name (written before names carried one) counts as dead: no
+    writer of this version makes one. Process ids are per host: the data folder belongs to one server (as the
+    compose files deploy it), not to writers on several machines sharing it.
+    """
+    if not folder.is_dir():
+        return []
+    removed = []
+    now = time.time()
+    for temporary in folder.rglob(f".*{SUFFIX}"):
+        pid = _writer_pid(temporary)
+        try:
+            stale = now - temporary.stat().st_mtime > STALE_AFTER_S
+        except FileNotFoundError:  # its writer renamed it into place just now
+            continue
+        if pid is None or stale or not _alive(pid):
+            temporary.unlink(missing_ok=True)
+            removed.append(temporary)
+    return removed

@@ -144,11 +144,12 @@ def test_opening_the_store_removes_what_a_killed_writer_left_and_keeps_a_live_wr
     dead = folder / f".{kept.name}.{_dead_pid()}.abc123.tmp"
     live = folder / f".{kept.name}.{os.getpid()}.def456.tmp"
     unnamed = settings.spool_dir / ".older-writer.tmp"  # written before temporaries carried a pid
+    legacy_spool = settings.spool_dir / "0f3c-result-uid.tmp"  # the spool's own name for them before
     settings.spool_dir.mkdir(parents=True, exist_ok=True)
-    for path in (dead, live, unnamed):
+    for path in (dead, live, unnamed, legacy_spool):
         path.write_bytes(b"half")
     Store(settings).close()
-    assert not dead.exists() and not unnamed.exists()
+    assert not dead.exists() and not unnamed.exists() and not legacy_spool.exists()
     assert live.exists() and kept.read_bytes() == b"a whole recording"
 
 

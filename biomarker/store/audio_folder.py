@@ -43,7 +43,7 @@ def save_audio(audio_dir: Path, data: bytes, suffix: str = ".wav") -> Path:
         os.replace(temporary, path)  # readers see the whole file or none of it
     except OSError as error:  # a full disk above all: no half-written file stays, and the folder is named
         if temporary is not None:
-            Path(temporary).unlink(missing_ok=True)
+            temporary.unlink(missing_ok=True)
         raise StorageFullError(audio_dir, error, "the recording") from error
     return path
 

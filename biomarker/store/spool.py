@@ -78,8 +78,7 @@ class Spool:
         temporary = None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            handle_fd, name = make_temporary(path)
-            temporary = Path(name)
+            handle_fd, temporary = make_temporary(path)
             with os.fdopen(handle_fd, "w", encoding="utf-8") as handle:
                 json.dump({"result": json.loads(body), "hmac": self._signature(body)}, handle, indent=1)
                 handle.flush()

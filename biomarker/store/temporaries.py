@@ -17,9 +17,10 @@ SUFFIX = ".tmp"
 STALE_AFTER_S = 24 * 3600.0  # a temporary this old is no one's work in progress (its pid may have been reused)
 
 
-def make_temporary(path: Path) -> tuple[int, str]:
+def make_temporary(path: Path) -> tuple[int, Path]:
     """`mkstemp` beside `path`, named `.<name>.<pid>.<random>.tmp`: unique per writer, and sweepable."""
-    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=SUFFIX)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=SUFFIX)
+    return handle, Path(name)
 
 
 def _writer_pid(temporary: Path) -> int | None:
@@ -48,7 +49,7 @@ def sweep_dead_writers(folder: Path) -> list[Path]:
         return []
     removed = []
     now = time.time()
-    for temporary in folder.rglob(f".*{SUFFIX}"):
+    for temporary in folder.rglob(f"*{SUFFIX}"):  # the spool's older `<uid>.tmp` too
         pid = _writer_pid(temporary)
         try:
             stale = now - temporary.stat().st_mtime > STALE_AFTER_S

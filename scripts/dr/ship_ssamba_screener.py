@@ -7,13 +7,13 @@ after with `biomarker models reference ri-screener-ssamba --manifest runs/data/t
 
     python scripts/dr/ship_ssamba_screener.py [DEST]
 """
-import json, pathlib, re, subprocess, sys
+import json, re, subprocess, sys
 from pathlib import Path
 from biomarker.finetune.card import ship
 
-RUNS = pathlib.Path("runs/ft")
+RUNS = Path("runs/ft")
 run = RUNS / "dr-ssamba-lpft"
-dest = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "pretrained/ri-screener-ssamba")
+dest = Path(sys.argv[1] if len(sys.argv) > 1 else "pretrained/ri-screener-ssamba")
 runs = {n: json.loads((RUNS / n / "summary.json").read_text()) for n in ("dr-ssamba-lpft", "dr-mfcc") if (RUNS / n / "summary.json").is_file()}
 rivals = {label: RUNS / d for label, d in (("eGeMAPS + LR (same subsample)", "baseline-egemaps-lr-dr-small"),
                                            ("MFCC stats + LR (same subsample)", "baseline-mfcc-lr-dr-small")) if (RUNS / d / "summary.json").is_file()}

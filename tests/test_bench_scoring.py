@@ -1,8 +1,10 @@
 """`biomarker bench scoring`: every stage is measured on real work and a bad sign (a rejected clip) shows."""
 
 import pytest
+import torch
 
 from biomarker.bench.scoring import main
+from screening_helpers import save_tiny_screening_model
 
 
 def test_scoring_bench_measures_the_tiny_reference_end_to_end_and_in_parts(capsys):
@@ -28,3 +30,24 @@ def test_scoring_bench_compares_the_classic_pipelines_the_floor_and_the_runtimes
     assert comparison["forward_gflop"] > 0.1 and comparison["floor"]["wall_ms"] > 0
     assert comparison["logit_shift_vs_eager"]["forward_onnxruntime"] <= 1e-4  # the chosen runtime scores alike
     assert comparison["load_average_1min"] >= 0 and "GFLOP/s" in capsys.readouterr().out
+
+
+def test_the_floor_counts_the_attention_flops_the_torch_counter_misses_on_cpu(tmp_path):
+    """torch's FlopCounterMode has no formula for the fused CPU attention kernel and counts it as 0; the bench's
+    count adds 4 * N^2 * width per block (QK^T and attention x V), which a plain count lacks exactly."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from biomarker.bench.scoring import forward_flops
+    from biomarker.models import from_pretrained
+
+    model = from_pretrained(save_tiny_screening_model(tmp_path / "m"))
+    cohort = model.resolve_cohort(None)
+    features, frames = torch.randn(1, 300, 128), torch.tensor([300])
+    with torch.inference_mode(), FlopCounterMode(display=False) as plain:
+        model.recording_logits(features, frames, cohort)
+    with torch.inference_mode():
+        patches = model.encoder.tokenize(features, frames).embeddings.shape[1]
+    encoder = model.encoder
+    tokens = patches + int(encoder.config.cls_token)  # what attention sees
+    attention = len(encoder.blocks) * 4 * tokens * tokens * encoder.embed_dim
+    assert forward_flops(model, features, frames, cohort) - plain.get_total_flops() == attention > 0

@@ -5,13 +5,15 @@
 - a patient's timeline and trend after two screenings;
 - the chart report downloaded as a PDF and read back;
 - the whole app in pt-BR from the browser's language;
-- lockout after repeated failures, the forced change of a one-time password, a refresh that keeps the sign-in.
-Recipe and flags: shared/research/browser-recording.md. The model is a tiny random one. With BIOMARKER_SCREENSHOTS
+- lockout after repeated failures, the forced change of a one-time password, a refresh that keeps the sign-in;
+- each shipped screener (`ri-screener`, `ri-screener-ssamba`) served by the app, scoring an upload.
+Recipe and flags: shared/research/browser-recording.md. The model of the flows is a tiny random one. With BIOMARKER_SCREENSHOTS
 set to a folder, each step's page is saved there as PNG (how docs/figures were made).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -21,6 +23,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from pypdf import PdfReader
@@ -49,12 +52,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The app on SQLite in a temp folder with its test accounts, served by `streamlit run`."""
-    root = tmp_path_factory.mktemp("browser")
+@contextlib.contextmanager
+def serving(root: Path, model: str) -> Iterator[tuple[str, Store]]:
+    """The app on SQLite in `root` with its test accounts, serving `model` (a name or a bundle folder), run by
+    `streamlit run`."""
     env = {**os.environ, "BIOMARKER_HOME": str(root / "home"), "BIOMARKER_SECRET": "browser-test-secret-0123456789",
-           "BIOMARKER_MODEL": str(save_tiny_screening_model(root / "model")), "BIOMARKER_DEVICE": "cpu"}
+           "BIOMARKER_MODEL": model, "BIOMARKER_DEVICE": "cpu"}
     store = Store(Settings.from_env(env))
     for name, role, site, forced in (("cleo", "clinician", "ward-1", False), ("aldo", "auditor", None, False),
                                      ("nina", "clinician", "ward-1", True), ("lola", "clinician", "ward-1", False)):
@@ -69,17 +72,27 @@ def server(tmp_path_factory):
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not come up on {url}")
-            time.sleep(0.3)
-    yield url, store, root
-    process.terminate()
-    process.wait(timeout=30)
+    try:
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"streamlit did not come up on {url}")
+                time.sleep(0.3)
+        yield url, store
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app serving a tiny random model (the flows below do not depend on what it scores)."""
+    root = tmp_path_factory.mktemp("browser")
+    with serving(root, str(save_tiny_screening_model(root / "model"))) as (url, store):
+        yield url, store, root
 
 
 @pytest.fixture(scope="module")
@@ -293,3 +306,27 @@ def test_a_one_time_password_must_be_changed_at_first_sign_in(server, browser):
     expect(page.get_by_text("Password changed.")).to_be_visible()
     expect(page.get_by_role("link", name="Screen a patient")).to_be_visible()
     assert not store.authenticate("nina", "ninas own passphrase").must_change_password
+
+
+@pytest.mark.parametrize("model", ["ri-screener", "ri-screener-ssamba"])
+def test_each_shipped_screener_serves_the_app_and_names_itself_on_the_result(model, tmp_path, browser, speech):
+    """Both of the product's encoders serve: the app started with a shipped model's name scores an upload with it,
+    the result page names the model, its engine and the calibration behind the threshold, and the row says so."""
+    from playwright.sync_api import expect
+
+    with serving(tmp_path, model) as (url, store):
+        page = open_page(browser, url)
+        sign_in(page, "cleo")
+        enter_patient(page, "P-MODEL-1")
+        consent(page)
+        page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(speech))
+        page.get_by_role("button", name="Screen patient P-MODEL-1").click()
+        expect(page.get_by_text("Stored for patient P-MODEL-1")).to_be_visible(timeout=180_000)
+        [row] = store.history(HistoryFilter(patient_id="P-MODEL-1"), viewer=AUDITOR)
+        assert row.model_name == model
+        # SSAMBA's scan does not export to ONNX, so it runs eagerly; the transformer runs in ONNX Runtime
+        assert row.device.startswith("cpu/onnxruntime-") == (model == "ri-screener")
+        expect(page.get_by_text(f"Model {model} version {row.model_version}, cohort {row.cohort}; ran on "
+                                f"{row.device}").first).to_be_visible()
+        expect(page.get_by_text(f"Calibration: {row.cohort}: as fitted at training").first).to_be_visible()
+        shot(page, f"screen-result-{model}-en", focus=page.get_by_text("Probability of RI"))

@@ -57,8 +57,12 @@ def language_picker() -> None:
 
 @st.cache_resource(show_spinner="Carregando o modelo / Loading the model ...")
 def _screener_for(model: str, device: str, cpu_threads: int | None, runtime: str) -> Screener:
-    return Screener.load(model, device=device, config=ScreenerConfig(cpu_threads=cpu_threads,
-                                                                     runtime=RuntimeConfig(runtime)))
+    """Loaded and warmed up under the loading spinner: the engine's one-off start (ONNX graph and session, the
+    native scan's build) is paid here, not by the first patient's result."""
+    screener = Screener.load(model, device=device, config=ScreenerConfig(cpu_threads=cpu_threads,
+                                                                         runtime=RuntimeConfig(runtime)))
+    screener.warm_up()
+    return screener
 
 
 def screener() -> Screener:

@@ -24,7 +24,7 @@ from typing import BinaryIO, Protocol, Sequence, Union
 import numpy as np
 import torch
 
-from biomarker.audio import AudioConfig, QualityConfig, load, require_quality
+from biomarker.audio import TARGET_RATE_HZ, AudioConfig, QualityConfig, load, require_quality
 from biomarker.device import describe, pick_device
 from biomarker.features import front_end, get_extractor
 from biomarker.models import ScreeningModel, from_pretrained
@@ -231,16 +231,33 @@ class Screener:
             waveforms[row, : len(recording.samples)] = torch.from_numpy(np.asarray(recording.samples, np.float32))
         with self._lock, torch.inference_mode():
             features, frame_lengths = self.extractor(waveforms.to(self.device), lengths.to(self.device))
-            logits, engine = None, None
-            if self.graphed is not None and self.graphed.supports(features, cohort):
-                logits = self.graphed.logits(features, frame_lengths, cohort)
-            elif self.onnx is not None and self.onnx.supports(features, frame_lengths, cohort):
-                logits = self.onnx.logits(features, frame_lengths, cohort)  # None: the encoder did not export
-                engine = None if logits is None else self.onnx.label
-            if logits is None:
-                logits = self.model.recording_logits(features, frame_lengths, cohort)
+            logits, engine = self._logits(features, frame_lengths, cohort)
             probabilities = self.model.calibrate(logits, cohort, snr_db.to(self.device))
         return [float(p) for p in probabilities.float().cpu()], engine
+
+    def _logits(self, features: torch.Tensor, frame_lengths: torch.Tensor,
+                cohort: str | None) -> tuple[torch.Tensor, str | None]:
+        """Recording logits from the fastest engine that applies (CUDA graphs, ONNX Runtime, else eager PyTorch),
+        and that engine's label (None: eager)."""
+        logits, engine = None, None
+        if self.graphed is not None and self.graphed.supports(features, cohort):
+            logits = self.graphed.logits(features, frame_lengths, cohort)
+        elif self.onnx is not None and self.onnx.supports(features, frame_lengths, cohort):
+            logits = self.onnx.logits(features, frame_lengths, cohort)  # None: the encoder did not export
+            engine = None if logits is None else self.onnx.label
+        if logits is None:
+            logits = self.model.recording_logits(features, frame_lengths, cohort)
+        return logits, engine
+
+    def warm_up(self, seconds: float = 4.0, cohort: str | None = None) -> None:
+        """One forward of a noise clip through the engine real clips take, so the first patient does not wait
+        for what a fresh process does once: the ONNX export or graph load and session start, the native scan's
+        build, CUDA's first kernels. Nothing is scored or stored; the quality gate is not involved."""
+        waveform = 0.1 * torch.randn(1, int(seconds * TARGET_RATE_HZ), generator=torch.Generator().manual_seed(0))
+        with self._lock, torch.inference_mode():
+            features, frame_lengths = self.extractor(waveform.to(self.device),
+                                                     torch.tensor([waveform.shape[1]], device=self.device))
+            self._logits(features, frame_lengths, cohort)
 
     def _score(self, probability: float, cohort: str | None, quality: QualityReport, latency_ms: float,
                engine: str | None = None) -> Score:

@@ -83,6 +83,32 @@ def test_an_encoder_that_does_not_export_is_scored_eagerly_and_says_so(cohort, t
     assert score.device == "cpu" and score.probability == pytest.approx(eager.score(cohort[0]).probability, abs=1e-7)
 
 
+def test_the_shipped_ssamba_screener_is_scored_eagerly_without_trying_the_export(cohort, tmp_path, monkeypatch):
+    """Its scan is a C kernel that torch.export cannot trace; trying cost 6.5 s on the first clip of each process."""
+    onnx = Screener.load("ri-screener-ssamba", device="cpu", config=ScreenerConfig(
+        cpu_threads=1, runtime=RuntimeConfig("onnxruntime", cache_dir=tmp_path / "cache")))
+
+    def tried(*args, **kwargs):
+        raise AssertionError("the export was tried")
+
+    monkeypatch.setattr(torch.onnx, "export", tried)
+    assert onnx.score(cohort[0]).device == "cpu" and not (tmp_path / "cache").exists()
+
+
+def test_warm_up_starts_the_engine_before_the_first_patient(tmp_path, monkeypatch):
+    """After `warm_up` the graph is exported and its session open, so the first real clip exports nothing."""
+    _, onnx = screeners(save_tiny_screening_model(tmp_path / "tiny"), tmp_path / "cache")
+    onnx.warm_up()
+    assert len(list((tmp_path / "cache").glob("*.onnx"))) == 1
+
+    def exported_again(*args, **kwargs):
+        raise AssertionError("exported on the first clip")
+
+    monkeypatch.setattr(torch.onnx, "export", exported_again)
+    monkeypatch.setattr("biomarker.models.runtime._open_session", exported_again)
+    assert onnx.score(wav_bytes(burst_clip(1, np.random.default_rng(0)))).device == f"cpu/{runtime_label()}"
+
+
 def test_an_unknown_runtime_is_named():
     with pytest.raises(ValueError, match="'tensorrt' is not one of eager, onnxruntime"):
         RuntimeConfig("tensorrt")

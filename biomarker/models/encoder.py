@@ -30,6 +30,9 @@ class Encoder(nn.Module):
     kind: ClassVar[str]
     config_class: ClassVar[type[EncoderConfig]]
     default_features: ClassVar[dict[str, Any]] = {"name": "fbank"}
+    # Whether torch.onnx.export can trace the forward (models.runtime asks before trying: a failed export costs
+    # seconds on the first clip of every process).
+    onnx_exportable: ClassVar[bool] = True
 
     def __init__(self, config: EncoderConfig, feature_config: dict[str, Any] | None = None):
         super().__init__()

@@ -13,7 +13,8 @@ final norm, masked mean pooling and the cohort's head, from patch embeddings [B,
 (it validates lengths on the host) and the calibration stay eager. Exporting takes seconds (15 s for the shipped
 model on a busy 2-core machine), so the exported graph is kept on disk, keyed by a hash of the weights it holds,
 and a second process (the app after a restart, each `torchrun` rank) loads it in well under a second.
-An encoder that cannot be exported (SSAMBA's native scan) is scored eagerly, and its scores say so.
+An encoder that cannot be exported (SSAMBA's native scan: `Encoder.onnx_exportable` is False) is scored eagerly
+without trying, and its scores say so.
 """
 
 from __future__ import annotations
@@ -99,9 +100,10 @@ class OnnxScorer:
         self._failed: set[str] = set()  # cohorts whose export failed: scored eagerly from then on
 
     def supports(self, features: torch.Tensor, frame_lengths: torch.Tensor, cohort: str | None) -> bool:
-        """CPU tensors, a cohort scored whole, no padding in the batch, and an encoder that exported."""
+        """CPU tensors, a cohort scored whole, no padding in the batch, and an encoder that exports (and did)."""
         name = self.model.resolve_cohort(cohort)
-        return (features.device.type == "cpu" and self.model.cohorts[name].scoring == "whole"
+        return (features.device.type == "cpu" and self.model.encoder.onnx_exportable
+                and self.model.cohorts[name].scoring == "whole"
                 and name not in self._failed and bool((frame_lengths == features.shape[1]).all()))
 
     def logits(self, features: torch.Tensor, frame_lengths: torch.Tensor, cohort: str | None) -> torch.Tensor | None:

@@ -20,6 +20,7 @@ class MambaEncoder(Encoder):
 
     kind: ClassVar[str] = "ssamba"
     config_class = MambaConfig
+    onnx_exportable: ClassVar[bool] = False  # the native scan is a C kernel called through ctypes: nothing to trace
     config: MambaConfig
 
     def build_block(self) -> MambaBlock:

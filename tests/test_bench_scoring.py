@@ -37,7 +37,7 @@ def test_the_floor_counts_the_attention_flops_the_torch_counter_misses_on_cpu(tm
     count adds 4 * N^2 * width per block (QK^T and attention x V), which a plain count lacks exactly."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from biomarker.bench.scoring import forward_flops
+    from biomarker.bench.scoring import counting_flops
     from biomarker.models import from_pretrained
 
     model = from_pretrained(save_tiny_screening_model(tmp_path / "m"))
@@ -50,4 +50,6 @@ def test_the_floor_counts_the_attention_flops_the_torch_counter_misses_on_cpu(tm
     encoder = model.encoder
     tokens = patches + int(encoder.config.cls_token)  # what attention sees
     attention = len(encoder.blocks) * 4 * tokens * tokens * encoder.embed_dim
-    assert forward_flops(model, features, frames, cohort) - plain.get_total_flops() == attention > 0
+    with torch.inference_mode(), counting_flops() as counted:
+        model.recording_logits(features, frames, cohort)
+    assert counted.get_total_flops() - plain.get_total_flops() == attention > 0

@@ -104,8 +104,11 @@ def test_warm_up_starts_the_engine_before_the_first_patient(tmp_path, monkeypatc
     def exported_again(*args, **kwargs):
         raise AssertionError("exported on the first clip")
 
+    def opened_again(*args, **kwargs):
+        raise AssertionError("a session opened on the first clip")
+
     monkeypatch.setattr(torch.onnx, "export", exported_again)
-    monkeypatch.setattr("biomarker.models.runtime._open_session", exported_again)
+    monkeypatch.setattr("biomarker.models.runtime._open_session", opened_again)
     assert onnx.score(wav_bytes(burst_clip(1, np.random.default_rng(0)))).device == f"cpu/{runtime_label()}"
 
 

@@ -10,9 +10,10 @@
 - Batch throughput: `score_many` over many clips of 6-14 s, in x real time (goal >= 100x on 2 cores).
 - Against what a user would pick instead and against the machine (issue 28), per thread count, in one interleaved
   run: eGeMAPS + LR and MFCC-statistics + LR from the same bytes to a probability; the FLOP floor (the forward's
-  FLOPs counted by torch.utils.flop_counter, attention included (`forward_flops`), over the fp32 GEMM rate
-  measured in the same rounds, on a GEMM of the model's own shape); eager PyTorch vs ONNX Runtime, forward and end to end; int8 dynamic quantisation (and, with
-  `with_compile=True`, torch.compile) as the runtime candidates, with how far each moves the logit.
+  FLOPs counted by torch.utils.flop_counter, attention included (`counting_flops`), over the fp32 GEMM rate
+  measured in the same rounds, on a GEMM of the model's own shape); eager PyTorch vs ONNX Runtime, forward and
+  end to end; int8 dynamic quantisation (and, with `with_compile=True`, torch.compile) as the runtime candidates,
+  with how far each moves the logit.
 
 The clips are synthetic speech-like signals (harmonics with syllable-rate envelopes and pauses): cost does not
 depend on content, and they pass the quality gate. Medians after a warm-up, because the machine may be shared;
@@ -147,12 +148,10 @@ def _cpu_flash_attention_flops(query, key, value, *_, out_shape=None, **__) -> i
 CPU_ATTENTION_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flops}
 
 
-def forward_flops(model: ScreeningModel, features: torch.Tensor, frames: torch.Tensor, cohort: str) -> int:
-    """FLOPs of one recording forward, counted by torch.utils.flop_counter with the CPU attention kernel included
-    (QK^T and attention x V: 4 * heads * N^2 * head_dim per block)."""
-    with torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
-        model.recording_logits(features, frames, cohort)
-    return counter.get_total_flops()
+def counting_flops() -> FlopCounterMode:
+    """torch.utils.flop_counter's counter with the CPU attention kernel included (QK^T and attention x V:
+    4 * heads * N^2 * head_dim per block)."""
+    return FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS)
 
 
 def _baselines(clips: int = 8) -> dict[str, LogisticBaseline]:
@@ -174,9 +173,9 @@ def _compare(eager: Screener, onnx: Screener, repeats: int, with_compile: bool) 
     with torch.inference_mode():
         features, frames = eager.extractor(waveform, lengths)
     model, cohort = eager.model, eager.model.resolve_cohort(None)
-    flops = forward_flops(model, features, frames, cohort)
-    with torch.inference_mode():
+    with torch.inference_mode(), counting_flops() as counter:
         reference = model.recording_logits(features, frames, cohort)
+    flops = counter.get_total_flops()
     with torch.inference_mode():
         tokens = model.encoder.tokenize(features, frames).embeddings.shape[1]
     width = model.encoder.embed_dim

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
 
 TELEPHONE_CHANNELS = ("val-telephone-gsm", "val-telephone-ulaw")
-SHIPPED_THRESHOLD = 0.43804948454815446  # pretrained/ri-screener-ssamba/config.json
+SHIPPED_BUNDLE = Path("pretrained/ri-screener-ssamba")
 TARGET_SENSITIVITY = 0.90
 
 
@@ -47,6 +48,8 @@ def main() -> None:
     parser.add_argument("validation", type=Path)
     parser.add_argument("independent", type=Path, nargs="+")
     args = parser.parse_args()
+    bundle = json.loads((SHIPPED_BUNDLE / "config.json").read_text())
+    shipped_threshold = float(bundle["cohorts"][bundle["default_cohort"]]["threshold"])
     validation = subjects(args.validation)
     telephone = [row for row in validation if row[0] in TELEPHONE_CHANNELS]
     wideband = [row for row in validation if row[0] not in TELEPHONE_CHANNELS]
@@ -58,7 +61,7 @@ def main() -> None:
     for path in args.independent:
         rows = subjects(path)
         per_channel = thresholds["telephone" in path.name]
-        shipped, channel = rates(rows, SHIPPED_THRESHOLD), rates(rows, per_channel)
+        shipped, channel = rates(rows, shipped_threshold), rates(rows, per_channel)
         print(f"{path.name} | {shipped[0]:.3f}, {shipped[1]:.3f} | {per_channel:.3f}: {channel[0]:.3f}, {channel[1]:.3f}")
 
 

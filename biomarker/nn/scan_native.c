@@ -146,26 +146,6 @@ static void step_sizes(int64_t length, const REAL *restrict delta, REAL bias, in
 #define LANES 8
 #define MAX_RANK 64 /* dt_rank = ceil(d_model / 16): 48 for the base model */
 
-/* delta[t][lane] = sum_r w[r][lane] * low[t][r] for one tile of LANES channels: Mamba's dt_proj, inside the scan.
- * low: [length][rank] rows with row stride `ls` (a slice of the x_proj output); w: [rank][LANES]. */
-static void low_rank_delta(int64_t length, int64_t rank, const REAL *restrict low, int64_t ls,
-                           const REAL *restrict w, REAL *restrict delta) {
-    for (int64_t t = 0; t < length; t++) {
-        const REAL *restrict lt = low + t * ls;
-#if !defined(SCAN_DOUBLE) && defined(__AVX2__) && defined(__FMA__)
-        /* one vector per step; left to itself gcc vectorised the r loop instead (a horizontal sum per lane) */
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t r = 0; r < rank; r++) acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + r * LANES), _mm256_set1_ps(lt[r]), acc);
-        _mm256_storeu_ps(delta + t * LANES, acc);
-#else
-        REAL acc[LANES] = {0};
-        for (int64_t r = 0; r < rank; r++)
-            for (int64_t j = 0; j < LANES; j++) acc[j] += w[r * LANES + j] * lt[r];
-        memcpy(delta + t * LANES, acc, sizeof acc);
-#endif
-    }
-}
-
 /* Channel rows d .. d+width-1 of a strided tensor into a contiguous tile and back: element (step t, lane j) at
  * tile[t * step + j * lane]. The forward uses [step][LANES] tiles (one vector per step), the backward
  * [lane][length] rows (one contiguous row per channel); either way each step of a channel-last tensor is one
@@ -194,24 +174,54 @@ static void scatter(const REAL *restrict tile, int64_t step, int64_t lane, int64
 
 /* The forward scans LANES neighbouring channels at once, one channel per SIMD lane: the state is h[k][lane],
  * every step is vertical arithmetic (y needs no horizontal sum over the states), and a channel-last tensor
- * gives each step's LANES values as one contiguous load (rows are gathered into [step][lane] tiles first). */
+ * gives each step's LANES values as one contiguous load. u, delta and z are read and out is written straight
+ * through their strides, and the low-rank delta, bias, softplus, D skip and silu gate are computed per block of
+ * SEGMENT steps in L1. Done as whole-length passes over gathered [length][LANES] tiles (gather, delta,
+ * softplus, scan, gate, scatter), the parts around the recurrence took 45 % of the kernel at 512 tokens
+ * (perf), most of it 32-byte copies of strided rows and a softplus loop gcc left scalar. */
 
-static inline void forward_lanes(int64_t length, int64_t n, const REAL *restrict u, const REAL *restrict dt,
-                                 const REAL *restrict a, const REAL *restrict Bt, int64_t bs,
-                                 const REAL *restrict Ct, int64_t cs, const REAL *restrict skip,
-                                 REAL *restrict out, REAL *restrict checkpoints, int64_t width, int64_t segments) {
-    /* u, dt, out: [length][LANES]; a: [n][LANES]; checkpoints: [lane][segments][n] (lanes < width) */
+/* One tile's rows: element (step t, lane j) of u, delta, z and out at p[t * p_step + j]. Either the tensors
+ * themselves (a full tile of channel-last tensors) or [length][LANES] scratch tiles gathered from them. With
+ * `w` ([rank][LANES], zero in dead lanes), `delta` instead holds the low-rank rows ([length][rank], step
+ * `delta_step`) and delta[t][j] = sum_r w[r][j] delta[t][r] (Mamba's dt_proj, formed here). z may be NULL. */
+typedef struct {
+    const REAL *u, *delta, *z;
+    REAL *out;
+    int64_t u_step, delta_step, z_step, out_step;
+    const REAL *w;
+    int64_t rank;
+} Tile;
+
+/* Per-tile constants: a[k][lane] (pre-scaled by DECAY_SCALE), skip (D) and bias per lane, zero in dead lanes. */
+typedef struct {
+    const REAL *a, *skip, *bias;
+    int64_t softplus;
+} TileConstants;
+
+static inline void forward_lanes(int64_t length, int64_t n, const Tile *tile, const TileConstants *constants,
+                                 const REAL *restrict Bt, int64_t bs, const REAL *restrict Ct, int64_t cs,
+                                 REAL *restrict checkpoints, int64_t width, int64_t segments) {
+    /* checkpoints: [lane][segments][n] (lanes < width) */
     REAL h[MAX_STATE][LANES];
     for (int64_t k = 0; k < n; k++)
         for (int64_t j = 0; j < LANES; j++) h[k][j] = 0;
+    const REAL *restrict a = constants->a;
     for (int64_t t = 0; t < length; t++) {
         if (checkpoints && t % SEGMENT == 0)
             for (int64_t j = 0; j < width; j++)
                 for (int64_t k = 0; k < n; k++) checkpoints[(j * segments + t / SEGMENT) * n + k] = h[k][j];
-        const REAL *restrict ut = u + t * LANES, *restrict st = dt + t * LANES;
+        const REAL *restrict ut = tile->u + t * tile->u_step, *restrict dl = tile->delta + t * tile->delta_step;
         const REAL *restrict b = Bt + t * bs, *restrict c = Ct + t * cs;
-        REAL drive[LANES], y[LANES];
-        for (int64_t j = 0; j < LANES; j++) drive[j] = st[j] * ut[j], y[j] = skip[j] * ut[j];
+        REAL st[LANES], drive[LANES], y[LANES];
+        for (int64_t j = 0; j < LANES; j++) {
+            REAL x = 0;
+            if (tile->w)
+                for (int64_t r = 0; r < tile->rank; r++) x += tile->w[r * LANES + j] * dl[r];
+            else
+                x = dl[j];
+            st[j] = step_size(x + constants->bias[j], (int)constants->softplus);
+            drive[j] = st[j] * ut[j], y[j] = constants->skip[j] * ut[j];
+        }
         for (int64_t k = 0; k < n; k++) {
             const REAL bk = b[k], ck = c[k];
             for (int64_t j = 0; j < LANES; j++) {
@@ -219,16 +229,26 @@ static inline void forward_lanes(int64_t length, int64_t n, const REAL *restrict
                 y[j] += h[k][j] * ck;
             }
         }
-        for (int64_t j = 0; j < LANES; j++) out[t * LANES + j] = y[j];
+        REAL *restrict ot = tile->out + t * tile->out_step;
+        for (int64_t j = 0; j < LANES; j++) {
+            if (tile->z) {
+                const REAL zj = tile->z[t * tile->z_step + j];
+                y[j] *= zj / (1 + EXP(-zj));
+            }
+            ot[j] = y[j];
+        }
     }
 }
 
 #if !defined(SCAN_DOUBLE) && defined(__AVX2__) && defined(__FMA__)
 /* forward_lanes in AVX2 intrinsics for float (LANES = 8 = one register): the same arithmetic, but the compiler
  * left its plain-C form with the y sums in stack memory, one store-to-load round trip per state and step. Here y
- * is four register accumulators (states k mod 4), and fast_exp2f is spelled out per vector. */
-static inline __m256 exp2_avx2(__m256 x) {
-    x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(127.0f)), _mm256_set1_ps(-125.0f));
+ * is four register accumulators (states k mod 4), and fast_exp2f, the softplus and the gate's exp are spelled
+ * out per vector. */
+/* 2^x for x <= 127 (fast_exp2f per vector), clamped below only: the recurrence's decays have x = dt·a·log2(e)
+ * <= 0 (dt >= 0, a < 0), and this runs n times per step, the only exp inside the recurrence. */
+static inline __m256 decay_avx2(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-125.0f));
     const __m256 k = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m256 r = _mm256_sub_ps(x, k);
     __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(1.326470985e-03f), r, _mm256_set1_ps(9.671507403e-03f));
@@ -240,39 +260,89 @@ static inline __m256 exp2_avx2(__m256 x) {
     return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), exponent));
 }
 
-static void forward_lanes_avx2(int64_t length, int64_t n, const float *restrict u, const float *restrict dt,
-                               const float *restrict a, const float *restrict Bt, int64_t bs,
-                               const float *restrict Ct, int64_t cs, const float *restrict skip,
-                               float *restrict out, float *restrict checkpoints, int64_t width, int64_t segments) {
+/* 2^x for any x (clamped to [-125, 127], as fast_exp2f). */
+static inline __m256 exp2_avx2(__m256 x) { return decay_avx2(_mm256_min_ps(x, _mm256_set1_ps(127.0f))); }
+
+/* step_size(x, softplus = 1) per vector: fast_softplusf's arithmetic with exp(-|x|) as 2^(-|x| log2 e), x
+ * itself above SOFTPLUS_LINEAR and exactly 0 below EXP_UNDERFLOW (padded steps keep their state). */
+static inline __m256 softplus_avx2(__m256 x) {
+    const __m256 magnitude = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+    const __m256 e = exp2_avx2(_mm256_mul_ps(magnitude, _mm256_set1_ps(-1.44269504088896341f)));
+    const __m256 t = _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(_mm256_set1_ps(2.0f), e));
+    const __m256 et = _mm256_mul_ps(e, t);
+    const __m256 w = _mm256_mul_ps(_mm256_set1_ps(0.25f), _mm256_mul_ps(et, et));
+    __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(1.400588751e-01f), w, _mm256_set1_ps(1.400092244e-01f));
+    q = _mm256_fmadd_ps(q, w, _mm256_set1_ps(2.001076192e-01f));
+    q = _mm256_fmadd_ps(q, w, _mm256_set1_ps(3.333320916e-01f));
+    q = _mm256_fmadd_ps(q, w, _mm256_set1_ps(1.0f));
+    const __m256 soft = _mm256_fmadd_ps(et, q, _mm256_max_ps(x, _mm256_setzero_ps()));
+    const __m256 linear = _mm256_cmp_ps(x, _mm256_set1_ps((float)SOFTPLUS_LINEAR), _CMP_GT_OQ);
+    const __m256 underflow = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_UNDERFLOW), _CMP_LT_OQ);
+    return _mm256_andnot_ps(underflow, _mm256_blendv_ps(soft, x, linear));
+}
+
+static void forward_lanes_avx2(int64_t length, int64_t n, const Tile *tile, const TileConstants *constants,
+                               const float *restrict Bt, int64_t bs, const float *restrict Ct, int64_t cs,
+                               float *restrict checkpoints, int64_t width, int64_t segments) {
+    /* Per block of SEGMENT steps, three passes through L1-sized buffers: step sizes, recurrence, gate. In one
+     * pass per step the chain low-rank sum -> softplus -> decay -> state -> gate is ~200 cycles long and the
+     * out-of-order window cannot overlap two steps; split, each pass's steps are independent but the
+     * recurrence's, whose chain is one FMA per state. */
     float h[MAX_STATE][LANES] __attribute__((aligned(32)));
+    float steps[SEGMENT][LANES] __attribute__((aligned(32))), ys[SEGMENT][LANES] __attribute__((aligned(32)));
     for (int64_t k = 0; k < n; k++) _mm256_store_ps(h[k], _mm256_setzero_ps());
-    const __m256 d_skip = _mm256_loadu_ps(skip);
-    for (int64_t t = 0; t < length; t++) {
-        if (checkpoints && t % SEGMENT == 0)
+    const __m256 d_skip = _mm256_loadu_ps(constants->skip), d_bias = _mm256_loadu_ps(constants->bias);
+    const float *restrict a = constants->a, *restrict w = tile->w;
+    const __m256 minus_log2e = _mm256_set1_ps(-1.44269504088896341f), one = _mm256_set1_ps(1.0f);
+    for (int64_t start = 0; start < length; start += SEGMENT) {
+        const int64_t stop = start + SEGMENT < length ? start + SEGMENT : length;
+        if (checkpoints)
             for (int64_t j = 0; j < width; j++)
-                for (int64_t k = 0; k < n; k++) checkpoints[(j * segments + t / SEGMENT) * n + k] = h[k][j];
-        const __m256 ut = _mm256_loadu_ps(u + t * LANES), st = _mm256_loadu_ps(dt + t * LANES);
-        const __m256 drive = _mm256_mul_ps(st, ut);
-        const float *restrict b = Bt + t * bs, *restrict c = Ct + t * cs;
-        __m256 y[4] = {_mm256_mul_ps(d_skip, ut), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+                for (int64_t k = 0; k < n; k++) checkpoints[(j * segments + start / SEGMENT) * n + k] = h[k][j];
+        for (int64_t t = start; t < stop; t++) { /* dt = softplus(delta + bias) */
+            const float *restrict dl = tile->delta + t * tile->delta_step;
+            __m256 x;
+            if (w) { /* one vector per step; left to itself gcc vectorised the r loop instead (a horizontal sum per lane) */
+                x = _mm256_setzero_ps();
+                for (int64_t r = 0; r < tile->rank; r++) x = _mm256_fmadd_ps(_mm256_loadu_ps(w + r * LANES), _mm256_set1_ps(dl[r]), x);
+            } else {
+                x = _mm256_loadu_ps(dl);
+            }
+            x = _mm256_add_ps(x, d_bias);
+            _mm256_store_ps(steps[t - start], constants->softplus ? softplus_avx2(x) : x);
+        }
+        for (int64_t t = start; t < stop; t++) {
+            const __m256 st = _mm256_load_ps(steps[t - start]), ut = _mm256_loadu_ps(tile->u + t * tile->u_step);
+            const __m256 drive = _mm256_mul_ps(st, ut);
+            const float *restrict b = Bt + t * bs, *restrict c = Ct + t * cs;
+            __m256 y[4] = {_mm256_mul_ps(d_skip, ut), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
 #define STATE(k, acc)                                                                                        \
     do {                                                                                                     \
-        const __m256 decay = exp2_avx2(_mm256_mul_ps(st, _mm256_loadu_ps(a + (k) * LANES)));                \
+        const __m256 decay = decay_avx2(_mm256_mul_ps(st, _mm256_loadu_ps(a + (k) * LANES)));               \
         const __m256 state = _mm256_fmadd_ps(decay, _mm256_load_ps(h[k]),                                   \
                                              _mm256_mul_ps(drive, _mm256_set1_ps(b[k])));                  \
         _mm256_store_ps(h[k], state);                                                                        \
         acc = _mm256_fmadd_ps(state, _mm256_set1_ps(c[k]), acc);                                             \
     } while (0)
-        int64_t k = 0;
-        for (; k + 4 <= n; k += 4) {
-            STATE(k, y[0]);
-            STATE(k + 1, y[1]);
-            STATE(k + 2, y[2]);
-            STATE(k + 3, y[3]);
-        }
-        for (; k < n; k++) STATE(k, y[0]);
+            int64_t k = 0;
+            for (; k + 4 <= n; k += 4) {
+                STATE(k, y[0]);
+                STATE(k + 1, y[1]);
+                STATE(k + 2, y[2]);
+                STATE(k + 3, y[3]);
+            }
+            for (; k < n; k++) STATE(k, y[0]);
 #undef STATE
-        _mm256_storeu_ps(out + t * LANES, _mm256_add_ps(_mm256_add_ps(y[0], y[1]), _mm256_add_ps(y[2], y[3])));
+            _mm256_store_ps(ys[t - start], _mm256_add_ps(_mm256_add_ps(y[0], y[1]), _mm256_add_ps(y[2], y[3])));
+        }
+        for (int64_t t = start; t < stop; t++) {
+            __m256 out = _mm256_load_ps(ys[t - start]);
+            if (tile->z) { /* out · silu(z) = out · z / (1 + exp(-z)) */
+                const __m256 z = _mm256_loadu_ps(tile->z + t * tile->z_step);
+                out = _mm256_mul_ps(out, _mm256_div_ps(z, _mm256_add_ps(one, exp2_avx2(_mm256_mul_ps(z, minus_log2e)))));
+            }
+            _mm256_storeu_ps(tile->out + t * tile->out_step, out);
+        }
     }
 }
 #define FORWARD_LANES forward_lanes_avx2
@@ -280,16 +350,21 @@ static void forward_lanes_avx2(int64_t length, int64_t n, const float *restrict 
 #define FORWARD_LANES forward_lanes
 #endif
 
+/* True when channels d .. d+LANES-1 of `r` are one contiguous vector at every step (a full tile of a
+ * channel-last tensor): the forward then reads or writes them in place. */
+static inline int direct_tile(const Rows *r, int64_t width) { return r->channel == 1 && width == LANES; }
+
 int64_t NAME(scan_forward)(int64_t c0, int64_t c1, int64_t dim, int64_t length, int64_t n, int64_t softplus,
                            const Rows *u, const Rows *delta, const Rows *z, const Rows *Bt, const Rows *Ct,
                            const Rows *out, const REAL *A, const REAL *D, const REAL *bias, REAL *checkpoints,
                            const REAL *delta_weight, int64_t rank) {
     const int64_t segments = (length + SEGMENT - 1) / SEGMENT;
     if (delta_weight && rank > MAX_RANK) return 2;
-    REAL *scratch = malloc(4 * LANES * length * sizeof(REAL));
+    REAL *scratch = malloc(4 * LANES * length * sizeof(REAL)); /* tiles for rows that cannot be used in place */
     if (!scratch) return 1;
     REAL *ut = scratch, *dtt = ut + LANES * length, *zt = dtt + LANES * length, *ot = zt + LANES * length;
     REAL a[MAX_STATE * LANES], skip[LANES], lane_bias[LANES], w[MAX_RANK * LANES];
+    const TileConstants constants = {a, skip, lane_bias, softplus};
     for (int64_t c = c0; c < c1;) {
         const int64_t b = c / dim, d = c % dim;
         int64_t width = dim - d < LANES ? dim - d : LANES;
@@ -302,26 +377,24 @@ int64_t NAME(scan_forward)(int64_t c0, int64_t c1, int64_t dim, int64_t length, 
             if (delta_weight)
                 for (int64_t r = 0; r < rank; r++) w[r * LANES + j] = live ? delta_weight[(d + j) * rank + r] : 0;
         }
-        gather(u, b, d, width, LANES, length, ut, LANES, 1);
-        if (delta_weight)
-            low_rank_delta(length, rank, row(delta, b, 0), delta->time, w, dtt);
-        else
-            gather(delta, b, d, width, LANES, length, dtt, LANES, 1);
-        for (int64_t t = 0; t < length; t++) /* dt = softplus(delta + bias), in place */
-            for (int64_t j = 0; j < LANES; j++) {
-                dtt[t * LANES + j] = step_size(dtt[t * LANES + j] + lane_bias[j], (int)softplus);
-            }
+        Tile tile = {.w = delta_weight ? w : 0, .rank = rank};
+        if (direct_tile(u, width)) tile.u = row(u, b, d), tile.u_step = u->time;
+        else gather(u, b, d, width, LANES, length, ut, LANES, 1), tile.u = ut, tile.u_step = LANES;
+        if (delta_weight) tile.delta = row(delta, b, 0), tile.delta_step = delta->time;
+        else if (direct_tile(delta, width)) tile.delta = row(delta, b, d), tile.delta_step = delta->time;
+        else gather(delta, b, d, width, LANES, length, dtt, LANES, 1), tile.delta = dtt, tile.delta_step = LANES;
+        if (!z->data) tile.z = 0;
+        else if (direct_tile(z, width)) tile.z = row(z, b, d), tile.z_step = z->time;
+        else gather(z, b, d, width, LANES, length, zt, LANES, 1), tile.z = zt, tile.z_step = LANES;
+        const int in_place = direct_tile(out, width);
+        tile.out = in_place ? row(out, b, d) : ot, tile.out_step = in_place ? out->time : LANES;
         const REAL *bt = row(Bt, b, 0), *ct = row(Ct, b, 0);
         REAL *ck = checkpoints ? checkpoints + c * segments * n : 0;
         if (n == 16)
-            FORWARD_LANES(length, 16, ut, dtt, a, bt, Bt->time, ct, Ct->time, skip, ot, ck, width, segments);
+            FORWARD_LANES(length, 16, &tile, &constants, bt, Bt->time, ct, Ct->time, ck, width, segments);
         else
-            FORWARD_LANES(length, n, ut, dtt, a, bt, Bt->time, ct, Ct->time, skip, ot, ck, width, segments);
-        if (z->data) {
-            gather(z, b, d, width, LANES, length, zt, LANES, 1);
-            for (int64_t i = 0; i < length * LANES; i++) ot[i] *= zt[i] / (1 + EXP(-zt[i]));
-        }
-        scatter(ot, LANES, 1, width, length, out, b, d);
+            FORWARD_LANES(length, n, &tile, &constants, bt, Bt->time, ct, Ct->time, ck, width, segments);
+        if (!in_place) scatter(ot, LANES, 1, width, length, out, b, d);
         c += width;
     }
     free(scratch);

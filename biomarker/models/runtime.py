@@ -99,12 +99,16 @@ class OnnxScorer:
         self._sessions: dict[tuple[str, int], object] = {}
         self._failed: set[str] = set()  # cohorts whose export failed: scored eagerly from then on
 
-    def supports(self, features: torch.Tensor, frame_lengths: torch.Tensor, cohort: str | None) -> bool:
-        """CPU tensors, a cohort scored whole, no padding in the batch, and an encoder that exports (and did)."""
+    def applies(self, device: torch.device | str, cohort: str | None) -> bool:
+        """CPU, a cohort scored whole, and an encoder that exports (and did): batches without padding of such a
+        cohort run here."""
         name = self.model.resolve_cohort(cohort)
-        return (features.device.type == "cpu" and self.model.encoder.onnx_exportable
-                and self.model.cohorts[name].scoring == "whole"
-                and name not in self._failed and bool((frame_lengths == features.shape[1]).all()))
+        return (torch.device(device).type == "cpu" and self.model.encoder.onnx_exportable
+                and self.model.cohorts[name].scoring == "whole" and name not in self._failed)
+
+    def supports(self, features: torch.Tensor, frame_lengths: torch.Tensor, cohort: str | None) -> bool:
+        """`applies`, and no padding in the batch (the graph has no attention mask)."""
+        return self.applies(features.device, cohort) and bool((frame_lengths == features.shape[1]).all())
 
     def logits(self, features: torch.Tensor, frame_lengths: torch.Tensor, cohort: str | None) -> torch.Tensor | None:
         """features [B, T, F] (none padded), frame_lengths [B] -> logits [B]; None when the encoder cannot be

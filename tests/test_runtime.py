@@ -120,3 +120,23 @@ def test_warm_up_starts_the_engine_before_the_first_patient(tmp_path, monkeypatc
 def test_an_unknown_runtime_is_named():
     with pytest.raises(ValueError, match="'tensorrt' is not one of eager, onnxruntime"):
         RuntimeConfig("tensorrt")
+
+
+def test_a_clip_longer_than_a_learned_position_table_is_scored_eagerly_and_says_so(tmp_path):
+    """A graph exported from a short clip crops the learned position table; a longer clip stretches it, a branch
+    the graph never traced (ONNX Runtime refused it: "broadcast ... 512 by 672"). It is scored eagerly instead."""
+    model = save_tiny_screening_model(tmp_path / "tiny")
+    eager, onnx = screeners(model, tmp_path / "cache")
+    onnx.warm_up()  # the export traces a 4 s clip, as in the app
+    rng = np.random.default_rng(3)
+    short, long = (wav_bytes(burst_clip(1, rng, bursts=bursts)) for bursts in (4, 30))
+    def columns(clip: bytes) -> int:  # the clip's token grid width
+        samples = torch.from_numpy(np.asarray(onnx.load_audio(clip).samples, np.float32))[None]
+        return onnx.model.encoder.tokenize(*onnx.extractor(samples, torch.tensor([samples.shape[1]]))).grid[1]
+
+    # the two clips sit on either side of the table's width
+    assert columns(short) <= onnx.model.encoder.positions.table.shape[2] < columns(long)
+    scores = onnx.score_many([short, long])
+    assert [s.device for s in scores] == [f"cpu/{runtime_label()}", "cpu"]
+    for score, clip in zip(scores, (short, long)):
+        assert abs(score.probability - eager.score(clip).probability) <= TOLERANCE

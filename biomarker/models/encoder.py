@@ -52,6 +52,11 @@ class Encoder(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.init_weights()
 
+    def onnx_covers(self, grid: tuple[int, int]) -> bool:
+        """Whether a graph exported from a short clip scores a batch on `grid` the same way: always with sinusoidal
+        positions, within the table's width with learned ones (`LearnedGridPositions.cropped`)."""
+        return not isinstance(self.positions, LearnedGridPositions) or self.positions.cropped(grid)
+
     # ------------------------------------------------------------------------------------------ building
     def build_block(self) -> AdaptableBlock:
         raise NotImplementedError

@@ -112,9 +112,12 @@ class OnnxScorer:
 
     def logits(self, features: torch.Tensor, frame_lengths: torch.Tensor, cohort: str | None) -> torch.Tensor | None:
         """features [B, T, F] (none padded), frame_lengths [B] -> logits [B]; None when the encoder cannot be
-        exported (the caller then runs it eagerly)."""
+        exported or the graph does not cover the batch's token grid (`Encoder.onnx_covers`: a clip longer than a
+        learned position table); the caller then runs it eagerly."""
         name = self.model.use_cohort(cohort)
         batch = self.model.encoder.tokenize(features, frame_lengths)
+        if not self.model.encoder.onnx_covers(batch.grid):
+            return None
         session = self._session(name, batch.embeddings, batch.lengths)
         if session is None:
             return None

@@ -142,6 +142,12 @@ class LearnedGridPositions(nn.Module):
             table = F.interpolate(table[None], size=size, mode="bilinear", align_corners=False)[0]
         return table[:, :, :columns]
 
+    def cropped(self, grid: tuple[int, int]) -> bool:
+        """True when `grid` takes the table's first columns as they are. An exported graph traces one branch of
+        `forward`, and every export traces a short clip (the screener's warm-up is 4 s), so it covers these grids
+        only; longer clips are stretched per clip, data-dependent work that stays in eager PyTorch."""
+        return grid[0] == self.table.shape[1] and grid[1] <= self.table.shape[2]
+
     def forward(self, lengths: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """lengths: [B] real grid tokens per clip -> positions [B or 1, rows x columns, D] (time-major)."""
         rows, columns = grid

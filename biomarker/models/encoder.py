@@ -52,10 +52,13 @@ class Encoder(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.init_weights()
 
-    def onnx_covers(self, grid: tuple[int, int]) -> bool:
-        """Whether a graph exported from a short clip scores a batch on `grid` the same way: always with sinusoidal
-        positions, within the table's width with learned ones (`LearnedGridPositions.cropped`)."""
-        return not isinstance(self.positions, LearnedGridPositions) or self.positions.cropped(grid)
+    def onnx_covers(self, frames: int) -> bool:
+        """Whether a graph exported from a short clip scores unpadded clips of `frames` frames the same way: always
+        with sinusoidal positions, within the table's width with learned ones (`LearnedGridPositions.cropped`)."""
+        if not isinstance(self.positions, LearnedGridPositions):
+            return True
+        columns = int(self.patch_embed.columns_for(torch.tensor([frames])))
+        return self.positions.cropped((self.patch_embed.rows, columns))
 
     # ------------------------------------------------------------------------------------------ building
     def build_block(self) -> AdaptableBlock:

@@ -107,17 +107,16 @@ class OnnxScorer:
                 and self.model.cohorts[name].scoring == "whole" and name not in self._failed)
 
     def supports(self, features: torch.Tensor, frame_lengths: torch.Tensor, cohort: str | None) -> bool:
-        """`applies`, and no padding in the batch (the graph has no attention mask)."""
-        return self.applies(features.device, cohort) and bool((frame_lengths == features.shape[1]).all())
+        """`applies`, no padding in the batch (the graph has no attention mask), and a clip length the graph
+        covers (`Encoder.onnx_covers`: not longer than a learned position table)."""
+        return (self.applies(features.device, cohort) and bool((frame_lengths == features.shape[1]).all())
+                and self.model.encoder.onnx_covers(features.shape[1]))
 
     def logits(self, features: torch.Tensor, frame_lengths: torch.Tensor, cohort: str | None) -> torch.Tensor | None:
         """features [B, T, F] (none padded), frame_lengths [B] -> logits [B]; None when the encoder cannot be
-        exported or the graph does not cover the batch's token grid (`Encoder.onnx_covers`: a clip longer than a
-        learned position table); the caller then runs it eagerly."""
+        exported (the caller then runs it eagerly)."""
         name = self.model.use_cohort(cohort)
         batch = self.model.encoder.tokenize(features, frame_lengths)
-        if not self.model.encoder.onnx_covers(batch.grid):
-            return None
         session = self._session(name, batch.embeddings, batch.lengths)
         if session is None:
             return None

@@ -354,6 +354,19 @@ static void forward_lanes_avx2(int64_t length, int64_t n, const Tile *tile, cons
  * channel-last tensor): the forward then reads or writes them in place. */
 static inline int direct_tile(const Rows *r, int64_t width) { return r->channel == 1 && width == LANES; }
 
+/* One tile's rows of `r` (channels d .. d+width-1 of batch b) as the forward reads them: in place when
+ * `direct_tile`, else gathered into `scratch` ([length][LANES], dead lanes zero). Sets the step between rows. */
+static const REAL *tile_rows(const Rows *r, int64_t b, int64_t d, int64_t width, int64_t length, REAL *scratch,
+                             int64_t *step) {
+    if (direct_tile(r, width)) {
+        *step = r->time;
+        return row(r, b, d);
+    }
+    gather(r, b, d, width, LANES, length, scratch, LANES, 1);
+    *step = LANES;
+    return scratch;
+}
+
 int64_t NAME(scan_forward)(int64_t c0, int64_t c1, int64_t dim, int64_t length, int64_t n, int64_t softplus,
                            const Rows *u, const Rows *delta, const Rows *z, const Rows *Bt, const Rows *Ct,
                            const Rows *out, const REAL *A, const REAL *D, const REAL *bias, REAL *checkpoints,
@@ -378,14 +391,10 @@ int64_t NAME(scan_forward)(int64_t c0, int64_t c1, int64_t dim, int64_t length, 
                 for (int64_t r = 0; r < rank; r++) w[r * LANES + j] = live ? delta_weight[(d + j) * rank + r] : 0;
         }
         Tile tile = {.w = delta_weight ? w : 0, .rank = rank};
-        if (direct_tile(u, width)) tile.u = row(u, b, d), tile.u_step = u->time;
-        else gather(u, b, d, width, LANES, length, ut, LANES, 1), tile.u = ut, tile.u_step = LANES;
-        if (delta_weight) tile.delta = row(delta, b, 0), tile.delta_step = delta->time;
-        else if (direct_tile(delta, width)) tile.delta = row(delta, b, d), tile.delta_step = delta->time;
-        else gather(delta, b, d, width, LANES, length, dtt, LANES, 1), tile.delta = dtt, tile.delta_step = LANES;
-        if (!z->data) tile.z = 0;
-        else if (direct_tile(z, width)) tile.z = row(z, b, d), tile.z_step = z->time;
-        else gather(z, b, d, width, LANES, length, zt, LANES, 1), tile.z = zt, tile.z_step = LANES;
+        tile.u = tile_rows(u, b, d, width, length, ut, &tile.u_step);
+        if (delta_weight) tile.delta = row(delta, b, 0), tile.delta_step = delta->time; /* low-rank rows, all lanes */
+        else tile.delta = tile_rows(delta, b, d, width, length, dtt, &tile.delta_step);
+        tile.z = z->data ? tile_rows(z, b, d, width, length, zt, &tile.z_step) : 0;
         const int in_place = direct_tile(out, width);
         tile.out = in_place ? row(out, b, d) : ot, tile.out_step = in_place ? out->time : LANES;
         const REAL *bt = row(Bt, b, 0), *ct = row(Ct, b, 0);

@@ -247,10 +247,15 @@ class Screener:
         for row, recording in enumerate(recordings):
             waveforms[row, : len(recording.samples)] = torch.from_numpy(np.asarray(recording.samples, np.float32))
         with self._lock, torch.inference_mode():
-            features, frame_lengths = self.extractor(waveforms.to(self.device), lengths.to(self.device))
-            logits, engine = self._logits(features, frame_lengths, cohort)
+            logits, engine = self._waveform_logits(waveforms, lengths, cohort)
             probabilities = self.model.calibrate(logits, cohort, snr_db.to(self.device))
         return [float(p) for p in probabilities.float().cpu()], engine
+
+    def _waveform_logits(self, waveforms: torch.Tensor, lengths: torch.Tensor,
+                         cohort: str | None) -> tuple[torch.Tensor, str | None]:
+        """Features of [B, S] waveforms (each `lengths[b]` samples long), then `_logits`; the caller holds the lock."""
+        features, frame_lengths = self.extractor(waveforms.to(self.device), lengths.to(self.device))
+        return self._logits(features, frame_lengths, cohort)
 
     def _logits(self, features: torch.Tensor, frame_lengths: torch.Tensor,
                 cohort: str | None) -> tuple[torch.Tensor, str | None]:
@@ -272,9 +277,7 @@ class Screener:
         build, CUDA's first kernels. Nothing is scored or stored; the quality gate is not involved."""
         waveform = 0.1 * torch.randn(1, int(seconds * TARGET_RATE_HZ), generator=torch.Generator().manual_seed(0))
         with self._lock, torch.inference_mode():
-            features, frame_lengths = self.extractor(waveform.to(self.device),
-                                                     torch.tensor([waveform.shape[1]], device=self.device))
-            self._logits(features, frame_lengths, cohort)
+            self._waveform_logits(waveform, torch.tensor([waveform.shape[1]]), cohort)
 
     def _score(self, probability: float, cohort: str | None, quality: QualityReport, latency_ms: float,
                engine: str | None = None) -> Score:

@@ -131,9 +131,13 @@ def _features_with_a_label_band(n_clips: int, seed: int):
     return LabelledFeatures(bank, torch.tensor(labels), subjects, [None] * n_clips, np.zeros(n_clips))
 
 
-def test_the_probed_head_ranks_validation_as_its_probe_did_and_moves_no_encoder_weight():
+@pytest.mark.parametrize("standardise", [False, True])
+def test_the_probed_head_ranks_validation_as_its_probe_did_and_moves_no_encoder_weight(standardise):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
     from biomarker.evaluate.metrics import auroc
-    from biomarker.finetune.probe import fit_probe_head
+    from biomarker.finetune.probe import fit_probe_head, head_inputs
     from biomarker.finetune.scoring import recording_logits
 
     torch.manual_seed(0)
@@ -143,11 +147,19 @@ def test_the_probed_head_ranks_validation_as_its_probe_did_and_moves_no_encoder_
     encoder_before = {k: v.clone() for k, v in bundle.encoder.state_dict().items()}
     random_head = auroc(recording_logits(bundle, val, "c"), val.labels.numpy())
 
-    result = fit_probe_head(bundle, "c", train, val, ProbeConfig(strengths=(0.001, 1.0)))
+    result = fit_probe_head(bundle, "c", train, val, ProbeConfig(strengths=(0.001, 1.0), standardise=standardise))
 
-    assert result.strength in (0.001, 1.0)
+    assert result.strength in (0.001, 1.0) and result.standardised == standardise
     logits = recording_logits(bundle, val, "c")
     # the head now holds the chosen probe: the model ranks validation exactly as the probe was scored
     assert auroc(logits, val.labels.numpy()) == pytest.approx(result.validation_auroc, abs=1e-6)
     assert result.validation_auroc > 0.95 > random_head
     assert all(torch.equal(encoder_before[k], v) for k, v in bundle.encoder.state_dict().items())
+    # and gives the very logits of the scikit-learn model it was fitted as (the standardising folded in)
+    train_x, val_x = head_inputs(bundle, train, "c"), head_inputs(bundle, val, "c")
+    if standardise:
+        scaler = StandardScaler().fit(train_x)
+        train_x, val_x = scaler.transform(train_x), scaler.transform(val_x)
+    probe = LogisticRegression(C=result.strength, class_weight="balanced", max_iter=5000)
+    probe.fit(train_x, train.labels.numpy().astype(int))
+    np.testing.assert_allclose(logits, probe.decision_function(val_x), atol=1e-3, rtol=1e-4)

@@ -104,6 +104,8 @@ def test_a_pretrained_encoder_can_keep_only_its_first_blocks(name, tmp_path):
         ("ssamba-tiny", {}),
         ("ssamba-tiny", {"max_columns": 2}),  # positions stretched beyond the table
         ("mfccgram-transformer", {}),
+        ("ssamba-tiny", {"pooling": "layer-stats"}),  # every layer's mean and std: padding counts in neither
+        ("ssast-tiny-patch", {"pooling": "layer-stats"}),
     ],
 )
 def test_a_clip_alone_and_inside_a_padded_batch_get_the_same_embedding(name, overrides):
@@ -114,6 +116,43 @@ def test_a_clip_alone_and_inside_a_padded_batch_get_the_same_embedding(name, ove
         together = model(x, lengths)
         alone = torch.cat([model(x[i : i + 1, :n]) for i, n in enumerate(lengths.tolist())])
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["ssamba-tiny", "ssast-tiny-patch"])
+def test_layer_statistics_pool_every_block_output_and_end_with_the_mean_pooling(name):
+    torch.manual_seed(0)
+    mean_model = tiny(name, depth=3).eval()
+    stats_model = tiny(name, depth=3, pooling="layer-stats").eval()
+    stats_model.load_state_dict(mean_model.state_dict())  # pooling adds no weight
+    x, lengths = batch()
+    outputs = []
+    hooks = [block.register_forward_hook(lambda _m, _i, out: outputs.append(out)) for block in stats_model.blocks]
+    with torch.no_grad():
+        pooled = stats_model(x, lengths)
+        expected_mean = mean_model(x, lengths)
+    for hook in hooks:
+        hook.remove()
+    dim = 32
+    assert pooled.shape == (3, stats_model.pooled_dim) == (3, (3 + 1) * 2 * dim)
+    layers = pooled.reshape(3, 4, 2, dim)  # [clip, layer (3 blocks, then the final norm), mean|std, D]
+    assert torch.equal(layers[:, -1, 0], expected_mean)
+    clip, tokens = 2, int(stats_model.tokenize(x[2:3, : lengths[2]]).lengths)
+    for layer, output in enumerate(outputs):  # block outputs keep the cls token first; only grid tokens are pooled
+        real = output[clip, stats_model.num_prefix : stats_model.num_prefix + tokens]
+        torch.testing.assert_close(layers[clip, layer, 0], real.mean(0), atol=1e-5, rtol=0)
+        torch.testing.assert_close(layers[clip, layer, 1], real.std(0, unbiased=False), atol=1e-5, rtol=0)
+
+
+def test_pooling_changes_on_a_bare_encoder_only(tmp_path):
+    tiny("ssamba-tiny").save_pretrained(tmp_path / "enc", dtype=torch.float32)
+    assert from_pretrained(tmp_path / "enc", overrides={"pooling": "layer-stats"}).pooled_dim == 3 * 2 * 32
+    bundle = ScreeningModel(tiny("ssamba-tiny"), name="b", version="1")
+    bundle.add_cohort("default")
+    bundle.save_pretrained(tmp_path / "bundle")
+    with pytest.raises(ModelConfigError, match="bundle's heads"):
+        from_pretrained(tmp_path / "bundle", overrides={"pooling": "layer-stats"})
+    with pytest.raises(ModelConfigError, match="pooling='max'"):
+        tiny("ssamba-tiny", pooling="max")
 
 
 def test_forward_features_is_encode_of_tokenize_and_targets_hold_raw_patches():

@@ -44,6 +44,11 @@ def finetune(
         help="Fit the fresh head as a linear probe of the frozen encoder before fine-tuning (LP-FT): with few labels a "
         "random head's gradients can wreck a pretrained encoder (docs/screening.md).",
     ),
+    probe_standardise: bool = typer.Option(
+        False, "--probe-standardise",
+        help="Scale each head input to zero mean, unit variance over the training rows before the probe's L2 penalty "
+        "(folded into the head after); for `--set pooling=layer-stats`, whose inputs differ in scale by layer.",
+    ),
     from_best: bool = typer.Option(False, "--from-best", help="Finish an interrupted run in --out from its best.pt."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
 ) -> None:
@@ -57,6 +62,7 @@ def finetune(
             typer.echo(line)
         return
     from biomarker.finetune.augment import AugmentConfig
+    from biomarker.finetune.probe import ProbeConfig
     from biomarker.finetune.run import FinetuneConfig, run_finetune
 
     overrides = {"depth": depth} if depth else {}
@@ -68,7 +74,7 @@ def finetune(
         manifest=str(manifest), out_dir=str(out), method=method, encoder=encoder,
         encoder_overrides=overrides, cohort=cohort, name=name, steps=steps, lr=lr,
         batch_size=batch_size, crop_s=crop_s, eval_every=eval_every, patience=patience, max_train_recordings=labels, extra_eval=[str(p) for p in extra_eval], seed=seed, device=device,
-        from_best=from_best, probe_first=probe_first, augment=AugmentConfig(freq_warp, freq_masks, freq_mask_bands),
+        from_best=from_best, probe_first=probe_first, probe=ProbeConfig(standardise=probe_standardise), augment=AugmentConfig(freq_warp, freq_masks, freq_mask_bands),
     )
     summary = run_finetune(config)
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "sets"}, indent=2))

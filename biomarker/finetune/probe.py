@@ -10,7 +10,11 @@ fine-tuning beats it on validation (`TrainConfig.evaluate_at_start`).
 
 The probe is class-balanced L2 logistic regression on the head's own input (pooled embedding through the head's
 LayerNorm) of whole recordings, the unit the screener scores; its strength is chosen on validation subjects'
-AUROC, the same criterion early stopping uses.
+AUROC, the same criterion early stopping uses. With `standardise`, each input is first scaled to zero mean and
+unit variance over the training rows, and the scaling is folded into the Linear afterwards (an affine map of the
+norm's output, so the head keeps its shape). WHY: a head reading every layer's mean and standard deviation
+(`EncoderConfig.pooling = "layer-stats"`) sees numbers on scales that differ by orders of magnitude between
+layers and statistics, and one L2 penalty would otherwise favour the large ones.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
 
 from biomarker.finetune.data import LabelledFeatures
 from biomarker.finetune.scoring import over_batches, subject_auroc
@@ -32,12 +37,14 @@ class ProbeConfig:
 
     strengths: tuple[float, ...] = (0.01, 0.1, 1.0)
     batch_size: int = 16
+    standardise: bool = False  # scale each input over the training rows first (folded into the Linear after)
 
 
 @dataclass(frozen=True)
 class ProbeResult:
     strength: float
     validation_auroc: float
+    standardised: bool = False
 
 
 def head_inputs(model: ScreeningModel, data: LabelledFeatures, cohort: str, batch_size: int = 16) -> np.ndarray:
@@ -57,6 +64,11 @@ def fit_probe_head(model: ScreeningModel, cohort: str, train_data: LabelledFeatu
     """Set `cohort`'s head Linear to the validation-chosen logistic-regression probe of the frozen encoder."""
     train_x, val_x = (head_inputs(model, data, cohort, config.batch_size) for data in (train_data, val_data))
     train_y = train_data.labels.numpy().astype(int)
+    mean, scale = np.zeros(train_x.shape[1]), np.ones(train_x.shape[1])
+    if config.standardise:
+        scaler = StandardScaler().fit(train_x)
+        mean, scale = scaler.mean_, scaler.scale_  # scale_ is 1 where a feature is constant
+        train_x, val_x = scaler.transform(train_x), scaler.transform(val_x)
     best: tuple[float, float, LogisticRegression] | None = None
     for strength in config.strengths:
         probe = LogisticRegression(C=strength, class_weight="balanced", max_iter=5000).fit(train_x, train_y)
@@ -65,7 +77,10 @@ def fit_probe_head(model: ScreeningModel, cohort: str, train_data: LabelledFeatu
             best = (strength, score, probe)
     strength, score, probe = best
     linear = model.heads[model.resolve_cohort(cohort)].linear
+    # w . (x - mean) / scale + b  ==  (w / scale) . x + (b - w . mean / scale)
+    weight = probe.coef_ / scale
+    bias = probe.intercept_ - weight @ mean
     with torch.no_grad():
-        linear.weight.copy_(torch.as_tensor(probe.coef_, dtype=linear.weight.dtype))
-        linear.bias.copy_(torch.as_tensor(probe.intercept_, dtype=linear.bias.dtype))
-    return ProbeResult(strength, score)
+        linear.weight.copy_(torch.as_tensor(weight, dtype=linear.weight.dtype))
+        linear.bias.copy_(torch.as_tensor(bias, dtype=linear.bias.dtype))
+    return ProbeResult(strength, score, config.standardise)

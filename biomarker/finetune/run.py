@@ -29,7 +29,7 @@ from biomarker.features import front_end
 from biomarker.finetune.augment import AugmentConfig
 from biomarker.finetune.data import CropDataset, LabelledFeatures, collate, load_features
 from biomarker.finetune.methods import FinetuneError, Trainable, attach
-from biomarker.finetune.probe import ProbeResult, fit_probe_head
+from biomarker.finetune.probe import ProbeConfig, ProbeResult, fit_probe_head
 from biomarker.finetune.scoring import SCORING_MODES, recording_logits, subject_auroc
 from biomarker.models import ScreeningModel, create_model, from_pretrained
 from biomarker.records import DEFAULT_MODEL, ModelConfigError
@@ -63,6 +63,7 @@ class FinetuneConfig:
     from_best: bool = False  # skip training; finish an interrupted run from its best.pt (calibrate, save, measure)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # training crops only; off by default
     probe_first: bool = False  # fit the fresh head as a linear probe of the frozen encoder first (LP-FT, probe.py)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)  # how that probe is fitted
     report: ReportConfig = field(default_factory=ReportConfig)
 
 
@@ -145,7 +146,8 @@ class CohortFit:
 
     def probe(self, bundle: ScreeningModel, cohort: str, train_data, val_data) -> ProbeResult | None:
         if self.settings.probe_first and not self.settings.from_best:
-            return fit_probe_head(bundle.to(pick_device(self.settings.device)), cohort, train_data, val_data)
+            return fit_probe_head(bundle.to(pick_device(self.settings.device)), cohort, train_data, val_data,
+                                  self.settings.probe)
         return None
 
     def frames_per_second(self, data) -> float:

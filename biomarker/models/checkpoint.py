@@ -56,6 +56,8 @@ WEIGHT_FREE_SETTINGS = frozenset({"attention", "dropout"})
 # not loaded). Why: a screener built on the first blocks of a pretrained encoder scores a recording in a fraction
 # of the time and keeps the pretrained low-level features; growing it would leave blocks without weights.
 _BLOCK_KEY = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
+# `pooling` may change on a bare encoder (no head reads it yet); a bundle's heads are sized by it.
+BARE_ENCODER_SETTINGS = frozenset({"depth", "pooling"})
 
 
 def override_encoder_config(description: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -64,11 +66,11 @@ def override_encoder_config(description: dict[str, Any], overrides: dict[str, An
     Only WEIGHT_FREE_SETTINGS may be overridden; the result is what gets saved next, so a model trained
     with an override keeps it across save/reload. Unknown keys for the encoder kind fail in `from_dict`.
     """
-    shaping = sorted(set(overrides) - WEIGHT_FREE_SETTINGS - {"depth"})
+    shaping = sorted(set(overrides) - WEIGHT_FREE_SETTINGS - BARE_ENCODER_SETTINGS)
     if shaping:
         raise ModelConfigError(
             f"cannot override {', '.join(map(repr, shaping))} of a saved model: it shapes the weights "
-            f"(only {sorted(WEIGHT_FREE_SETTINGS)} may change, and depth may shrink)"
+            f"(only {sorted(WEIGHT_FREE_SETTINGS)} may change, depth may shrink, and a bare encoder's pooling may change)"
         )
     description = json.loads(json.dumps(description))  # deep copy; the caller's dict stays as read
     encoder = description["encoder"] if description.get("kind") == "screening" else description
@@ -78,6 +80,8 @@ def override_encoder_config(description: dict[str, Any], overrides: dict[str, An
             raise ModelConfigError(f"depth={overrides['depth']!r}: a saved encoder of {saved} blocks can keep 1 to {saved} of them")
         if overrides["depth"] < saved and (encoder.get("adapter_sets") or description.get("kind") == "screening"):
             raise ModelConfigError("depth can only shrink a bare pretrained encoder, not a bundle or adapter sets trained on all its blocks")
+    if "pooling" in overrides and description.get("kind") == "screening":
+        raise ModelConfigError("pooling can only change on a bare pretrained encoder: a bundle's heads were trained on its pooling")
     encoder["config"] = {**encoder["config"], **overrides}
     return description
 

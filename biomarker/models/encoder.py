@@ -1,4 +1,5 @@
-"""The encoder contract shared by SSAST and SSAMBA: tokens on a grid -> blocks -> masked mean pooling.
+"""The encoder contract shared by SSAST and SSAMBA: tokens on a grid -> blocks -> masked pooling (mean, or
+every layer's mean and std: `EncoderConfig.pooling`).
 
     forward_features(x, lengths) = encode(tokenize(x, lengths))
 
@@ -18,7 +19,7 @@ from torch import nn
 from biomarker.models.checkpoint import write_checkpoint
 from biomarker.models.config import EncoderConfig
 from biomarker.nn.adapters import AdaptableBlock, make_adapters
-from biomarker.nn.tokens import LearnedGridPositions, PatchEmbed, SinusoidalPositions, TokenBatch, TokenLayout, masked_mean
+from biomarker.nn.tokens import LearnedGridPositions, PatchEmbed, SinusoidalPositions, TokenBatch, TokenLayout, masked_mean, masked_mean_std
 from biomarker.records import ModelConfigError
 
 ADAPTER_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
@@ -92,6 +93,12 @@ class Encoder(nn.Module):
         the grid tokens only, aligned with `embeddings` (so a pretraining loss can index masked positions).
         `has_padding` (see `TokenLayout.build`) is for callers that know it without asking the device.
         """
+        return self.encode_layers(embeddings, lengths, has_padding)[-1]
+
+    def encode_layers(self, embeddings: torch.Tensor, lengths: torch.Tensor,
+                      has_padding: bool | None = None) -> list[torch.Tensor]:
+        """As `encode`, but every block's output too: depth + 1 tensors [B, N, D] of grid tokens, the last one
+        normed (what `encode` returns)."""
         batch, tokens, _ = embeddings.shape
         rows = self.patch_embed.rows
         grid = (rows, tokens // rows)
@@ -99,9 +106,11 @@ class Encoder(nn.Module):
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(batch, -1, -1), x], dim=1)
         layout = TokenLayout.build(lengths, grid, self.num_prefix, has_padding)
+        layers = []
         for block in self.blocks:
             x = block(x, layout)
-        return self.norm(x)[:, self.num_prefix :]
+            layers.append(x[:, self.num_prefix :])
+        return layers + [self.norm(x)[:, self.num_prefix :]]
 
     def forward_features(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x: [B, T, F], lengths: [B] frames -> (tokens [B, N, D], token_lengths [B])."""
@@ -113,9 +122,22 @@ class Encoder(nn.Module):
         valid = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < token_lengths[:, None]
         return masked_mean(tokens, valid)
 
+    @property
+    def pooled_dim(self) -> int:
+        return self.config.pooled_dim
+
+    def encode_pooled(self, embeddings: torch.Tensor, lengths: torch.Tensor, has_padding: bool | None = None) -> torch.Tensor:
+        """embeddings: [B, N, D], lengths: [B] real tokens -> [B, pooled_dim], pooled as `config.pooling` says."""
+        if self.config.pooling == "mean":
+            return self.pool(self.encode(embeddings, lengths, has_padding), lengths)
+        layers = self.encode_layers(embeddings, lengths, has_padding)
+        valid = torch.arange(embeddings.shape[1], device=embeddings.device)[None, :] < lengths[:, None]
+        return torch.cat([masked_mean_std(layer, valid) for layer in layers], dim=-1)
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """x: [B, T, F] -> clip embeddings [B, D]."""
-        return self.pool(*self.forward_features(x, lengths))
+        """x: [B, T, F] -> clip embeddings [B, pooled_dim]."""
+        batch = self.tokenize(x, lengths)
+        return self.encode_pooled(batch.embeddings, batch.lengths)
 
     # ------------------------------------------------------------------------------------------ adapters
     def add_adapter_set(self, name: str, kind: str = "aat", **options: Any) -> None:

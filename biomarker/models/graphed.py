@@ -47,8 +47,7 @@ def pad_to_columns(embeddings: torch.Tensor, rows: int, columns: int) -> torch.T
 
 def padded_logits(model: ScreeningModel, cohort: str, embeddings: torch.Tensor, token_lengths: torch.Tensor) -> torch.Tensor:
     """What a graph captures: encoder blocks over padded embeddings, masked pooling, the cohort's head -> [B]."""
-    tokens = model.encoder.encode(embeddings, token_lengths, has_padding=True)
-    return model.heads[cohort](model.encoder.pool(tokens, token_lengths))
+    return model.heads[cohort](model.encoder.encode_pooled(embeddings, token_lengths, has_padding=True))
 
 
 class _Graph:

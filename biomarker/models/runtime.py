@@ -72,8 +72,7 @@ class _Unpadded(torch.nn.Module):
         self.model, self.cohort = model, cohort
 
     def forward(self, embeddings: torch.Tensor, token_lengths: torch.Tensor) -> torch.Tensor:
-        tokens = self.model.encoder.encode(embeddings, token_lengths, has_padding=False)
-        return self.model.heads[self.cohort](self.model.encoder.pool(tokens, token_lengths))
+        return self.model.heads[self.cohort](self.model.encoder.encode_pooled(embeddings, token_lengths, has_padding=False))
 
 
 def weights_key(model: ScreeningModel, cohort: str) -> str:

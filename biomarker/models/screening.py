@@ -137,7 +137,7 @@ class ScreeningModel(nn.Module):
         if adapter:
             self.encoder.add_adapter_set(cohort, adapter, **adapter_options)
         reference = self.encoder.mask_embedding
-        self.heads[cohort] = LogitHead(self.encoder.embed_dim).to(reference.device, reference.dtype).train(self.training)
+        self.heads[cohort] = LogitHead(self.encoder.pooled_dim).to(reference.device, reference.dtype).train(self.training)
         self.cohorts[cohort] = spec
         if make_default or self.default_cohort is None:
             self.default_cohort = cohort
@@ -258,7 +258,7 @@ class ScreeningModel(nn.Module):
         )
         reference = encoder.mask_embedding
         for name, spec in description["cohorts"].items():
-            bundle.heads[name] = LogitHead(encoder.embed_dim).to(reference.device, reference.dtype)
+            bundle.heads[name] = LogitHead(encoder.pooled_dim).to(reference.device, reference.dtype)
             bundle.cohorts[name] = CohortSpec(**spec)
         bundle.default_cohort = description.get("default_cohort")
         return bundle

@@ -1,0 +1,48 @@
+"""Experiment (issue 22): per-block mean and std pooled SSAMBA-tiny features for a manifest split.
+
+    python scripts/dr/layer_features.py MANIFEST SPLIT|all OUT.npz
+"""
+import sys
+import time
+
+import numpy as np
+import torch
+
+from biomarker.cohorts.manifest import read_manifest, select_split
+from biomarker.features.bank import pad_batch
+from biomarker.features.registry import front_end
+from biomarker.finetune.data import load_features
+from biomarker.models.checkpoint import from_pretrained
+
+manifest, split, out = sys.argv[1:4]
+model = from_pretrained("pretrained/ri-screener-ssamba")
+encoder = model.encoder
+items = read_manifest(manifest)
+items = items if split == "all" else select_split(items, split)
+data = load_features(items, front_end(model.feature_config), "runs/cache")
+captured: list[torch.Tensor] = []
+hooks = [block.register_forward_hook(lambda _m, _i, output: captured.append(output)) for block in encoder.blocks]
+order = np.argsort([data.bank.clip(i).shape[0] for i in range(len(data))])
+means = np.zeros((len(data), len(encoder.blocks) + 1, encoder.embed_dim), np.float32)
+stds = np.zeros_like(means)
+start = time.time()
+with torch.no_grad():
+    for b in range(0, len(order), 16):
+        index = order[b : b + 16]
+        batch = pad_batch([data.bank.clip(int(i)) for i in index])
+        captured.clear()
+        tokens, lengths = encoder.forward_features(batch["features"], batch["lengths"])
+        layers = [c[:, encoder.num_prefix :] for c in captured] + [tokens]
+        valid = (torch.arange(tokens.shape[1])[None, :] < lengths[:, None]).float()[..., None]
+        count = valid.sum(1)
+        for k, x in enumerate(layers):
+            mean = (x * valid).sum(1) / count
+            var = (((x - mean[:, None]) ** 2) * valid).sum(1) / count
+            means[index, k] = mean.numpy()
+            stds[index, k] = var.sqrt().numpy()
+        if b % 800 == 0:
+            print(f"{b}/{len(order)} {time.time() - start:.0f}s", flush=True)
+np.savez(out, mean=means, std=stds, labels=data.labels.numpy(), subjects=np.array(data.subjects),
+         cohorts=np.array([i.cohort for i in data.items]), snr=data.snr_db,
+         paths=np.array([str(i.path) for i in data.items]))
+print("wrote", out, means.shape, f"{time.time() - start:.0f}s")

@@ -163,3 +163,22 @@ def test_the_probed_head_ranks_validation_as_its_probe_did_and_moves_no_encoder_
     probe = LogisticRegression(C=result.strength, class_weight="balanced", max_iter=5000)
     probe.fit(train_x, train.labels.numpy().astype(int))
     np.testing.assert_allclose(logits, probe.decision_function(val_x), atol=1e-3, rtol=1e-4)
+
+
+def test_the_finetune_command_hands_the_pooling_and_the_standardised_probe_to_the_run(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import biomarker.finetune.run as run_module
+    from biomarker.cli import app
+
+    seen = []
+    monkeypatch.setattr(run_module, "run_finetune", lambda config: seen.append(config) or {"sets": {}})
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label,speaker_id,cohort\n")
+    args = ["finetune", "--manifest", str(manifest), "--out", str(tmp_path / "out"), "--method", "linear",
+            "--encoder", "pretrained/ssamba-tiny", "--depth", "12", "--set", "pooling=layer-stats", "--probe-first"]
+    for extra, standardised in (([], False), (["--probe-standardise"], True)):
+        result = CliRunner().invoke(app, args + extra)
+        assert result.exit_code == 0, result.output
+        assert seen[-1].probe.standardise is standardised and seen[-1].probe_first
+        assert seen[-1].encoder_overrides == {"depth": 12, "pooling": "layer-stats"}

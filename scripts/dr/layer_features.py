@@ -1,6 +1,8 @@
 """Experiment (issue 22): per-block mean and std pooled SSAMBA-tiny features for a manifest split.
 
-    python scripts/dr/layer_features.py MANIFEST SPLIT|all OUT.npz
+    python scripts/dr/layer_features.py MANIFEST SPLIT|all OUT.npz [DEPTH]
+
+The encoder is the shipped pretrained SSAMBA-tiny's first DEPTH blocks (12, as ri-screener-ssamba uses; at most 24).
 """
 import sys
 import time
@@ -15,11 +17,11 @@ from biomarker.finetune.data import load_features
 from biomarker.models.checkpoint import from_pretrained
 
 manifest, split, out = sys.argv[1:4]
-model = from_pretrained("pretrained/ri-screener-ssamba")
-encoder = model.encoder
+depth = int(sys.argv[4]) if len(sys.argv) > 4 else 12
+encoder = from_pretrained("pretrained/ssamba-tiny", overrides={"depth": depth})
 items = read_manifest(manifest)
 items = items if split == "all" else select_split(items, split)
-data = load_features(items, front_end(model.feature_config), "runs/cache")
+data = load_features(items, front_end(encoder.feature_config), "runs/cache")
 captured: list[torch.Tensor] = []
 hooks = [block.register_forward_hook(lambda _m, _i, output: captured.append(output)) for block in encoder.blocks]
 order = np.argsort([data.bank.clip(i).shape[0] for i in range(len(data))])

@@ -7,6 +7,7 @@ variant validation chose and for the final tokens' mean (`@2`'s input), each sco
         runs/independent/{real,espeak}/manifest.csv all -> real, espeak; runs/data/synth-heldout/manifest.csv all -> heldout)
     python scripts/dr/layer_probe.py [--report]
 """
+import os
 import sys
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 
 from biomarker.evaluate.metrics import auroc, to_subjects
 
-LAYERS = "runs/dr/layers"
+LAYERS = os.environ.get("LAYERS_DIR", "runs/dr/layers")  # runs/dr/layers24 for layer_features.py ... 24
 
 
 def load(name):
@@ -97,11 +98,12 @@ def report(v: Variant, score, val) -> str:
 
 if __name__ == "__main__":
     train, val = load("train"), load("val")
-    last, all_blocks = (12,), tuple(range(13))
+    layers = val["mean"].shape[1]  # every block, then the final norm
+    last, all_blocks = (layers - 1,), tuple(range(layers))
     variants = [Variant(last, False, 0, c) for c in (0.01, 0.1, 1.0)]
     variants += [Variant(all_blocks, s, 0, c) for s in (False, True) for c in (0.001, 0.01, 0.1)]
     variants += [Variant(all_blocks, True, k, c) for k in (4, 16, 64) for c in (0.001, 0.01)]
-    variants += [Variant((3, 6, 9, 12), True, 0, c) for c in (0.001, 0.01, 0.1)]
+    variants += [Variant(tuple(sorted(set(range(3, layers, 3)) | set(last))), True, 0, c) for c in (0.001, 0.01, 0.1)]
     variants += [Variant(all_blocks, True, 0, c, True) for c in (0.001, 0.01, 0.1)]
     fitted = {}
     for v in variants:

@@ -119,8 +119,12 @@ class Encoder(nn.Module):
 
     def pool(self, tokens: torch.Tensor, token_lengths: torch.Tensor) -> torch.Tensor:
         """tokens: [B, N, D] -> [B, D], the mean over each clip's real tokens (padding never counts)."""
-        valid = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < token_lengths[:, None]
-        return masked_mean(tokens, valid)
+        return masked_mean(tokens, self._real(tokens, token_lengths))
+
+    @staticmethod
+    def _real(tokens: torch.Tensor, token_lengths: torch.Tensor) -> torch.Tensor:
+        """[B, N] True for each clip's real grid tokens (padding sits at the end of the time-major grid)."""
+        return torch.arange(tokens.shape[1], device=tokens.device)[None, :] < token_lengths[:, None]
 
     @property
     def pooled_dim(self) -> int:
@@ -131,7 +135,7 @@ class Encoder(nn.Module):
         if self.config.pooling == "mean":
             return self.pool(self.encode(embeddings, lengths, has_padding), lengths)
         layers = self.encode_layers(embeddings, lengths, has_padding)
-        valid = torch.arange(embeddings.shape[1], device=embeddings.device)[None, :] < lengths[:, None]
+        valid = self._real(embeddings, lengths)
         return torch.cat([masked_mean_std(layer, valid) for layer in layers], dim=-1)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:

@@ -186,8 +186,6 @@ def masked_mean(tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 def masked_mean_std(tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """tokens: [B, N, D], valid: [B, N] bool -> [B, 2D]: the mean and the standard deviation (population) over
     real tokens only, as x-vector statistics pooling keeps them."""
-    weights = valid.to(tokens.dtype).unsqueeze(-1)
-    count = weights.sum(dim=1).clamp_min(1.0)
-    mean = (tokens * weights).sum(dim=1) / count
-    variance = (((tokens - mean.unsqueeze(1)) ** 2) * weights).sum(dim=1) / count
+    mean = masked_mean(tokens, valid)
+    variance = masked_mean((tokens - mean.unsqueeze(1)) ** 2, valid)
     return torch.cat([mean, variance.sqrt()], dim=-1)

@@ -18,30 +18,21 @@ from biomarker.models.checkpoint import from_pretrained
 
 manifest, split, out = sys.argv[1:4]
 depth = int(sys.argv[4]) if len(sys.argv) > 4 else 12
-encoder = from_pretrained("pretrained/ssamba-tiny", overrides={"depth": depth})
+# pooled exactly as ri-screener-ssamba@3 pools: every layer's mean and std ([B, (depth + 1) x 2 x D])
+encoder = from_pretrained("pretrained/ssamba-tiny", overrides={"depth": depth, "pooling": "layer-stats"})
 items = read_manifest(manifest)
 items = items if split == "all" else select_split(items, split)
 data = load_features(items, front_end(encoder.feature_config), "runs/cache")
-captured: list[torch.Tensor] = []
-hooks = [block.register_forward_hook(lambda _m, _i, output: captured.append(output)) for block in encoder.blocks]
-order = np.argsort([data.bank.clip(i).shape[0] for i in range(len(data))])
-means = np.zeros((len(data), len(encoder.blocks) + 1, encoder.embed_dim), np.float32)
+order = np.argsort([data.bank.clip(i).shape[0] for i in range(len(data))])  # batches of like lengths: little padding
+means = np.zeros((len(data), depth + 1, encoder.embed_dim), np.float32)
 stds = np.zeros_like(means)
 start = time.time()
 with torch.no_grad():
     for b in range(0, len(order), 16):
         index = order[b : b + 16]
         batch = pad_batch([data.bank.clip(int(i)) for i in index])
-        captured.clear()
-        tokens, lengths = encoder.forward_features(batch["features"], batch["lengths"])
-        layers = [c[:, encoder.num_prefix :] for c in captured] + [tokens]
-        valid = (torch.arange(tokens.shape[1])[None, :] < lengths[:, None]).float()[..., None]
-        count = valid.sum(1)
-        for k, x in enumerate(layers):
-            mean = (x * valid).sum(1) / count
-            var = (((x - mean[:, None]) ** 2) * valid).sum(1) / count
-            means[index, k] = mean.numpy()
-            stds[index, k] = var.sqrt().numpy()
+        stats = encoder(batch["features"], batch["lengths"]).reshape(len(index), depth + 1, 2, encoder.embed_dim)
+        means[index], stds[index] = stats[:, :, 0].numpy(), stats[:, :, 1].numpy()
         if b % 800 == 0:
             print(f"{b}/{len(order)} {time.time() - start:.0f}s", flush=True)
 np.savez(out, mean=means, std=stds, labels=data.labels.numpy(), subjects=np.array(data.subjects),

@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from biomarker.evaluate.metrics import auroc, to_subjects
+from biomarker.evaluate.metrics import auroc, sensitivity_specificity, threshold_for_sensitivity, to_subjects
 
 LAYERS = os.environ.get("LAYERS_DIR", "runs/dr/layers")  # runs/dr/layers24 for layer_features.py ... 24
 
@@ -72,26 +72,17 @@ def fit(v: Variant, train, val):
     return score
 
 
-def sens_spec(scores, labels, threshold):
-    return float((scores[labels == 1] >= threshold).mean()), float((scores[labels == 0] < threshold).mean())
-
-
-def threshold_for(scores, labels, target=0.90):
-    patients = np.sort(scores[labels == 1])[::-1]
-    return patients[int(np.ceil(target * len(patients))) - 1]
-
-
 def report(v: Variant, score, val) -> str:
     """The sets at the validation threshold (sensitivity 0.90 on validation subjects) for one fitted variant."""
     vs, vl = subject(score(val), val)
-    t, lines = threshold_for(vs, vl), [f"{v}:"]
+    t, lines = threshold_for_sensitivity(vs, vl), [f"{v}:"]
     for name in ("real", "espeak", "heldout"):
         d = load(name)
         raw = score(d)
         for cohort in sorted(set(d["cohorts"])):
             keep = d["cohorts"] == cohort
             ss, sl = subject(raw[keep], {k: a[keep] for k, a in d.items()})
-            se, sp = sens_spec(ss, sl, t)
+            se, sp = sensitivity_specificity(ss, sl, t)
             lines.append(f"  {cohort}: sens {se:.3f} spec {sp:.3f} AUROC {auroc(ss, sl):.3f}")
     return "\n".join(lines)
 

@@ -8,24 +8,11 @@ and `--help` should not pay for that.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import typer
 
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write beside `path` then rename, so a failure never leaves a half-written report someone could print."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+from biomarker.atomic_files import write_atomically
 
 
 def register(app: typer.Typer) -> None:
@@ -58,5 +45,5 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2) from None
         finally:
             store.close()
-        _write_atomically(out, pdf)
+        write_atomically(out, pdf)
         typer.echo(f"wrote {out}", err=True)

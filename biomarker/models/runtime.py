@@ -24,7 +24,6 @@ import hashlib
 import logging
 import os
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from biomarker.atomic_files import replaced_atomically
 from biomarker.models.screening import ScreeningModel
 
 LOG = logging.getLogger(__name__)
@@ -156,10 +156,8 @@ class OnnxScorer:
                                         (embeddings.clone(), token_lengths.clone().to(torch.int64)),
                                         dynamo=True, dynamic_shapes=({0: batch, 1: tokens}, {0: batch}),
                                         opset_version=ONNX_OPSET, optimize=True, verbose=False)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
-        os.close(handle)
-        program.save(temporary)
-        os.replace(temporary, path)
+        with replaced_atomically(path) as temporary:
+            program.save(temporary)
         return path
 
 

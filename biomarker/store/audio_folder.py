@@ -7,13 +7,12 @@ recorded; writing the same bytes twice is a no-op, and an edited file no longer 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 
+from biomarker.atomic_files import write_atomically
 from biomarker.records import StorageFullError
 from biomarker.store.errors import AudioPathError
-from biomarker.store.temporaries import make_temporary
 
 _SUFFIX = re.compile(r"^\.[a-z0-9]{1,8}$")
 
@@ -33,17 +32,10 @@ def save_audio(audio_dir: Path, data: bytes, suffix: str = ".wav") -> Path:
     path = audio_dir / sha[:2] / f"{sha}{suffix}"
     if path.exists():
         return path
-    temporary = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         # A unique temporary per writer: two sessions (threads of one app process) often save the same recording.
-        handle, temporary = make_temporary(path)
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)  # readers see the whole file or none of it
+        write_atomically(path, data)  # readers see the whole file or none of it
     except OSError as error:  # a full disk above all: no half-written file stays, and the folder is named
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
         raise StorageFullError(audio_dir, error, "the recording") from error
     return path
 

@@ -19,10 +19,10 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from biomarker.atomic_files import write_atomically
 from biomarker.records import StorageFullError
 from biomarker.store.chain import canonical_json
 from biomarker.store.errors import SpoolError
-from biomarker.store.temporaries import make_temporary
 
 
 @dataclass(frozen=True)
@@ -75,21 +75,11 @@ class Spool:
         `StorageFullError` naming the folder when it cannot be written (a full disk), leaving no partial file."""
         path = self.folder / f"{result.result_uid}.json"
         body = canonical_json(asdict(result))
-        temporary = None
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            handle_fd, temporary = make_temporary(path)
-            with os.fdopen(handle_fd, "w", encoding="utf-8") as handle:
-                json.dump({"result": json.loads(body), "hmac": self._signature(body)}, handle, indent=1)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
-        except BaseException as error:
-            if temporary is not None:
-                temporary.unlink(missing_ok=True)  # no half-written file is left behind, whatever failed
-            if isinstance(error, OSError):
-                raise StorageFullError(self.folder, error, "the result (database unreachable, spool full)") from error
-            raise
+        signed = json.dumps({"result": json.loads(body), "hmac": self._signature(body)}, indent=1)
+        try:  # no half-written file is left behind, whatever failed
+            write_atomically(path, signed.encode("utf-8"), durable=True)
+        except OSError as error:
+            raise StorageFullError(self.folder, error, "the result (database unreachable, spool full)") from error
         return path
 
     def pending(self) -> list[Path]:

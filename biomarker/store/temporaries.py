@@ -1,26 +1,20 @@
-"""Temporary files a writer renames into place, and the sweep that removes those a killed writer left.
+"""The sweep that removes the temporaries a killed writer left.
 
-Every file the store writes (a recording, a spooled result) is written to a temporary beside it and renamed,
-so readers see the whole file or none. A writer killed between the two (SIGKILL, power loss) leaves the
-temporary behind. Its name carries the writer's process id, so a later process can tell a dead writer's
-leftover from a live writer's work in progress and remove only the former.
+Every file the store writes (a recording, a spooled result) goes through `biomarker.atomic_files`: a temporary
+beside it, renamed into place. A writer killed between the two (SIGKILL, power loss) leaves the temporary behind.
+Its name carries the writer's process id, so a later process can tell a dead writer's leftover from a live
+writer's work in progress and remove only the former.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 
-SUFFIX = ".tmp"
+from biomarker.atomic_files import SUFFIX
+
 STALE_AFTER_S = 24 * 3600.0  # a temporary this old is no one's work in progress (its pid may have been reused)
-
-
-def make_temporary(path: Path) -> tuple[int, Path]:
-    """`mkstemp` beside `path`, named `.<name>.<pid>.<random>.tmp`: unique per writer, and sweepable."""
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=SUFFIX)
-    return handle, Path(name)
 
 
 def _writer_pid(temporary: Path) -> int | None:

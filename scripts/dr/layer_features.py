@@ -1,8 +1,10 @@
 """Experiment (issue 22): per-block mean and std pooled SSAMBA-tiny features for a manifest split.
 
-    python scripts/dr/layer_features.py MANIFEST SPLIT|all OUT.npz [DEPTH]
+    python scripts/dr/layer_features.py MANIFEST SPLIT|all OUT.npz [DEPTH] [ENCODER]
 
-The encoder is the shipped pretrained SSAMBA-tiny's first DEPTH blocks (12, as ri-screener-ssamba uses; at most 24).
+The encoder is a shipped pretrained encoder's first DEPTH blocks: by default SSAMBA-tiny's 12 (as ri-screener-ssamba
+uses; at most 24); ENCODER pretrained/ssast-tiny-patch (12) or pretrained/mfccgram-transformer (3) for the other
+self-supervised candidates of issue 22.
 """
 import sys
 import time
@@ -18,8 +20,9 @@ from biomarker.models.checkpoint import from_pretrained
 
 manifest, split, out = sys.argv[1:4]
 depth = int(sys.argv[4]) if len(sys.argv) > 4 else 12
+source = sys.argv[5] if len(sys.argv) > 5 else "pretrained/ssamba-tiny"
 # pooled exactly as ri-screener-ssamba@3 pools: every layer's mean and std ([B, (depth + 1) x 2 x D])
-encoder = from_pretrained("pretrained/ssamba-tiny", overrides={"depth": depth, "pooling": "layer-stats"})
+encoder = from_pretrained(source, overrides={"depth": depth, "pooling": "layer-stats"})
 items = read_manifest(manifest)
 items = items if split == "all" else select_split(items, split)
 data = load_features(items, front_end(encoder.feature_config), "runs/cache")
@@ -37,5 +40,6 @@ with torch.no_grad():
             print(f"{b}/{len(order)} {time.time() - start:.0f}s", flush=True)
 np.savez(out, mean=means, std=stds, labels=data.labels.numpy(), subjects=np.array(data.subjects),
          cohorts=np.array([i.cohort for i in data.items]), snr=data.snr_db,
-         paths=np.array([str(i.path) for i in data.items]))
+         paths=np.array([str(i.path) for i in data.items]),
+         **{key: np.array([i.extras.get(key, "") for i in data.items]) for key in ("channel", "domain", "severity", "voice")})
 print("wrote", out, means.shape, f"{time.time() - start:.0f}s")

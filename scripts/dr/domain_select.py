@@ -30,8 +30,9 @@ from scipy.stats import spearmanr
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from biomarker.evaluate.metrics import auroc, sensitivity_specificity, threshold_for_sensitivity, to_subjects
+from biomarker.evaluate.metrics import auroc, sensitivity_specificity, threshold_for_sensitivity
 from biomarker.finetune.hybrid import breathing_matrix
+from layer_probe import subject  # the same subject pooling as the layer grid (this folder is on the path when run)
 
 ENCODERS = {"ssamba": "runs/dr/layers", "ssast": "runs/dr/layers-ssast", "mfccgram": "runs/dr/layers-mfccgram"}
 SETS = ("train", "val", "real", "espeak", "heldout")
@@ -72,10 +73,9 @@ def features(d: dict, v: Variant) -> np.ndarray:
     return np.concatenate(parts, 1)
 
 
-def subject(scores: np.ndarray, d: dict, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    keep = np.ones(len(scores), bool) if keep is None else keep
-    s = to_subjects(scores[keep], d["labels"][keep].astype(int), list(d["subjects"][keep]))
-    return s.scores, s.labels
+def subject_of(scores: np.ndarray, d: dict, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """layer_probe's subject pooling over the rows `keep` selects."""
+    return subject(scores[keep], {k: a[keep] for k, a in d.items()})
 
 
 def fit(v: Variant, train: dict):
@@ -86,7 +86,7 @@ def fit(v: Variant, train: dict):
 
 
 def validation_scores(raw: np.ndarray, val: dict) -> dict[str, float]:
-    groups = {g: auroc(*subject(raw, val, val["group"] == g)) for g in sorted(set(val["group"]))}
+    groups = {g: auroc(*subject_of(raw, val, val["group"] == g)) for g in sorted(set(val["group"]))}
     return {"pooled": auroc(*subject(raw, val)), "worst": min(groups.values()), "worst_group": min(groups, key=groups.get),
             "groups": groups}
 
@@ -96,7 +96,7 @@ def independent(score, sets: dict, threshold: float) -> dict[str, dict[str, floa
     for name in INDEPENDENT + ("heldout",):
         d, raw = sets[name], score(sets[name])
         for cohort in sorted(set(d["cohorts"])):
-            ss, sl = subject(raw, d, d["cohorts"] == cohort)
+            ss, sl = subject_of(raw, d, d["cohorts"] == cohort)
             se, sp = sensitivity_specificity(ss, sl, threshold)
             out[cohort] = {"sensitivity": se, "specificity": sp, "auroc": auroc(ss, sl)}
     return out

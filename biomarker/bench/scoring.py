@@ -12,7 +12,7 @@
   run: eGeMAPS + LR and MFCC-statistics + LR from the same bytes to a probability; the FLOP floor (the forward's
   FLOPs counted by torch.utils.flop_counter, attention included (`counting_flops`), over the fp32 GEMM rate
   measured in the same rounds, on a GEMM of the model's own shape); eager PyTorch vs ONNX Runtime, forward and
-  end to end; int8 dynamic quantisation (and, with `with_compile=True`, torch.compile) as the runtime candidates,
+  end to end; ONNX Runtime on the graph as exported, without the fused-attention pass (`onnx_attention`); int8 dynamic quantisation (and, with `with_compile=True`, torch.compile) as the runtime candidates,
   with how far each moves the logit.
 
 The clips are synthetic speech-like signals (harmonics with syllable-rate envelopes and pauses): cost does not
@@ -122,11 +122,12 @@ def main(model: str | None = None, device: str = "cpu", repeats: int = 10, clips
                     runs.append(_measure_all(screener, store, repeats, batch, audio_s))
                 if compare and screener.device.type == "cpu":
                     eager = Screener.load(directory, device="cpu")
-                    onnx = Screener.load(directory, device="cpu", config=ScreenerConfig(
-                        runtime=RuntimeConfig("onnxruntime", cache_dir=Path(tmp) / "onnx")))
+                    onnx, unfused = (Screener.load(directory, device="cpu", config=ScreenerConfig(
+                        runtime=RuntimeConfig("onnxruntime", cache_dir=Path(tmp) / "onnx", fused_attention=fused)))
+                        for fused in (True, False))
                     for count in threads:
                         torch.set_num_threads(count)
-                        comparisons.append(_compare(eager, onnx, repeats, with_compile))
+                        comparisons.append(_compare(eager, onnx, unfused, repeats, with_compile))
         finally:
             torch.set_num_threads(initial_threads)
             store.close()
@@ -162,10 +163,11 @@ def _baselines(clips: int = 8) -> dict[str, LogisticBaseline]:
     return {name: LogisticBaseline(features=name).fit(recordings, labels) for name in ("egemaps", "mfcc-stats")}
 
 
-def _compare(eager: Screener, onnx: Screener, repeats: int, with_compile: bool) -> dict:
+def _compare(eager: Screener, onnx: Screener, unfused: Screener, repeats: int, with_compile: bool) -> dict:
     """The issue-28 comparison at the current thread count, all in one interleaved `measure`: the 10 s clip from
     bytes to a probability through ours (eager, ONNX Runtime) and the two classic pipelines; the forward in each
-    runtime candidate; and a GEMM of the model's own shape, whose rate turns the counted FLOPs into a floor."""
+    runtime candidate (ONNX Runtime also on the graph as exported, without the fused-attention pass); and a GEMM of
+    the model's own shape, whose rate turns the counted FLOPs into a floor."""
     data = wav_bytes(speechlike(10.0, seed=0))
     recording = eager.load_audio(data)
     waveform = torch.from_numpy(recording.samples)[None]  # [1, S]
@@ -184,6 +186,7 @@ def _compare(eager: Screener, onnx: Screener, repeats: int, with_compile: bool) 
     candidates: dict[str, Callable[[], torch.Tensor]] = {
         "forward_eager": inference(lambda: model.recording_logits(features, frames, cohort)),
         "forward_onnxruntime": inference(lambda: onnx.onnx.logits(features, frames, cohort)),
+        "forward_onnxruntime_unfused": inference(lambda: unfused.onnx.logits(features, frames, cohort)),
     }
     int8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
     candidates["forward_int8_dynamic"] = inference(lambda: int8.recording_logits(features, frames, cohort))
@@ -228,6 +231,8 @@ def _compare(eager: Screener, onnx: Screener, repeats: int, with_compile: bool) 
             "end_to_end_onnxruntime_vs_egemaps_lr": ratios(chosen, timings["end_to_end_egemaps_lr"]),
             "end_to_end_onnxruntime_vs_mfcc_stats_lr": ratios(chosen, timings["end_to_end_mfcc-stats_lr"]),
             "end_to_end_onnxruntime_vs_eager": ratios(chosen, timings["end_to_end_eager"]),
+            "forward_onnxruntime_vs_unfused": ratios(timings["forward_onnxruntime"],
+                                                     timings["forward_onnxruntime_unfused"]),
             **{f"{name}_vs_eager": ratios(timings[name], timings["forward_eager"]) for name in candidates
                if name != "forward_eager"},
         },

@@ -1,0 +1,78 @@
+"""Experiment (issue 22): late fusion that fits the app's scoring budget.
+
+`late_fusion.py` found that the MFCC-gram Transformer's probe adds to SSAMBA-tiny's on telephone audio (+0.027 and
++0.040 AUROC), but SSAMBA's 12 blocks and the MFCC-gram Transformer's 3 cost about 280 ms of forward per 10 s clip
+at 2 threads, against a 150 ms budget for bytes -> stored row. Cut to SSAMBA-tiny's first 6 blocks and the
+MFCC-gram Transformer's first block, the pair costs about 100 ms (measured, 2 threads, eager, on the Xeon:
+SSAMBA-6 about 50 ms, MFCC-gram-1 about 50 ms). Their statistics are the stored ones (`layer_sets.sh`): each
+block's output mean and std, without the final norm's tokens. The rule, fixed before any independent set is scored
+for these variants:
+
+    each probe as in late_fusion.py (C from {0.01, 0.1} by its pooled validation subject AUROC); among the
+    in-budget candidates (SSAMBA-6 alone, MFCC-gram-1 alone, their late fusion), choose the best pooled validation
+    subject AUROC; its threshold for sensitivity 0.90 on the pooled validation subjects. The reference is SSAMBA-12
+    (`ri-screener-ssamba@3`'s input, every layer); paired AUROC differences against it on the independent sets.
+
+    python scripts/dr/budget_fusion.py            # validation only
+    python scripts/dr/budget_fusion.py --report   # + the independent sets, once, every candidate described
+"""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from biomarker.evaluate.metrics import auroc, threshold_for_sensitivity
+from domain_select import ENCODERS, SETS, independent, load_sets
+from late_fusion import best_probe, fused, paired_auroc
+from layer_probe import subject
+
+PREFIXES = {"ssamba6": ("ssamba", 6), "mfccgram1": ("mfccgram", 1)}  # name -> (encoder, first blocks kept)
+CANDIDATES = (("ssamba6",), ("mfccgram1",), ("ssamba6", "mfccgram1"))
+REFERENCE = ("ssamba",)  # all 12 blocks and the final tokens: @3's input
+
+
+def add_prefixes(sets: dict) -> None:
+    """Each set gains the first blocks' mean and std of an encoder, as `load_sets` lays out a whole encoder."""
+    for name, (encoder, blocks) in PREFIXES.items():
+        for split in SETS:
+            stored = np.load(f"{ENCODERS[encoder]}/{split}.npz")
+            assert (stored["paths"] == sets[split]["paths"]).all(), f"{encoder} {split}: rows differ"
+            n = len(stored["paths"])
+            sets[split][name] = np.concatenate([stored["mean"][:, :blocks].reshape(n, -1),
+                                                stored["std"][:, :blocks].reshape(n, -1)], 1)
+
+
+def main() -> None:
+    sets = load_sets(("ssamba", "mfccgram"))
+    add_prefixes(sets)
+    probes, strengths = {}, {}
+    for encoder in ("ssamba", *PREFIXES):
+        strengths[encoder], probes[encoder] = best_probe(encoder, sets)
+    scores, validation, thresholds = {}, {}, {}
+    for combination in (REFERENCE, *CANDIDATES):
+        scores[combination] = fused(probes, combination, sets)
+        vs, vl = subject(scores[combination](sets["val"]), sets["val"])
+        validation[combination], thresholds[combination] = auroc(vs, vl), threshold_for_sensitivity(vs, vl)
+        print(f"{' + '.join(combination)}: validation AUROC {validation[combination]:.5f}", flush=True)
+    chosen = max(CANDIDATES, key=validation.get)
+    print(f"the rule chooses {' + '.join(chosen)}")
+    if "--report" not in sys.argv:
+        return
+    summary = {"strengths": strengths, "chosen": " + ".join(chosen), "combinations": {}, "minus_reference_auroc": {}}
+    for combination in (REFERENCE, *CANDIDATES):
+        measured = independent(scores[combination], sets, thresholds[combination])
+        summary["combinations"][" + ".join(combination)] = {"validation_auroc": validation[combination],
+                                                             "threshold": thresholds[combination], "sets": measured}
+        print(f"{' + '.join(combination)}{' (chosen)' if combination == chosen else ''}")
+        for cohort, m in measured.items():
+            print(f"  {cohort}: sens {m['sensitivity']:.3f} spec {m['specificity']:.3f} AUROC {m['auroc']:.3f}")
+    for combination in CANDIDATES:
+        difference = paired_auroc(scores[REFERENCE], scores[combination], sets)
+        summary["minus_reference_auroc"][" + ".join(combination)] = difference
+        print(f"{' + '.join(combination)} - SSAMBA-12, AUROC: {difference}")
+    Path("runs/dr/budget_fusion.json").write_text(json.dumps(summary, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()

@@ -77,7 +77,8 @@ def _match(attention: onnx.NodeProto, num_heads: int, constants: dict, producer:
             or set(attributes) - set(DEFAULT_ATTRIBUTES)):  # a scale, a mask type, a KV cache: not ours
         return None
     squeezes = [producer.get(name) for name in attention.input]
-    if not all(_is(s, "Squeeze") and _sole_use(s, consumers) and constants.get(s.input[1]) == [0] for s in squeezes):
+    if not all(_is(s, "Squeeze") and _sole_use(s, consumers) and len(s.input) == 2 and constants.get(s.input[1]) == [0]
+               for s in squeezes):
         return None
     slices = [producer.get(s.input[0]) for s in squeezes]
     for index, node in enumerate(slices):  # q, k, v: rows 0, 1, 2 of axis 0

@@ -22,10 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from biomarker.evaluate.metrics import auroc, threshold_for_sensitivity
-from domain_select import ENCODERS, SETS, independent, load_sets
-from late_fusion import best_probe, fused, paired_auroc
-from layer_probe import subject
+from domain_select import ENCODERS, SETS, load_sets
+from late_fusion import best_probe, describe, validate
 
 PREFIXES = {"ssamba6": ("ssamba", 6), "mfccgram1": ("mfccgram", 1)}  # name -> (encoder, first blocks kept)
 CANDIDATES = (("ssamba6",), ("mfccgram1",), ("ssamba6", "mfccgram1"))
@@ -49,28 +47,12 @@ def main() -> None:
     probes, strengths = {}, {}
     for encoder in ("ssamba", *PREFIXES):
         strengths[encoder], probes[encoder] = best_probe(encoder, sets)
-    scores, validation, thresholds = {}, {}, {}
-    for combination in (REFERENCE, *CANDIDATES):
-        scores[combination] = fused(probes, combination, sets)
-        vs, vl = subject(scores[combination](sets["val"]), sets["val"])
-        validation[combination], thresholds[combination] = auroc(vs, vl), threshold_for_sensitivity(vs, vl)
-        print(f"{' + '.join(combination)}: validation AUROC {validation[combination]:.5f}", flush=True)
+    scores, validation, thresholds = validate(probes, (REFERENCE, *CANDIDATES), sets)
     chosen = max(CANDIDATES, key=validation.get)
     print(f"the rule chooses {' + '.join(chosen)}")
     if "--report" not in sys.argv:
         return
-    summary = {"strengths": strengths, "chosen": " + ".join(chosen), "combinations": {}, "minus_reference_auroc": {}}
-    for combination in (REFERENCE, *CANDIDATES):
-        measured = independent(scores[combination], sets, thresholds[combination])
-        summary["combinations"][" + ".join(combination)] = {"validation_auroc": validation[combination],
-                                                             "threshold": thresholds[combination], "sets": measured}
-        print(f"{' + '.join(combination)}{' (chosen)' if combination == chosen else ''}")
-        for cohort, m in measured.items():
-            print(f"  {cohort}: sens {m['sensitivity']:.3f} spec {m['specificity']:.3f} AUROC {m['auroc']:.3f}")
-    for combination in CANDIDATES:
-        difference = paired_auroc(scores[REFERENCE], scores[combination], sets)
-        summary["minus_reference_auroc"][" + ".join(combination)] = difference
-        print(f"{' + '.join(combination)} - SSAMBA-12, AUROC: {difference}")
+    summary = {"strengths": strengths, **describe(scores, validation, thresholds, chosen, REFERENCE, sets)}
     Path("runs/dr/budget_fusion.json").write_text(json.dumps(summary, indent=2, default=float))
 
 

@@ -66,34 +66,47 @@ def paired_auroc(a, b, sets: dict) -> dict[str, str]:
     return out
 
 
-def main() -> None:
-    sets = load_sets(("ssamba", "ssast", "mfccgram"))
-    probes, strengths = {}, {}
-    for encoder in ("ssamba", "ssast", "mfccgram"):
-        strengths[encoder], probes[encoder] = best_probe(encoder, sets)
+def validate(probes: dict, combinations: tuple, sets: dict) -> tuple[dict, dict, dict]:
+    """Per combination: its fused score function, pooled validation subject AUROC and threshold (sensitivity 0.90)."""
     scores, validation, thresholds = {}, {}, {}
-    for combination in COMBINATIONS:
+    for combination in combinations:
         scores[combination] = fused(probes, combination, sets)
         vs, vl = subject(scores[combination](sets["val"]), sets["val"])
         validation[combination], thresholds[combination] = auroc(vs, vl), threshold_for_sensitivity(vs, vl)
-        print(f"{' + '.join(combination)}: validation AUROC {validation[combination]:.4f}", flush=True)
-    chosen = max(COMBINATIONS, key=validation.get)
-    print(f"the rule chooses {' + '.join(chosen)}")
-    if "--report" not in sys.argv:
-        return
-    summary = {"strengths": strengths, "chosen": " + ".join(chosen), "combinations": {}}
-    for combination in COMBINATIONS:
+        print(f"{' + '.join(combination)}: validation AUROC {validation[combination]:.5f}", flush=True)
+    return scores, validation, thresholds
+
+
+def describe(scores: dict, validation: dict, thresholds: dict, chosen: tuple, reference: tuple, sets: dict) -> dict:
+    """Every combination on the independent sets and the held-out cohort at its own validation threshold, and the
+    paired AUROC differences of every other combination against `reference`."""
+    summary = {"chosen": " + ".join(chosen), "reference": " + ".join(reference), "combinations": {},
+               "minus_reference_auroc": {}}
+    for combination in scores:
         measured = independent(scores[combination], sets, thresholds[combination])
         summary["combinations"][" + ".join(combination)] = {"validation_auroc": validation[combination],
                                                              "threshold": thresholds[combination], "sets": measured}
         print(f"{' + '.join(combination)}{' (chosen)' if combination == chosen else ''}")
         for cohort, m in measured.items():
             print(f"  {cohort}: sens {m['sensitivity']:.3f} spec {m['specificity']:.3f} AUROC {m['auroc']:.3f}")
-    summary["minus_ssamba_auroc"] = {}
-    for combination in COMBINATIONS[1:]:
-        difference = paired_auroc(scores[COMBINATIONS[0]], scores[combination], sets)
-        summary["minus_ssamba_auroc"][" + ".join(combination)] = difference
-        print(f"{' + '.join(combination)} - SSAMBA alone, AUROC: {difference}")
+    for combination in (c for c in scores if c != reference):
+        difference = paired_auroc(scores[reference], scores[combination], sets)
+        summary["minus_reference_auroc"][" + ".join(combination)] = difference
+        print(f"{' + '.join(combination)} - {' + '.join(reference)}, AUROC: {difference}")
+    return summary
+
+
+def main() -> None:
+    sets = load_sets(("ssamba", "ssast", "mfccgram"))
+    probes, strengths = {}, {}
+    for encoder in ("ssamba", "ssast", "mfccgram"):
+        strengths[encoder], probes[encoder] = best_probe(encoder, sets)
+    scores, validation, thresholds = validate(probes, COMBINATIONS, sets)
+    chosen = max(COMBINATIONS, key=validation.get)
+    print(f"the rule chooses {' + '.join(chosen)}")
+    if "--report" not in sys.argv:
+        return
+    summary = {"strengths": strengths, **describe(scores, validation, thresholds, chosen, COMBINATIONS[0], sets)}
     Path("runs/dr/late_fusion.json").write_text(json.dumps(summary, indent=2, default=float))
 
 

@@ -16,14 +16,10 @@ for these variants:
     python scripts/dr/budget_fusion.py            # validation only
     python scripts/dr/budget_fusion.py --report   # + the independent sets, once, every candidate described
 """
-import json
-import sys
-from pathlib import Path
-
 import numpy as np
 
 from domain_select import ENCODERS, SETS, load_sets
-from late_fusion import best_probe, describe, validate
+from late_fusion import run
 
 PREFIXES = {"ssamba6": ("ssamba", 6), "mfccgram1": ("mfccgram", 1)}  # name -> (encoder, first blocks kept)
 CANDIDATES = (("ssamba6",), ("mfccgram1",), ("ssamba6", "mfccgram1"))
@@ -44,16 +40,7 @@ def add_prefixes(sets: dict) -> None:
 def main() -> None:
     sets = load_sets(("ssamba", "mfccgram"))
     add_prefixes(sets)
-    probes, strengths = {}, {}
-    for encoder in ("ssamba", *PREFIXES):
-        strengths[encoder], probes[encoder] = best_probe(encoder, sets)
-    scores, validation, thresholds = validate(probes, (REFERENCE, *CANDIDATES), sets)
-    chosen = max(CANDIDATES, key=validation.get)
-    print(f"the rule chooses {' + '.join(chosen)}")
-    if "--report" not in sys.argv:
-        return
-    summary = {"strengths": strengths, **describe(scores, validation, thresholds, chosen, REFERENCE, sets)}
-    Path("runs/dr/budget_fusion.json").write_text(json.dumps(summary, indent=2, default=float))
+    run(sets, ("ssamba", *PREFIXES), (REFERENCE, *CANDIDATES), CANDIDATES, REFERENCE, "runs/dr/budget_fusion.json")
 
 
 if __name__ == "__main__":

@@ -96,18 +96,24 @@ def describe(scores: dict, validation: dict, thresholds: dict, chosen: tuple, re
     return summary
 
 
-def main() -> None:
-    sets = load_sets(("ssamba", "ssast", "mfccgram"))
+def run(sets: dict, encoders: tuple[str, ...], combinations: tuple, candidates: tuple, reference: tuple,
+        out: str) -> None:
+    """Fit each encoder's probe, validate every combination, choose among `candidates` by pooled validation AUROC;
+    with --report, describe every combination on the independent sets and write the summary to `out`."""
     probes, strengths = {}, {}
-    for encoder in ("ssamba", "ssast", "mfccgram"):
+    for encoder in encoders:
         strengths[encoder], probes[encoder] = best_probe(encoder, sets)
-    scores, validation, thresholds = validate(probes, COMBINATIONS, sets)
-    chosen = max(COMBINATIONS, key=validation.get)
+    scores, validation, thresholds = validate(probes, combinations, sets)
+    chosen = max(candidates, key=validation.get)
     print(f"the rule chooses {' + '.join(chosen)}")
-    if "--report" not in sys.argv:
-        return
-    summary = {"strengths": strengths, **describe(scores, validation, thresholds, chosen, COMBINATIONS[0], sets)}
-    Path("runs/dr/late_fusion.json").write_text(json.dumps(summary, indent=2, default=float))
+    if "--report" in sys.argv:
+        summary = {"strengths": strengths, **describe(scores, validation, thresholds, chosen, reference, sets)}
+        Path(out).write_text(json.dumps(summary, indent=2, default=float))
+
+
+def main() -> None:
+    run(load_sets(("ssamba", "ssast", "mfccgram")), ("ssamba", "ssast", "mfccgram"), COMBINATIONS, COMBINATIONS,
+        COMBINATIONS[0], "runs/dr/late_fusion.json")
 
 
 if __name__ == "__main__":

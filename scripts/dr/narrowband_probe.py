@@ -17,30 +17,17 @@ any independent set is scored for the narrowband probe:
     python scripts/dr/narrowband_probe.py            # validation only
     python scripts/dr/narrowband_probe.py --report   # + the independent sets, once
 """
-import json
-import sys
-from pathlib import Path
-
 import domain_select
 from domain_select import load_sets
-from late_fusion import best_probe, describe, validate
+from late_fusion import run
 
 domain_select.ENCODERS["narrowband"] = "runs/dr/layers-narrowband"  # this experiment's stored statistics only
 CANDIDATES = (("ssamba",), ("narrowband",))
 
 
 def main() -> None:
-    sets = load_sets(("ssamba", "narrowband"))
-    probes, strengths = {}, {}
-    for encoder in ("ssamba", "narrowband"):
-        strengths[encoder], probes[encoder] = best_probe(encoder, sets)
-    scores, validation, thresholds = validate(probes, CANDIDATES, sets)
-    chosen = max(CANDIDATES, key=validation.get)
-    print(f"the rule chooses {' + '.join(chosen)}")
-    if "--report" not in sys.argv:
-        return
-    summary = {"strengths": strengths, **describe(scores, validation, thresholds, chosen, CANDIDATES[0], sets)}
-    Path("runs/dr/narrowband_probe.json").write_text(json.dumps(summary, indent=2, default=float))
+    run(load_sets(("ssamba", "narrowband")), ("ssamba", "narrowband"), CANDIDATES, CANDIDATES, CANDIDATES[0],
+        "runs/dr/narrowband_probe.json")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@
   run: eGeMAPS + LR and MFCC-statistics + LR from the same bytes to a probability; the FLOP floor (the forward's
   FLOPs counted by torch.utils.flop_counter, attention included (`counting_flops`), over the fp32 GEMM rate
   measured in the same rounds, on a GEMM of the model's own shape); eager PyTorch vs ONNX Runtime, forward and
-  end to end; ONNX Runtime on the graph as exported, without the fused-attention pass (`onnx_attention`); int8 dynamic quantisation (and, with `with_compile=True`, torch.compile) as the runtime candidates,
+  end to end; ONNX Runtime on the graph as exported, without the fused-attention pass (`onnx_attention`); int8
+  dynamic quantisation (and, with `with_compile=True`, torch.compile) as the runtime candidates,
   with how far each moves the logit.
 
 The clips are synthetic speech-like signals (harmonics with syllable-rate envelopes and pauses): cost does not

@@ -7,14 +7,12 @@ import collections
 import csv
 import sys
 
-import domain_select
+import narrowband_probe  # noqa: F401 - registers the narrowband statistics' folder as an encoder name
 from domain_select import load_sets
 from late_fusion import best_probe
 from layer_probe import subject
 
 from biomarker.evaluate.metrics import threshold_for_sensitivity
-
-domain_select.ENCODERS["narrowband"] = "runs/dr/layers-narrowband"
 
 
 def main() -> None:

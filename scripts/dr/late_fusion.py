@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from biomarker.evaluate.metrics import auroc, bootstrap_ci, threshold_for_sensitivity
-from domain_select import INDEPENDENT, Variant, fit, independent, load_sets, subject_of
+from biomarker.evaluate.compare import paired_auroc_difference
+from biomarker.evaluate.metrics import auroc, threshold_for_sensitivity, to_subjects
+from domain_select import INDEPENDENT, Variant, fit, independent, load_sets
 from layer_probe import subject
 
 COMBINATIONS = (("ssamba",), ("ssamba", "mfccgram"), ("ssamba", "ssast"), ("ssamba", "ssast", "mfccgram"))
@@ -49,20 +50,18 @@ def fused(probes: dict, combination: tuple[str, ...], sets: dict):
 
 
 def paired_auroc(a, b, sets: dict) -> dict[str, str]:
-    """AUROC of b minus a per independent set, same subjects, stratified bootstrap CI."""
+    """AUROC of b minus a per independent set, same subjects (`biomarker.evaluate.compare.paired_auroc_difference`)."""
     out = {}
     for name in INDEPENDENT:
         d = sets[name]
         raw_a, raw_b = a(d), b(d)
         for cohort in sorted(set(d["cohorts"])):
             keep = d["cohorts"] == cohort
-            sa, labels = subject_of(raw_a, d, keep)
-            sb, labels_b = subject_of(raw_b, d, keep)
-            assert (labels == labels_b).all()
-            paired = np.stack([sa, sb], axis=1)
-            measure = lambda s, y: auroc(s[:, 1], y) - auroc(s[:, 0], y)
-            low, high = bootstrap_ci(measure, paired, labels, resamples=RESAMPLES, seed=SEED)
-            out[cohort] = f"{measure(paired, labels):+.3f} [{low:+.3f}, {high:+.3f}]"
+            rows = (d["labels"][keep].astype(int), list(d["subjects"][keep]))
+            paired = paired_auroc_difference(to_subjects(raw_b[keep], *rows), to_subjects(raw_a[keep], *rows),
+                                             cohort, RESAMPLES, SEED)
+            low, high = paired.difference_ci
+            out[cohort] = f"{paired.difference:+.3f} [{low:+.3f}, {high:+.3f}]"
     return out
 
 

@@ -210,6 +210,32 @@ def test_training_voices_cannot_be_drawn_into_the_held_out_pool():
     SynthConfig(pool="languages", variants=("Alicia", "m1")).validate()
 
 
+def test_real_voice_sets_share_no_file_and_the_cli_names_them(tmp_path):
+    """Every voice of every set gets one file under a tree holding every folder and pattern; each file must be
+    found by exactly one voice (fillets' Czech and Dutch voices share one folder, told apart by the glob), so no
+    validation or held-out speaker can reach a training manifest."""
+    from typer.testing import CliRunner
+
+    from biomarker.cli import app
+    from biomarker.cohorts.real import VOICE_SETS, find_voices
+
+    voices = {name: spec for table in VOICE_SETS.values() for name, spec in table.items()}
+    assert len(voices) == sum(len(table) for table in VOICE_SETS.values())  # no voice name in two sets
+    relative = {name: spec for name, spec in voices.items() if not spec[0].startswith("/")}
+    samples = {"asterisk-en-allison": "greeting/hello.wav", "fillets-cs-m": "level/cs/a-m-1.ogg",
+               "fillets-cs-v": "level/cs/a-v-1.ogg", "fillets-nl-m": "level/nl/a-m-1.ogg",
+               "fillets-nl-v": "level/nl/a-v-1.ogg", "asterisk-es-co": "a.gsm", "asterisk-fr-armelle": "b.gsm"}
+    for name, (folder, pattern) in relative.items():
+        path = tmp_path / folder / samples.get(name, "x/prompt" + pattern.rsplit("*", 1)[1])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    found = find_voices(tmp_path, relative)
+    owners = [p for files in found.values() for p in files]
+    assert len(owners) == len(set(owners)) == len(relative)
+    result = CliRunner().invoke(app, ["cohort", "real", str(tmp_path), str(tmp_path / "out"), "--voices", "spare"])
+    assert result.exit_code == 2 and "'extra-train'" in result.output and "'validation'" in result.output
+
+
 def test_spira_without_speaker_column_says_so_and_the_cli_warns(tmp_path):
     from typer.testing import CliRunner
 

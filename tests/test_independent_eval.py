@@ -144,12 +144,13 @@ def test_importing_training_code_and_the_cli_loads_nothing_of_the_package():
 
 # ------------------------------------------------------------------------------------------ held-out material
 def test_real_sources_are_used_by_no_training_manifest_or_pretraining_corpus():
-    from biomarker.cohorts.real import TRAIN_VOICES
+    from biomarker.cohorts.real import VOICE_SETS
     from biomarker.pretrain.corpus import REAL_SOURCES
     from biomarker.independent.sources import HELD_OUT_SOURCES
 
     trained_packages = {s.package for s in REAL_SOURCES if not s.held_out}
-    trained_folders = {folder.rstrip("/") for folder, _ in TRAIN_VOICES.values()}
+    trained_folders = {folder.rstrip("/") for name in ("train", "extra-train", "validation")
+                       for folder, _ in VOICE_SETS[name].values()}
     for source in HELD_OUT_SOURCES:
         assert source.package not in trained_packages, source
         assert source.folder.rstrip("/") not in trained_folders, source

@@ -57,7 +57,7 @@ def noise(
 def real(
     root: Path = typer.Argument(..., help="Root where the Debian speech packages were extracted (or /)."),
     out: Path = typer.Argument(...),
-    voices: str = typer.Option("train", "--voices", help="'train' or 'heldout' real voices (disjoint)."),
+    voices: str = typer.Option("train", "--voices", help="'train', 'extra-train', 'validation' or 'heldout' real voices (disjoint sets)."),
     clips_per_voice: int = typer.Option(30, "--clips-per-voice"),
     marked_fraction: float = typer.Option(0.5, "--marked-fraction", help="Share of clips given synthetic RI markers."),
     raw_controls: bool = typer.Option(False, "--raw-controls", help="Leave healthy clips unprocessed (held-out check)."),
@@ -69,15 +69,14 @@ def real(
 ) -> None:
     """Clips of REAL voices, healthy or with SYNTHETIC RI markers applied (each clip is its own subject)."""
     from biomarker.cohorts.noise import load_noise_bank
-    from biomarker.cohorts.real import HELDOUT_VOICES, TRAIN_VOICES, RealCohortConfig, build_real_cohort, find_voices
+    from biomarker.cohorts.real import VOICE_SETS, RealCohortConfig, build_real_cohort, find_voices
 
-    table = {"train": TRAIN_VOICES, "heldout": HELDOUT_VOICES}
-    if voices not in table:
-        raise typer.BadParameter(f"--voices must be 'train' or 'heldout', got {voices!r}")
+    if voices not in VOICE_SETS:
+        raise typer.BadParameter(f"--voices must be one of {', '.join(map(repr, VOICE_SETS))}, got {voices!r}")
     config = RealCohortConfig(clips_per_voice=clips_per_voice, marked_fraction=marked_fraction, processed_controls=not raw_controls,
                               seed=seed, randomise_markers=randomise_markers)
     bank = load_noise_bank(noise_bank) if noise_bank else ()
-    items = build_real_cohort(find_voices(root, table[voices]), out, cohort or f"real-{voices}", config, split=split, noise_bank=bank)
+    items = build_real_cohort(find_voices(root, VOICE_SETS[voices]), out, cohort or f"real-{voices}", config, split=split, noise_bank=bank)
     typer.echo(f"wrote {len(items)} real-speech clips ({sum(i.label for i in items)} with synthetic markers) to {out / 'manifest.csv'}")
 
 

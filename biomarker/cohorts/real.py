@@ -37,12 +37,31 @@ TRAIN_VOICES = {
     "klettres-nl": ("usr/share/klettres/nl", "**/*.ogg"),
     "klettres-ru": ("usr/share/klettres/ru", "**/*.ogg"),
 }
+# Real voices of the pretraining corpus (`biomarker.pretrain.corpus_sources.REAL_SOURCES`, not held out) that no
+# fine-tuning manifest used until issue 22's more-real-voices experiment: every healthy real voice that
+# ri-screener-ssamba@3 refers on the independent set comes from an 8 kHz source, and its training saw one real
+# 8 kHz voice. EXTRA_TRAIN_VOICES train; VALIDATION_VOICES are speakers no training set holds, so validation
+# (early stopping, calibration, the threshold) sees real voices the model never trained on, as a ward would.
+# Both are disjoint from TRAIN_VOICES, from each other and from every independent set (tests/test_independent_eval.py).
+EXTRA_TRAIN_VOICES = {
+    "asterisk-es-mx-allison": ("usr/share/asterisk/sounds/es_MX_f_Allison", "**/*.wav"),
+    "asterisk-ru-ivrvoice": ("usr/share/asterisk/sounds/ru_RU_f_IvrvoiceRU", "**/*.wav"),
+    "fillets-nl-m": ("usr/share/games/fillets-ng/sound", "**/nl/*-m-*.ogg"),
+}
+VALIDATION_VOICES = {
+    "asterisk-fr-ca-june": ("usr/share/asterisk/sounds/fr_CA_f_June", "**/*.wav"),
+    "asterisk-it-carlo": ("usr/share/asterisk/sounds/it_IT_m_Carlo", "**/*.wav"),
+    "fillets-nl-v": ("usr/share/games/fillets-ng/sound", "**/nl/*-v-*.ogg"),
+}
 HELDOUT_VOICES = {
     "asterisk-es-co": ("usr/share/asterisk/sounds/es", "*.gsm"),
     "asterisk-fr-armelle": ("usr/share/asterisk/sounds/fr", "*.gsm"),
     "klettres-pt_BR": ("usr/share/klettres/pt_BR", "**/*.ogg"),
     "pocketsphinx-en": ("/usr/share/pocketsphinx/test/data", "*/*.wav"),
 }
+# what `biomarker cohort real --voices` names
+VOICE_SETS = {"train": TRAIN_VOICES, "extra-train": EXTRA_TRAIN_VOICES, "validation": VALIDATION_VOICES,
+              "heldout": HELDOUT_VOICES}
 
 
 @dataclass(frozen=True)

@@ -216,12 +216,14 @@ def test_scoring_conv_kernel_equals_the_differentiable_path(reverse, dtype):
 @pytest.mark.skipif(not native_kernel_available(), reason="needs the C kernel (a C compiler)")
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "backward"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
-def test_scoring_direction_with_dt_proj_in_the_kernel_equals_the_differentiable_path(reverse, dtype):
+@pytest.mark.parametrize("channels", [20, 37])
+def test_scoring_direction_with_dt_proj_in_the_kernel_equals_the_differentiable_path(reverse, dtype, channels):
     """Scoring forms dt_proj's product inside the C scan (from the strided x_proj slice); training runs
-    F.linear + the autograd scan. Both directions, both dtypes, a state size and rank that fill no full vector."""
+    F.linear + the autograd scan. Both directions, both dtypes, a state size and rank that fill no full vector,
+    and channel counts that end in a partial tile of 8 or 16 lanes (37: two full 16-lane tiles and 5 left)."""
     torch.manual_seed(1)
-    ssm = DirectionalSSM(20, 5, 4, 3, 1e-3, 1e-1, reverse=reverse).to(dtype)
-    x, z = torch.randn(2, 70, 20, dtype=dtype), torch.randn(2, 70, 20, dtype=dtype)
+    ssm = DirectionalSSM(channels, 5, 4, 3, 1e-3, 1e-1, reverse=reverse).to(dtype)
+    x, z = torch.randn(2, 70, channels, dtype=dtype), torch.randn(2, 70, channels, dtype=dtype)
     with torch.no_grad():
         fused = ssm(x, z, None)
     trained = ssm(x, z, None)

@@ -1,7 +1,7 @@
 /* Fused selective-scan kernels for the CPU, compiled at first use by biomarker/nn/scan_native.py.
  *
  * Why C: the recurrence is sequential in time, so any tensor-library formulation pays one pass over memory
- * per step or per chunk. Here the forward scans 8 channels at once, one per SIMD lane (exp included, inlined),
+ * per step or per chunk. Here the forward scans 8 channels at once (16 with AVX-512), one per SIMD lane (exp included, inlined),
  * the backward keeps one channel's n-state in registers with the n-loop in SIMD, and nothing of size (L, n)
  * per channel is ever written: the forward stores one state every SEGMENT steps; the backward recomputes a segment's states and
  * decays into an L1-sized buffer and walks it backwards. The elementwise parts around the scan (delta_bias,

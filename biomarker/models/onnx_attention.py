@@ -118,23 +118,28 @@ def _perm(node: onnx.NodeProto) -> list[int] | None:
     return next((list(helper.get_attribute_value(a)) for a in node.attribute if a.name == "perm"), None)
 
 
-def _splits_heads(reshape: onnx.NodeProto, num_heads: int, constants: dict, producer: dict) -> bool:
-    """The Reshape's target is [B, N, 3, H, d] with 3 and H constant (B and N are the graph's dynamic sizes)."""
+def _target_shape(reshape: onnx.NodeProto, constants: dict, producer: dict) -> list[int | None] | None:
+    """A Reshape's target, entry by entry: a constant, or a Concat of one-element pieces, each a constant or a
+    dynamic size (None). None when it is neither (the pattern is then left alone)."""
     shape = constants.get(reshape.input[1])
     if shape is not None:
-        return len(shape) == 5 and shape[2:4] == [3, num_heads]
+        return shape if isinstance(shape, list) else None
     concat = producer.get(reshape.input[1])
-    if not (_is(concat, "Concat") and len(concat.input) == 5):
-        return False
-    return [constants.get(name) for name in concat.input[2:4]] == [[3], [num_heads]]
+    if not _is(concat, "Concat"):
+        return None
+    pieces = [constants.get(name) for name in concat.input]
+    if any(piece is not None and not (isinstance(piece, list) and len(piece) == 1) for piece in pieces):
+        return None
+    return [None if piece is None else piece[0] for piece in pieces]
+
+
+def _splits_heads(reshape: onnx.NodeProto, num_heads: int, constants: dict, producer: dict) -> bool:
+    """The Reshape's target is [B, N, 3, H, d] with 3 and H constant (B and N are the graph's dynamic sizes)."""
+    shape = _target_shape(reshape, constants, producer)
+    return shape is not None and len(shape) == 5 and shape[2:4] == [3, num_heads]
 
 
 def _merges_heads(reshape: onnx.NodeProto, num_heads: int, constants: dict, producer: dict) -> bool:
     """The Reshape's target is [B, N, H*d]: what MultiHeadAttention returns."""
-    shape = constants.get(reshape.input[1])
-    if shape is None:
-        concat = producer.get(reshape.input[1])
-        if not (_is(concat, "Concat") and len(concat.input) == 3):
-            return False
-        shape = [None, None, *(constants.get(concat.input[2]) or [0])]
-    return len(shape) == 3 and shape[2] > 0 and shape[2] % num_heads == 0
+    shape = _target_shape(reshape, constants, producer)
+    return shape is not None and len(shape) == 3 and shape[2] is not None and shape[2] > 0 and shape[2] % num_heads == 0

@@ -249,60 +249,110 @@ static inline void forward_lanes(int64_t length, int64_t n, const Tile *tile, co
     }
 }
 
-#ifdef SCAN_AVX2
-/* forward_lanes in AVX2 intrinsics for float (LANES = 8 = one register): the same arithmetic, but the compiler
- * left its plain-C form with the y sums in stack memory, one store-to-load round trip per state and step. Here y
- * is four register accumulators (states k mod 4), and fast_exp2f, the softplus and the gate's exp are spelled
- * out per vector. */
+#if defined(SCAN_AVX2) || defined(SCAN_AVX512)
+/* forward_lanes in intrinsics for float, one register of LANES channels: AVX2 (8) or AVX-512 (16), written once
+ * through the V_* names below. The same arithmetic as the plain-C form, but the compiler left that with the y sums
+ * in stack memory, one store-to-load round trip per state and step. Here y is four register accumulators (states
+ * k mod 4), and fast_exp2f, the softplus and the gate's exp are spelled out per vector. AVX-512 updates twice the
+ * channels per instruction (the recurrence is bound by instruction throughput, not latency: 16 independent state
+ * chains per step); on the Ice Lake Xeon it took the SSAMBA-tiny forward's scan from 107 to about 60 ms. */
+#ifdef SCAN_AVX512
+typedef __m512 vec;
+typedef __mmask16 vmask;
+#define V_ALIGN 64
+#define V_LOAD _mm512_loadu_ps
+#define V_LOADA _mm512_load_ps
+#define V_STORE _mm512_storeu_ps
+#define V_STOREA _mm512_store_ps
+#define V_SET1 _mm512_set1_ps
+#define V_ZERO _mm512_setzero_ps
+#define V_ADD _mm512_add_ps
+#define V_SUB _mm512_sub_ps
+#define V_MUL _mm512_mul_ps
+#define V_DIV _mm512_div_ps
+#define V_FMA _mm512_fmadd_ps
+#define V_MAX _mm512_max_ps
+#define V_MIN _mm512_min_ps
+#define V_ABS _mm512_abs_ps
+#define V_ROUND(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define V_GREATER(x, y) _mm512_cmp_ps_mask(x, y, _CMP_GT_OQ)
+#define V_LESS(x, y) _mm512_cmp_ps_mask(x, y, _CMP_LT_OQ)
+#define V_SELECT(mask, no, yes) _mm512_mask_blend_ps(mask, no, yes)
+#define V_ZERO_WHERE(mask, x) _mm512_maskz_mov_ps((vmask)~(mask), x)
+#define V_SCALE2(p, k) _mm512_scalef_ps(p, k) /* p·2^k for integral k: one instruction */
+#else
+typedef __m256 vec;
+typedef __m256 vmask;
+#define V_ALIGN 32
+#define V_LOAD _mm256_loadu_ps
+#define V_LOADA _mm256_load_ps
+#define V_STORE _mm256_storeu_ps
+#define V_STOREA _mm256_store_ps
+#define V_SET1 _mm256_set1_ps
+#define V_ZERO _mm256_setzero_ps
+#define V_ADD _mm256_add_ps
+#define V_SUB _mm256_sub_ps
+#define V_MUL _mm256_mul_ps
+#define V_DIV _mm256_div_ps
+#define V_FMA _mm256_fmadd_ps
+#define V_MAX _mm256_max_ps
+#define V_MIN _mm256_min_ps
+#define V_ABS(x) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x)
+#define V_ROUND(x) _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define V_GREATER(x, y) _mm256_cmp_ps(x, y, _CMP_GT_OQ)
+#define V_LESS(x, y) _mm256_cmp_ps(x, y, _CMP_LT_OQ)
+#define V_SELECT(mask, no, yes) _mm256_blendv_ps(no, yes, mask)
+#define V_ZERO_WHERE(mask, x) _mm256_andnot_ps(mask, x)
+/* p·2^k for integral k with p·2^k normal: k added to the exponent bits */
+#define V_SCALE2(p, k) _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_cvtps_epi32(k), 23)))
+#endif
+
 /* 2^x for x <= 127 (fast_exp2f per vector), clamped below only: the recurrence's decays have x = dt·a·log2(e)
  * <= 0 (dt >= 0, a < 0), and this runs n times per step, the only exp inside the recurrence. */
-static inline __m256 decay_avx2(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-125.0f));
-    const __m256 k = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m256 r = _mm256_sub_ps(x, k);
-    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(1.326470985e-03f), r, _mm256_set1_ps(9.671507403e-03f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.550733581e-02f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(2.402224243e-01f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(6.931470037e-01f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    const __m256i exponent = _mm256_slli_epi32(_mm256_cvtps_epi32(k), 23);
-    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), exponent));
+static inline vec decay_simd(vec x) {
+    x = V_MAX(x, V_SET1(-125.0f));
+    const vec k = V_ROUND(x);
+    const vec r = V_SUB(x, k);
+    vec p = V_FMA(V_SET1(1.326470985e-03f), r, V_SET1(9.671507403e-03f));
+    p = V_FMA(p, r, V_SET1(5.550733581e-02f));
+    p = V_FMA(p, r, V_SET1(2.402224243e-01f));
+    p = V_FMA(p, r, V_SET1(6.931470037e-01f));
+    p = V_FMA(p, r, V_SET1(1.0f));
+    return V_SCALE2(p, k);
 }
 
 /* 2^x for any x (clamped to [-125, 127], as fast_exp2f). */
-static inline __m256 exp2_avx2(__m256 x) { return decay_avx2(_mm256_min_ps(x, _mm256_set1_ps(127.0f))); }
+static inline vec exp2_simd(vec x) { return decay_simd(V_MIN(x, V_SET1(127.0f))); }
 
 /* step_size(x, softplus = 1) per vector: fast_softplusf's arithmetic with exp(-|x|) as 2^(-|x| log2 e), x
  * itself above SOFTPLUS_LINEAR and exactly 0 below EXP_UNDERFLOW (padded steps keep their state). */
-static inline __m256 softplus_avx2(__m256 x) {
-    const __m256 magnitude = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
-    const __m256 e = exp2_avx2(_mm256_mul_ps(magnitude, _mm256_set1_ps(-1.44269504088896341f)));
-    const __m256 t = _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(_mm256_set1_ps(2.0f), e));
-    const __m256 et = _mm256_mul_ps(e, t);
-    const __m256 w = _mm256_mul_ps(_mm256_set1_ps(0.25f), _mm256_mul_ps(et, et));
-    __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(1.400588751e-01f), w, _mm256_set1_ps(1.400092244e-01f));
-    q = _mm256_fmadd_ps(q, w, _mm256_set1_ps(2.001076192e-01f));
-    q = _mm256_fmadd_ps(q, w, _mm256_set1_ps(3.333320916e-01f));
-    q = _mm256_fmadd_ps(q, w, _mm256_set1_ps(1.0f));
-    const __m256 soft = _mm256_fmadd_ps(et, q, _mm256_max_ps(x, _mm256_setzero_ps()));
-    const __m256 linear = _mm256_cmp_ps(x, _mm256_set1_ps((float)SOFTPLUS_LINEAR), _CMP_GT_OQ);
-    const __m256 underflow = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_UNDERFLOW), _CMP_LT_OQ);
-    return _mm256_andnot_ps(underflow, _mm256_blendv_ps(soft, x, linear));
+static inline vec softplus_simd(vec x) {
+    const vec e = exp2_simd(V_MUL(V_ABS(x), V_SET1(-1.44269504088896341f)));
+    const vec t = V_DIV(V_SET1(2.0f), V_ADD(V_SET1(2.0f), e));
+    const vec et = V_MUL(e, t);
+    const vec w = V_MUL(V_SET1(0.25f), V_MUL(et, et));
+    vec q = V_FMA(V_SET1(1.400588751e-01f), w, V_SET1(1.400092244e-01f));
+    q = V_FMA(q, w, V_SET1(2.001076192e-01f));
+    q = V_FMA(q, w, V_SET1(3.333320916e-01f));
+    q = V_FMA(q, w, V_SET1(1.0f));
+    const vec soft = V_FMA(et, q, V_MAX(x, V_ZERO()));
+    const vec kept = V_SELECT(V_GREATER(x, V_SET1((float)SOFTPLUS_LINEAR)), soft, x);
+    return V_ZERO_WHERE(V_LESS(x, V_SET1(EXP_UNDERFLOW)), kept);
 }
 
-static void forward_lanes_avx2(int64_t length, int64_t n, const Tile *tile, const TileConstants *constants,
+static void forward_lanes_simd(int64_t length, int64_t n, const Tile *tile, const TileConstants *constants,
                                const float *restrict Bt, int64_t bs, const float *restrict Ct, int64_t cs,
                                float *restrict checkpoints, int64_t width, int64_t segments) {
     /* Per block of SEGMENT steps, three passes through L1-sized buffers: step sizes, recurrence, gate. In one
      * pass per step the chain low-rank sum -> softplus -> decay -> state -> gate is ~200 cycles long and the
      * out-of-order window cannot overlap two steps; split, each pass's steps are independent but the
      * recurrence's, whose chain is one FMA per state. */
-    float h[MAX_STATE][LANES] __attribute__((aligned(32)));
-    float steps[SEGMENT][LANES] __attribute__((aligned(32))), ys[SEGMENT][LANES] __attribute__((aligned(32)));
-    for (int64_t k = 0; k < n; k++) _mm256_store_ps(h[k], _mm256_setzero_ps());
-    const __m256 d_skip = _mm256_loadu_ps(constants->skip), d_bias = _mm256_loadu_ps(constants->bias);
+    float h[MAX_STATE][LANES] __attribute__((aligned(V_ALIGN)));
+    float steps[SEGMENT][LANES] __attribute__((aligned(V_ALIGN))), ys[SEGMENT][LANES] __attribute__((aligned(V_ALIGN)));
+    for (int64_t k = 0; k < n; k++) V_STOREA(h[k], V_ZERO());
+    const vec d_skip = V_LOAD(constants->skip), d_bias = V_LOAD(constants->bias);
     const float *restrict a = constants->a, *restrict w = tile->w;
-    const __m256 minus_log2e = _mm256_set1_ps(-1.44269504088896341f), one = _mm256_set1_ps(1.0f);
+    const vec minus_log2e = V_SET1(-1.44269504088896341f), one = V_SET1(1.0f);
     for (int64_t start = 0; start < length; start += SEGMENT) {
         const int64_t stop = start + SEGMENT < length ? start + SEGMENT : length;
         if (checkpoints)
@@ -310,28 +360,27 @@ static void forward_lanes_avx2(int64_t length, int64_t n, const Tile *tile, cons
                 for (int64_t k = 0; k < n; k++) checkpoints[(j * segments + start / SEGMENT) * n + k] = h[k][j];
         for (int64_t t = start; t < stop; t++) { /* dt = softplus(delta + bias) */
             const float *restrict dl = tile->delta + t * tile->delta_step;
-            __m256 x;
+            vec x;
             if (w) { /* one vector per step; left to itself gcc vectorised the r loop instead (a horizontal sum per lane) */
-                x = _mm256_setzero_ps();
-                for (int64_t r = 0; r < tile->rank; r++) x = _mm256_fmadd_ps(_mm256_loadu_ps(w + r * LANES), _mm256_set1_ps(dl[r]), x);
+                x = V_ZERO();
+                for (int64_t r = 0; r < tile->rank; r++) x = V_FMA(V_LOAD(w + r * LANES), V_SET1(dl[r]), x);
             } else {
-                x = _mm256_loadu_ps(dl);
+                x = V_LOAD(dl);
             }
-            x = _mm256_add_ps(x, d_bias);
-            _mm256_store_ps(steps[t - start], constants->softplus ? softplus_avx2(x) : x);
+            x = V_ADD(x, d_bias);
+            V_STOREA(steps[t - start], constants->softplus ? softplus_simd(x) : x);
         }
         for (int64_t t = start; t < stop; t++) {
-            const __m256 st = _mm256_load_ps(steps[t - start]), ut = _mm256_loadu_ps(tile->u + t * tile->u_step);
-            const __m256 drive = _mm256_mul_ps(st, ut);
+            const vec st = V_LOADA(steps[t - start]), ut = V_LOAD(tile->u + t * tile->u_step);
+            const vec drive = V_MUL(st, ut);
             const float *restrict b = Bt + t * bs, *restrict c = Ct + t * cs;
-            __m256 y[4] = {_mm256_mul_ps(d_skip, ut), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+            vec y[4] = {V_MUL(d_skip, ut), V_ZERO(), V_ZERO(), V_ZERO()};
 #define STATE(k, acc)                                                                                        \
     do {                                                                                                     \
-        const __m256 decay = decay_avx2(_mm256_mul_ps(st, _mm256_loadu_ps(a + (k) * LANES)));               \
-        const __m256 state = _mm256_fmadd_ps(decay, _mm256_load_ps(h[k]),                                   \
-                                             _mm256_mul_ps(drive, _mm256_set1_ps(b[k])));                  \
-        _mm256_store_ps(h[k], state);                                                                        \
-        acc = _mm256_fmadd_ps(state, _mm256_set1_ps(c[k]), acc);                                             \
+        const vec decay = decay_simd(V_MUL(st, V_LOAD(a + (k) * LANES)));                                    \
+        const vec state = V_FMA(decay, V_LOADA(h[k]), V_MUL(drive, V_SET1(b[k])));                           \
+        V_STOREA(h[k], state);                                                                               \
+        acc = V_FMA(state, V_SET1(c[k]), acc);                                                               \
     } while (0)
             int64_t k = 0;
             for (; k + 4 <= n; k += 4) {
@@ -342,115 +391,19 @@ static void forward_lanes_avx2(int64_t length, int64_t n, const Tile *tile, cons
             }
             for (; k < n; k++) STATE(k, y[0]);
 #undef STATE
-            _mm256_store_ps(ys[t - start], _mm256_add_ps(_mm256_add_ps(y[0], y[1]), _mm256_add_ps(y[2], y[3])));
+            V_STOREA(ys[t - start], V_ADD(V_ADD(y[0], y[1]), V_ADD(y[2], y[3])));
         }
         for (int64_t t = start; t < stop; t++) {
-            __m256 out = _mm256_load_ps(ys[t - start]);
+            vec out = V_LOADA(ys[t - start]);
             if (tile->z) { /* out · silu(z) = out · z / (1 + exp(-z)) */
-                const __m256 z = _mm256_loadu_ps(tile->z + t * tile->z_step);
-                out = _mm256_mul_ps(out, _mm256_div_ps(z, _mm256_add_ps(one, exp2_avx2(_mm256_mul_ps(z, minus_log2e)))));
+                const vec z = V_LOAD(tile->z + t * tile->z_step);
+                out = V_MUL(out, V_DIV(z, V_ADD(one, exp2_simd(V_MUL(z, minus_log2e)))));
             }
-            _mm256_storeu_ps(tile->out + t * tile->out_step, out);
+            V_STORE(tile->out + t * tile->out_step, out);
         }
     }
 }
-#define FORWARD_LANES forward_lanes_avx2
-#elif defined(SCAN_AVX512)
-/* forward_lanes_avx2 in AVX-512 (LANES = 16 = one register): the same arithmetic and the same order, lane for
- * lane, so its output equals the AVX2 kernel's bit for bit. Why: on a CPU with two 512-bit FMA units (Intel
- * Xeon since Skylake-SP) each instruction updates twice the channels, and the recurrence is bound by instruction
- * throughput, not latency (16 independent state chains per step). The power of two is applied with one scalef
- * instead of convert, shift and add; for the decays' range it is the same exact scaling. */
-static inline __m512 decay_avx512(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-125.0f));
-    const __m512 k = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512 r = _mm512_sub_ps(x, k);
-    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(1.326470985e-03f), r, _mm512_set1_ps(9.671507403e-03f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.550733581e-02f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(2.402224243e-01f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(6.931470037e-01f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, k);
-}
-
-static inline __m512 exp2_avx512(__m512 x) { return decay_avx512(_mm512_min_ps(x, _mm512_set1_ps(127.0f))); }
-
-static inline __m512 softplus_avx512(__m512 x) {
-    const __m512 e = exp2_avx512(_mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(-1.44269504088896341f)));
-    const __m512 t = _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(_mm512_set1_ps(2.0f), e));
-    const __m512 et = _mm512_mul_ps(e, t);
-    const __m512 w = _mm512_mul_ps(_mm512_set1_ps(0.25f), _mm512_mul_ps(et, et));
-    __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(1.400588751e-01f), w, _mm512_set1_ps(1.400092244e-01f));
-    q = _mm512_fmadd_ps(q, w, _mm512_set1_ps(2.001076192e-01f));
-    q = _mm512_fmadd_ps(q, w, _mm512_set1_ps(3.333320916e-01f));
-    q = _mm512_fmadd_ps(q, w, _mm512_set1_ps(1.0f));
-    const __m512 soft = _mm512_fmadd_ps(et, q, _mm512_max_ps(x, _mm512_setzero_ps()));
-    const __mmask16 linear = _mm512_cmp_ps_mask(x, _mm512_set1_ps((float)SOFTPLUS_LINEAR), _CMP_GT_OQ);
-    const __mmask16 underflow = _mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_UNDERFLOW), _CMP_LT_OQ);
-    return _mm512_maskz_mov_ps((__mmask16)~underflow, _mm512_mask_blend_ps(linear, soft, x));
-}
-
-static void forward_lanes_avx512(int64_t length, int64_t n, const Tile *tile, const TileConstants *constants,
-                                 const float *restrict Bt, int64_t bs, const float *restrict Ct, int64_t cs,
-                                 float *restrict checkpoints, int64_t width, int64_t segments) {
-    float h[MAX_STATE][LANES] __attribute__((aligned(64)));
-    float steps[SEGMENT][LANES] __attribute__((aligned(64))), ys[SEGMENT][LANES] __attribute__((aligned(64)));
-    for (int64_t k = 0; k < n; k++) _mm512_store_ps(h[k], _mm512_setzero_ps());
-    const __m512 d_skip = _mm512_loadu_ps(constants->skip), d_bias = _mm512_loadu_ps(constants->bias);
-    const float *restrict a = constants->a, *restrict w = tile->w;
-    const __m512 minus_log2e = _mm512_set1_ps(-1.44269504088896341f), one = _mm512_set1_ps(1.0f);
-    for (int64_t start = 0; start < length; start += SEGMENT) {
-        const int64_t stop = start + SEGMENT < length ? start + SEGMENT : length;
-        if (checkpoints)
-            for (int64_t j = 0; j < width; j++)
-                for (int64_t k = 0; k < n; k++) checkpoints[(j * segments + start / SEGMENT) * n + k] = h[k][j];
-        for (int64_t t = start; t < stop; t++) {
-            const float *restrict dl = tile->delta + t * tile->delta_step;
-            __m512 x;
-            if (w) {
-                x = _mm512_setzero_ps();
-                for (int64_t r = 0; r < tile->rank; r++) x = _mm512_fmadd_ps(_mm512_loadu_ps(w + r * LANES), _mm512_set1_ps(dl[r]), x);
-            } else {
-                x = _mm512_loadu_ps(dl);
-            }
-            x = _mm512_add_ps(x, d_bias);
-            _mm512_store_ps(steps[t - start], constants->softplus ? softplus_avx512(x) : x);
-        }
-        for (int64_t t = start; t < stop; t++) {
-            const __m512 st = _mm512_load_ps(steps[t - start]), ut = _mm512_loadu_ps(tile->u + t * tile->u_step);
-            const __m512 drive = _mm512_mul_ps(st, ut);
-            const float *restrict b = Bt + t * bs, *restrict c = Ct + t * cs;
-            __m512 y[4] = {_mm512_mul_ps(d_skip, ut), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-#define STATE(k, acc)                                                                                        \
-    do {                                                                                                     \
-        const __m512 decay = decay_avx512(_mm512_mul_ps(st, _mm512_loadu_ps(a + (k) * LANES)));             \
-        const __m512 state = _mm512_fmadd_ps(decay, _mm512_load_ps(h[k]),                                   \
-                                             _mm512_mul_ps(drive, _mm512_set1_ps(b[k])));                  \
-        _mm512_store_ps(h[k], state);                                                                        \
-        acc = _mm512_fmadd_ps(state, _mm512_set1_ps(c[k]), acc);                                             \
-    } while (0)
-            int64_t k = 0;
-            for (; k + 4 <= n; k += 4) {
-                STATE(k, y[0]);
-                STATE(k + 1, y[1]);
-                STATE(k + 2, y[2]);
-                STATE(k + 3, y[3]);
-            }
-            for (; k < n; k++) STATE(k, y[0]);
-#undef STATE
-            _mm512_store_ps(ys[t - start], _mm512_add_ps(_mm512_add_ps(y[0], y[1]), _mm512_add_ps(y[2], y[3])));
-        }
-        for (int64_t t = start; t < stop; t++) {
-            __m512 out = _mm512_load_ps(ys[t - start]);
-            if (tile->z) {
-                const __m512 z = _mm512_loadu_ps(tile->z + t * tile->z_step);
-                out = _mm512_mul_ps(out, _mm512_div_ps(z, _mm512_add_ps(one, exp2_avx512(_mm512_mul_ps(z, minus_log2e)))));
-            }
-            _mm512_storeu_ps(tile->out + t * tile->out_step, out);
-        }
-    }
-}
-#define FORWARD_LANES forward_lanes_avx512
+#define FORWARD_LANES forward_lanes_simd
 #else
 #define FORWARD_LANES forward_lanes
 #endif

@@ -14,8 +14,7 @@ import numpy as np
 
 from biomarker.evaluate.compare import paired_auroc_difference
 from biomarker.evaluate.metrics import to_subjects
-from domain_select import load_sets
-from voice_nap import fit
+from domain_select import Variant, fit, load_sets
 
 RESAMPLES, SEED = 2000, 0
 
@@ -23,7 +22,7 @@ RESAMPLES, SEED = 2000, 0
 def main() -> None:
     steps = sys.argv[1] if len(sys.argv) > 1 else "800"
     sets = load_sets(("ssamba",))
-    probe = fit({**sets["train"], "voice": None}, 0, 0.1)  # k = 0: no voice is read
+    probe = fit(Variant(("ssamba",), False, 0.1), sets["train"])
     out = {}
     for source in ("real", "espeak"):
         d = sets[source]
